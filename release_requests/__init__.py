@@ -1,0 +1,1 @@
+"""release-requests: the premium-support release request system of an antivirus vendor."""

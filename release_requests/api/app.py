@@ -1,0 +1,32 @@
+"""The FastAPI application: routers, error mapping, health check."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from release_requests.api import customers_views, errors, requests_views
+from release_requests.api.deps import AppContext
+from release_requests.config import AppConfig
+from release_requests.settings import Settings
+
+
+def create_app(*, settings: Settings, config: AppConfig, sessions: sessionmaker[Session]) -> FastAPI:
+    app = FastAPI(
+        title="release-requests",
+        version="1",
+        description="Premium-support release requests: intake, triage, builds, staged releases, audit.",
+    )
+    app.state.context = AppContext(settings=settings, config=config, sessions=sessions)
+    errors.install(app)
+    app.include_router(requests_views.router)
+    app.include_router(customers_views.router)
+
+    @app.get("/healthz", tags=["meta"])
+    def healthz() -> dict:
+        with app.state.context.unit_of_work() as session:
+            session.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    return app

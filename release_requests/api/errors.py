@@ -1,0 +1,69 @@
+"""Domain errors → HTTP, in one place. Clients get a JSON body with a code and a message, never a trace."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm.exc import StaleDataError
+
+from release_requests import errors
+
+log = logging.getLogger("release_requests.api")
+
+STATUS = {
+    errors.Unauthenticated: 401,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.PayloadTooLarge: 413,
+    errors.InvalidInput: 422,
+    errors.ConfigError: 500,
+}
+
+
+def _status_of(exc: errors.DomainError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 400
+
+
+def _body(code: str, message: str, **extra) -> dict:
+    return {"error": code, "message": message, **{k: v for k, v in extra.items() if v is not None}}
+
+
+def _field_path(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "form")]
+    # drop the discriminator tag pydantic inserts for tagged unions (e.g. body.accept.severity)
+    return ".".join(parts) or str(loc[-1] if loc else "")
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(errors.DomainError)
+    async def _domain(_: Request, exc: errors.DomainError) -> JSONResponse:
+        details = {k: v for k, v in exc.details.items() if v is not None}
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, errors.Unauthenticated) else None
+        return JSONResponse(_body(exc.code, exc.message, **details), status_code=_status_of(exc), headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [{"field": _field_path(tuple(e["loc"])), "message": e["msg"], "type": e["type"]} for e in exc.errors()]
+        message = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+        return JSONResponse(_body("validation_error", message, fields=fields), status_code=422)
+
+    @app.exception_handler(StaleDataError)
+    async def _stale(_: Request, exc: StaleDataError) -> JSONResponse:
+        return JSONResponse(
+            _body("stale_version", "the request was changed by someone else meanwhile; reload and retry"),
+            status_code=409,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        incident = uuid.uuid4().hex[:12]
+        log.exception("unhandled error %s on %s %s", incident, request.method, request.url.path)
+        return JSONResponse(_body("internal_error", f"internal error (reference {incident})"), status_code=500)

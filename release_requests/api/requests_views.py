@@ -1,0 +1,112 @@
+"""/api/v1/requests: thin handlers; the rules live in `requests.service`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi.responses import FileResponse
+
+from release_requests.api.deps import AppContext, caller, context
+from release_requests.people.models import Person
+from release_requests.requests import service
+from release_requests.requests.schemas import (
+    Answer,
+    Cancel,
+    RequestFilters,
+    RequestOut,
+    RequestPage,
+    SampleOut,
+    SubmitRequest,
+    TimelineEntry,
+    TriageDecision,
+)
+from release_requests.samples.store import verified_sample_path
+
+router = APIRouter(prefix="/api/v1/requests", tags=["requests"])
+
+
+@router.post("", status_code=201, response_model=RequestOut)
+def submit(body: SubmitRequest, me: Person = Depends(caller), ctx: AppContext = Depends(context)) -> RequestOut:
+    with ctx.unit_of_work() as session:
+        request = service.submit_request(session, actor=me, data=body, config=ctx.config)
+        return service.to_out(session, request)
+
+
+@router.get("", response_model=RequestPage)
+def list_requests(
+    filters: Annotated[RequestFilters, Query()],
+    me: Person = Depends(caller),
+    ctx: AppContext = Depends(context),
+) -> RequestPage:
+    with ctx.unit_of_work() as session:
+        rows, total = service.list_requests(session, actor=me, filters=filters)
+        items = [service.to_out(session, r) for r in rows]
+        return RequestPage(items=items, total=total, limit=filters.limit, offset=filters.offset)
+
+
+@router.get("/{request_id}", response_model=RequestOut)
+def show(request_id: str, me: Person = Depends(caller), ctx: AppContext = Depends(context)) -> RequestOut:
+    with ctx.unit_of_work() as session:
+        return service.to_out(session, service.get_visible(session, actor=me, request_id=request_id))
+
+
+@router.get("/{request_id}/timeline", response_model=list[TimelineEntry])
+def timeline(request_id: str, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
+    with ctx.unit_of_work() as session:
+        return service.request_timeline(session, actor=me, request_id=request_id)
+
+
+@router.post("/{request_id}/triage", response_model=RequestOut)
+def triage(
+    request_id: str, body: TriageDecision, me: Person = Depends(caller), ctx: AppContext = Depends(context)
+) -> RequestOut:
+    with ctx.unit_of_work() as session:
+        return service.to_out(session, service.triage(session, actor=me, request_id=request_id, decision=body))
+
+
+@router.post("/{request_id}/answers", response_model=RequestOut)
+def answer(request_id: str, body: Answer, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
+    with ctx.unit_of_work() as session:
+        return service.to_out(session, service.answer(session, actor=me, request_id=request_id, data=body))
+
+
+@router.post("/{request_id}/cancel", response_model=RequestOut)
+def cancel(request_id: str, body: Cancel, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
+    with ctx.unit_of_work() as session:
+        return service.to_out(session, service.cancel(session, actor=me, request_id=request_id, data=body))
+
+
+@router.post("/{request_id}/samples", status_code=201, response_model=SampleOut)
+def add_sample(
+    request_id: str,
+    file: Annotated[UploadFile | None, File(description="the sample; stored read-only, never executed")] = None,
+    sha256: Annotated[str | None, Form(pattern=r"^[0-9a-fA-F]{64}$", description="declared hash")] = None,
+    me: Person = Depends(caller),
+    ctx: AppContext = Depends(context),
+) -> SampleOut:
+    with ctx.unit_of_work() as session:
+        sample = service.add_sample(
+            session, actor=me, request_id=request_id, config=ctx.config, samples_dir=ctx.samples_dir,
+            stream=file.file if file else None, filename=file.filename if file else None, declared_sha256=sha256,
+        )  # fmt: skip
+        return SampleOut.model_validate(sample)
+
+
+@router.get("/{request_id}/samples", response_model=list[SampleOut])
+def list_samples(request_id: str, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
+    with ctx.unit_of_work() as session:
+        return service.to_out(session, service.get_visible(session, actor=me, request_id=request_id)).samples
+
+
+@router.get("/{request_id}/samples/{sha256}", response_class=FileResponse)
+def fetch_sample(request_id: str, sha256: str, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
+    with ctx.unit_of_work() as session:
+        sample = service.find_sample(session, actor=me, request_id=request_id, sha256=sha256)
+    path = verified_sample_path(ctx.samples_dir, sample.sha256)
+    return FileResponse(
+        path,
+        media_type="application/octet-stream",
+        filename=f"{sample.sha256}.sample",  # never the original name: no .exe lands on a desktop
+        headers={"X-Content-Type-Options": "nosniff", "X-Sample-SHA256": sample.sha256},
+    )

@@ -1,0 +1,38 @@
+"""Command definitions. Local commands open the database; working commands call the API."""
+
+from __future__ import annotations
+
+import typer
+
+from release_requests.cli import local, remote
+
+app = typer.Typer(
+    name="relreq",
+    help="Release requests: file, triage and follow urgent antivirus fixes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(local.db_app, name="db")
+app.add_typer(local.customers_app, name="customers")
+app.add_typer(local.users_app, name="users")
+app.add_typer(local.audit_app, name="audit")
+app.add_typer(remote.samples_app, name="samples")
+app.command("serve")(local.serve)
+for command in (
+    remote.submit, remote.list_requests, remote.show, remote.timeline, remote.triage, remote.answer,
+    remote.cancel,
+):  # fmt: skip
+    app.command(command.__name__.replace("list_requests", "list"))(command)
+
+
+def _mount_artifacts() -> None:
+    try:
+        from release_requests.artifacts_cli import artifacts_app, sigrepo_app
+    except ImportError:  # the artifacts commands need their own packages; the rest works without them
+        return
+    app.add_typer(artifacts_app, name="artifacts", help="Build, verify and sign antivirus bases and hotfixes.")
+    app.add_typer(sigrepo_app, name="sigrepo", help="Signature repositories (git + YARA-X rules).")
+
+
+_mount_artifacts()

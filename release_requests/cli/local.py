@@ -1,0 +1,199 @@
+"""Local commands: they act on the database directly (an admin on the server host)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from release_requests.cli.output import CliError, console, print_json, table
+
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+customers_app = typer.Typer(help="Customer records (local admin).", no_args_is_help=True)
+users_app = typer.Typer(help="People and API tokens (local admin).", no_args_is_help=True)
+audit_app = typer.Typer(help="The append-only audit log.", no_args_is_help=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _admin_actor():
+    import getpass
+    import socket
+
+    from release_requests.audit.service import Actor
+
+    return Actor(name=f"local-admin:{getpass.getuser()}@{socket.gethostname()}")
+
+
+def _validated(model, **values):
+    """Build a pydantic model from CLI values; the first problem becomes one line naming the option."""
+    from pydantic import ValidationError
+
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        option = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "input"
+        raise CliError(f"{option}: {first['msg']}") from None
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database schema to the latest revision."""
+    from release_requests import db
+    from release_requests.settings import get_settings
+
+    url = db.resolve_database_url(get_settings())
+    db.upgrade(url)
+    console.print(f"database at revision {db.current_revision(url)}")
+
+
+@customers_app.command("add")
+def customers_add(
+    name: Annotated[str, typer.Option(help="Customer's legal or display name.")],
+    tier: Annotated[str, typer.Option(help="Support tier: enterprise | standard.")],
+    timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. Europe/Moscow.")],
+    country: Annotated[str, typer.Option(help="ISO 3166 country code for public holidays, e.g. RU.")],
+    subdivision: Annotated[str | None, typer.Option(help="Holiday subdivision (state/region), optional.")] = None,
+    slack_channel: Annotated[str | None, typer.Option(help="Shared Slack channel (name or id).")] = None,
+    email: Annotated[list[str] | None, typer.Option(help="E-mail contact; repeat for several.")] = None,
+    language: Annotated[str, typer.Option(help="Language of notices: en | ru.")] = "en",
+    business_hours: Annotated[
+        str, typer.Option(help="Weekly hours, e.g. 'mon-fri 09:00-18:00; sat 10:00-14:00'.")
+    ] = "mon-fri 09:00-18:00",
+    licence: Annotated[
+        list[str] | None,
+        typer.Option(help="Licensed product, 'PRODUCT' or 'PRODUCT:SPEC' (SPEC like >=11,<12)."),
+    ] = None,
+    customer_id: Annotated[str | None, typer.Option("--id", help="Customer id (default: from the name).")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Create a customer; prints its id (last line)."""
+    from release_requests.customers.schemas import CustomerCreate, CustomerOut, parse_weekly_hours
+    from release_requests.customers.service import create_customer
+    from release_requests.runtime import local_session
+
+    try:
+        hours = parse_weekly_hours(business_hours)
+    except ValueError as exc:
+        raise CliError(f"--business-hours: {exc}") from None
+    grants = [dict(zip(("product", "versions"), (*g.split(":", 1), "")[:2], strict=True)) for g in licence or []]
+    data = _validated(
+        CustomerCreate, id=customer_id, name=name, tier=tier, timezone=timezone, country=country,
+        subdivision=subdivision, slack_channel=slack_channel, email_contacts=email or [], language=language,
+        business_hours=hours, licensed_products=grants,
+    )  # fmt: skip
+    with local_session() as session:
+        customer = create_customer(session, actor=_admin_actor(), data=data)
+        out = CustomerOut.model_validate(customer).model_dump(mode="json")
+    if json_out:
+        print_json(out)
+    else:
+        console.print(out["id"])
+
+
+@customers_app.command("list")
+def customers_list(json_out: JsonFlag = False) -> None:
+    """List customers."""
+    from release_requests.customers.schemas import CustomerOut
+    from release_requests.customers.service import list_customers
+    from release_requests.runtime import local_session
+
+    with local_session() as session:
+        rows = [CustomerOut.model_validate(c).model_dump(mode="json") for c in list_customers(session)]
+    if json_out:
+        print_json(rows)
+        return
+    table(
+        "Customers",
+        ["id", "name", "tier", "time zone", "country", "language", "slack"],
+        [[r["id"], r["name"], r["tier"], r["timezone"], r["country"], r["language"], r["slack_channel"]] for r in rows],
+    )
+
+
+@customers_app.command("assign-tam")
+def customers_assign_tam(
+    customer_id: Annotated[str, typer.Argument(help="Customer id.")],
+    tam: Annotated[str, typer.Option(help="The TAM's e-mail or person id.")],
+) -> None:
+    """Make a TAM responsible for a customer."""
+    from release_requests.customers.service import assign_tam
+    from release_requests.people.service import find_person
+    from release_requests.runtime import local_session
+
+    with local_session() as session:
+        assign_tam(session, actor=_admin_actor(), customer_id=customer_id, person=find_person(session, ref=tam))
+    console.print(f"{tam} is now TAM of {customer_id}")
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="Full name.")],
+    role: Annotated[
+        str,
+        typer.Option(help="admin, tam, duty_manager, triage, build_engineer, release_manager, customer, emergency."),
+    ],
+    customer: Annotated[
+        list[str] | None,
+        typer.Option(help="For role customer: their customer id. For role tam: a customer they serve (repeatable)."),
+    ] = None,
+    email: Annotated[str | None, typer.Option(help="E-mail address (unique).")] = None,
+    timezone: Annotated[str, typer.Option(help="The person's IANA time zone (availability).")] = "UTC",
+    slack_user: Annotated[str | None, typer.Option(help="Slack user id (U…) for Slack approvals.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Create a person and print an API token, once, as the last line."""
+    from release_requests.customers.service import assign_tam
+    from release_requests.people.service import PersonCreate, create_person, issue_token
+    from release_requests.runtime import local_session
+
+    customers = customer or []
+    if role == "customer" and len(customers) != 1:
+        raise CliError("--customer: a customer user belongs to exactly one customer")
+    if customers and role not in ("customer", "tam"):
+        raise CliError(f"--customer: only customer users and TAMs are tied to customers, not {role}")
+    data = _validated(
+        PersonCreate, name=name, role=role, email=email, timezone=timezone, slack_user_id=slack_user,
+        customer_id=customers[0] if role == "customer" else None,
+    )  # fmt: skip
+    actor = _admin_actor()
+    with local_session() as session:
+        person = create_person(session, actor=actor, data=data)
+        for customer_id in customers if role == "tam" else []:
+            assign_tam(session, actor=actor, customer_id=customer_id, person=person)
+        token = issue_token(session, actor=actor, person=person)
+        person_id = person.id
+    if json_out:
+        print_json({"id": person_id, "name": name, "role": role, "token": token})
+    else:
+        console.print(f"created {name} ({role}), person id {person_id}; API token (shown once):")
+        print(token)
+
+
+@audit_app.command("verify")
+def audit_verify(json_out: JsonFlag = False) -> None:
+    """Recompute the hash chain; exit non-zero naming the first altered row."""
+    from release_requests.audit.service import verify_chain
+    from release_requests.runtime import local_session
+
+    with local_session() as session:
+        report = verify_chain(session)
+    if json_out:
+        print_json({"ok": report.ok, "checked": report.checked, "first_broken_seq": report.first_broken_seq,
+                    "problem": report.problem})  # fmt: skip
+        if not report.ok:
+            raise typer.Exit(1)
+        return
+    if not report.ok:
+        raise CliError(f"audit chain BROKEN after {report.checked} good rows: {report.problem}")
+    console.print(f"audit chain intact: {report.checked} events verified")
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the API and console.")] = 8000,
+) -> None:
+    """Run everything on this machine: Postgres (embedded unless RR_DATABASE_URL), migrations, the API."""
+    from release_requests.server import run
+
+    run(host=host, port=port)

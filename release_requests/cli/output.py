@@ -1,0 +1,57 @@
+"""How the CLI shows things: rich tables for people, JSON for scripts, one-line errors, local times."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def print_error(message: str) -> None:
+    """Errors are exactly one line on stderr (scripts grep them), never wrapped by rich."""
+    sys.stderr.write(f"error: {' '.join(message.split())}\n")
+
+
+class CliError(Exception):
+    """A failure reported to the user as one line on stderr and a non-zero exit code."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def local_time(value: str | datetime | None) -> str:
+    """A timestamp in the reader's own zone, with the zone named (e.g. `2026-11-28 03:00 MSK`)."""
+    if value is None:
+        return "—"
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    local = moment.astimezone()
+    return local.strftime("%Y-%m-%d %H:%M %Z")
+
+
+def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+    t = Table(title=title, show_lines=False, header_style="bold")
+    for column in columns:
+        t.add_column(column, overflow="fold")
+    for row in rows:
+        t.add_row(*["—" if v is None else str(v) for v in row])
+    console.print(t)
+
+
+def fields(title: str, pairs: list[tuple[str, Any]]) -> None:
+    t = Table(title=title, show_header=False, box=None, padding=(0, 2))
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    for key, value in pairs:
+        t.add_row(key, "—" if value in (None, "", []) else str(value))
+    console.print(t)

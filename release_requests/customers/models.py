@@ -1,0 +1,44 @@
+"""Customers of the premium-support service: who they are, where they live, what they licensed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, String, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from release_requests.db import Base
+
+DEFAULT_BUSINESS_HOURS = {day: "09:00-18:00" for day in ("mon", "tue", "wed", "thu", "fri")}
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    __table_args__ = (
+        CheckConstraint("tier IN ('enterprise', 'standard')", name="tier"),
+        CheckConstraint("language IN ('en', 'ru')", name="language"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    tier: Mapped[str] = mapped_column(String(20))
+    timezone: Mapped[str] = mapped_column(String(64))
+    country: Mapped[str] = mapped_column(String(2))
+    subdivision: Mapped[str | None] = mapped_column(String(10))
+    business_hours: Mapped[dict] = mapped_column(JSONB, default=lambda: dict(DEFAULT_BUSINESS_HOURS))
+    slack_channel: Mapped[str | None] = mapped_column(String(80))
+    email_contacts: Mapped[list] = mapped_column(JSONB, default=list)
+    licensed_products: Mapped[list] = mapped_column(JSONB, default=list)
+    language: Mapped[str] = mapped_column(String(5), default="en")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class TamAssignment(Base):
+    """Which technical account managers work for which customer (a TAM may have several)."""
+
+    __tablename__ = "tam_assignments"
+
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,0 +1,78 @@
+"""Customer records: creation, lookup, TAM assignment. Every change is audited in the same transaction."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from release_requests.audit.service import Actor, record
+from release_requests.customers.models import Customer, TamAssignment
+from release_requests.customers.schemas import CustomerCreate, CustomerOut
+from release_requests.errors import Conflict, InvalidInput, NotFound
+from release_requests.people.models import Person
+
+
+def _slug(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].strip("-")
+    return slug if len(slug) >= 2 else f"customer-{slug}".strip("-")
+
+
+def create_customer(session: Session, *, actor: Actor, data: CustomerCreate) -> Customer:
+    customer_id = data.id or _slug(data.name)
+    if session.get(Customer, customer_id) is not None:
+        raise Conflict(f"customer id '{customer_id}' is taken; choose another with --id", field="id")
+    if session.scalar(select(Customer.id).where(Customer.name == data.name)):
+        raise Conflict(f"a customer named '{data.name}' already exists", field="name")
+    customer = Customer(id=customer_id, **data.model_dump(exclude={"id"}, mode="json"))
+    session.add(customer)
+    session.flush()
+    record(
+        session,
+        actor=actor,
+        action="customer.created",
+        entity_type="customer",
+        entity_id=customer.id,
+        after=CustomerOut.model_validate(customer).model_dump(mode="json"),
+    )
+    return customer
+
+
+def get_customer(session: Session, *, customer_id: str) -> Customer:
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise NotFound(f"no customer '{customer_id}'")
+    return customer
+
+
+def list_customers(session: Session) -> list[Customer]:
+    return list(session.scalars(select(Customer).order_by(Customer.id)))
+
+
+def assign_tam(session: Session, *, actor: Actor, customer_id: str, person: Person) -> None:
+    get_customer(session, customer_id=customer_id)
+    if person.role != "tam":
+        raise InvalidInput(f"{person.name} has role '{person.role}', not 'tam'", field="role")
+    if session.get(TamAssignment, (customer_id, person.id)) is not None:
+        return
+    session.add(TamAssignment(customer_id=customer_id, person_id=person.id))
+    record(
+        session,
+        actor=actor,
+        action="customer.tam_assigned",
+        entity_type="customer",
+        entity_id=customer_id,
+        after={"tam_id": person.id, "tam": person.name},
+    )
+
+
+def tams_of(session: Session, *, customer_id: str) -> list[Person]:
+    return list(
+        session.scalars(
+            select(Person)
+            .join(TamAssignment, TamAssignment.person_id == Person.id)
+            .where(TamAssignment.customer_id == customer_id, Person.active.is_(True))
+            .order_by(TamAssignment.created_at)
+        )
+    )

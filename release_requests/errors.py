@@ -1,0 +1,56 @@
+"""Domain errors. Each maps to exactly one HTTP status in `api/errors.py` and one CLI exit line."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error a caller can cause and fix; the message is safe to show to them."""
+
+    code = "error"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class ConfigError(DomainError):
+    code = "config_error"
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+
+
+class Unauthenticated(DomainError):
+    code = "unauthenticated"
+
+
+class Conflict(DomainError):
+    code = "conflict"
+
+
+class IllegalTransition(Conflict):
+    code = "illegal_transition"
+
+
+class StaleVersion(Conflict):
+    code = "stale_version"
+
+
+class InvalidInput(DomainError):
+    """Input that is well-formed but wrong for the domain (e.g. a hash that does not match the bytes)."""
+
+    code = "invalid_input"
+
+    def __init__(self, message: str, *, field: str | None = None, **details: object) -> None:
+        super().__init__(message, field=field, **details)
+        self.field = field
+
+
+class PayloadTooLarge(InvalidInput):
+    code = "payload_too_large"

@@ -1,0 +1,104 @@
+"""People and API tokens. Tokens are shown once and stored only as SHA-256 hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from release_requests.access import ROLES
+from release_requests.audit.service import Actor, record
+from release_requests.customers.schemas import validate_timezone
+from release_requests.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from release_requests.people.models import ApiToken, Person
+
+TOKEN_PREFIX = "rr_"
+
+
+class PersonCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    role: str
+    email: EmailStr | None = None
+    customer_id: str | None = None
+    timezone: str = "UTC"
+    slack_user_id: str | None = Field(default=None, pattern=r"^[UW][A-Z0-9]{2,}$")
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, value: str) -> str:
+        if value not in ROLES:
+            raise ValueError(f"unknown role '{value}' (one of: {', '.join(ROLES)})")
+        return value
+
+    _tz = field_validator("timezone")(classmethod(lambda cls, v: validate_timezone(v)))
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def actor_of(person: Person) -> Actor:
+    return Actor(name=f"{person.name} <{person.email or person.id}> ({person.role})", id=person.id)
+
+
+def create_person(session: Session, *, actor: Actor, data: PersonCreate) -> Person:
+    if data.role == "customer" and not data.customer_id:
+        raise InvalidInput("a customer user needs --customer", field="customer_id")
+    if data.role != "customer" and data.customer_id:
+        raise InvalidInput("only customer users belong to a customer", field="customer_id")
+    if data.email and session.scalar(select(Person.id).where(Person.email == data.email)):
+        raise Conflict(f"a person with e-mail {data.email} already exists", field="email")
+    person = Person(**data.model_dump(mode="json"))
+    session.add(person)
+    session.flush()
+    record(
+        session,
+        actor=actor,
+        action="person.created",
+        entity_type="person",
+        entity_id=str(person.id),
+        after=data.model_dump(mode="json"),
+    )
+    return person
+
+
+def issue_token(session: Session, *, actor: Actor, person: Person) -> str:
+    """A new bearer token for `person`; the caller shows it once, the DB keeps only its hash."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    session.add(ApiToken(person_id=person.id, token_hash=hash_token(token), prefix=token[:10]))
+    record(
+        session,
+        actor=actor,
+        action="token.issued",
+        entity_type="person",
+        entity_id=str(person.id),
+        after={"prefix": token[:10]},
+    )
+    return token
+
+
+def authenticate(session: Session, *, token: str) -> Person:
+    row = session.execute(
+        select(Person, ApiToken)
+        .join(ApiToken, ApiToken.person_id == Person.id)
+        .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
+    ).first()
+    if row is None or not row.Person.active:
+        raise Unauthenticated("invalid or revoked API token")
+    return row.Person
+
+
+def find_person(session: Session, *, ref: str) -> Person:
+    """A person by numeric id or e-mail (what people type on the command line)."""
+    if ref.isdigit():
+        person = session.get(Person, int(ref))
+    else:
+        person = session.scalar(select(Person).where(Person.email == ref))
+    if person is None:
+        raise NotFound(f"no person '{ref}'")
+    return person

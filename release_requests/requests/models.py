@@ -1,0 +1,74 @@
+"""Release requests and the evidence (samples) attached to them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from release_requests.db import Base
+
+
+class ReleaseRequest(Base):
+    __tablename__ = "release_requests"
+    __table_args__ = (
+        CheckConstraint("kind IN ('false_positive', 'false_negative', 'private_hotfix')", name="kind"),
+        CheckConstraint("severity BETWEEN 1 AND 4", name="severity"),
+        CheckConstraint("channel IN ('portal', 'phone', 'email', 'tam')", name="channel"),
+    )
+
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    severity: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(10))
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    product: Mapped[str | None] = mapped_column(String(100))
+    product_version: Mapped[str | None] = mapped_column(String(50))
+    detection_name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    submitted_by_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    duplicate_of_id: Mapped[str | None] = mapped_column(ForeignKey("release_requests.id"))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Sample(Base):
+    """A file (or only its hash) the customer says is wrongly detected or missed.
+
+    Stored content-addressed and never executable; the bytes live under RR_DATA_DIR, this row is the
+    evidence record that ties them to one request.
+    """
+
+    __tablename__ = "samples"
+    __table_args__ = (
+        CheckConstraint("sha256 ~ '^[0-9a-f]{64}$'", name="sha256_hex"),
+        UniqueConstraint("request_id", "sha256", name="uq_samples_request_sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("release_requests.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    filename: Mapped[str | None] = mapped_column(String(255))
+    stored: Mapped[bool] = mapped_column(default=False)
+    submitted_by_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

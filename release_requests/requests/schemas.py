@@ -1,0 +1,137 @@
+"""Pydantic I/O for release requests. Unknown fields are refused so that typos are not silently lost."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+Kind = Literal["false_positive", "false_negative", "private_hotfix"]
+IntakeChannel = Literal["portal", "phone", "email", "tam"]
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$", to_lower=True)]
+Severity = Annotated[int, Field(ge=1, le=4, description="1 critical, 2 high, 3 medium, 4 low")]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class SubmitRequest(_In):
+    customer_id: str | None = Field(default=None, description="defaults to the caller's own customer")
+    kind: Kind
+    severity: Severity
+    channel: IntakeChannel
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+    description: str = Field(default="", max_length=20000)
+    product: str | None = Field(default=None, max_length=100)
+    product_version: str | None = Field(default=None, max_length=50)
+    detection_name: str | None = Field(default=None, max_length=200)
+    received_at: AwareDatetime | None = Field(
+        default=None, description="when the customer reached us (phone/e-mail); defaults to now"
+    )
+    sample_sha256: list[Sha256] = Field(default_factory=list, description="hash-only evidence")
+
+
+class Accept(_In):
+    decision: Literal["accept"]
+    severity: Severity | None = None
+    assignee: str | None = Field(default=None, description="e-mail or id of the engineer; default: you")
+    note: str | None = None
+    version: int | None = None
+
+
+class Reject(_In):
+    decision: Literal["reject"]
+    reason: Text
+    version: int | None = None
+
+
+class Duplicate(_In):
+    decision: Literal["duplicate"]
+    duplicate_of: Annotated[str, StringConstraints(pattern=r"^[A-Z]{1,8}-\d{4}-\d{6,}$")]
+    version: int | None = None
+
+
+class NeedsInfo(_In):
+    decision: Literal["needs_info"]
+    question: Text
+    version: int | None = None
+
+
+TriageDecision = Annotated[Accept | Reject | Duplicate | NeedsInfo, Field(discriminator="decision")]
+
+
+class Answer(_In):
+    """The customer's answer to a needs-info question; it puts the request back in the triage queue."""
+
+    message: Text
+    version: int | None = None
+
+
+class Cancel(_In):
+    reason: Text
+    version: int | None = None
+
+
+class SampleOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    sha256: str
+    size: int | None
+    filename: str | None
+    stored: bool
+    created_at: datetime
+
+
+class RequestOut(BaseModel):
+    id: str
+    customer_id: str
+    customer_name: str
+    kind: str
+    severity: int
+    channel: str
+    title: str
+    description: str
+    product: str | None
+    product_version: str | None
+    detection_name: str | None
+    status: str
+    allowed_transitions: list[str]
+    owner: str | None
+    assignee: str | None
+    duplicate_of: str | None
+    submitted_by: str
+    version: int
+    received_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    samples: list[SampleOut] = Field(default_factory=list)
+
+
+class RequestPage(BaseModel):
+    items: list[RequestOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class TimelineEntry(BaseModel):
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    entity: str
+    before: dict | None
+    after: dict | None
+    reason: str | None
+
+
+class RequestFilters(_In):
+    status: list[str] = Field(default_factory=list)
+    customer_id: str | None = None
+    severity: Severity | None = None
+    kind: Kind | None = None
+    limit: int = Field(default=50, ge=1, le=500)
+    offset: int = Field(default=0, ge=0)

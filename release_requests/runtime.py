@@ -1,0 +1,43 @@
+"""Opening the database for a process: find it, make sure its schema is current, hand out sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from release_requests import db
+from release_requests.errors import ConfigError
+from release_requests.settings import get_settings
+
+
+def migrated_url() -> str:
+    """The app database URL, migrated to head.
+
+    The embedded database is upgraded on the spot (a newcomer's first command just works); an external
+    one is only checked, because its upgrades are an operator's decision (`relreq db upgrade`).
+    """
+    settings = get_settings()
+    url = db.resolve_database_url(settings)
+    current, head = db.current_revision(url), db.head_revision()
+    if current != head:
+        if settings.database_url:
+            raise ConfigError(
+                f"database schema is at {current or 'nothing'}, this code needs {head}: run `relreq db upgrade`"
+            )
+        db.upgrade(url)
+    return url
+
+
+@lru_cache
+def session_factory() -> sessionmaker[Session]:
+    return db.make_sessionmaker(db.make_engine(migrated_url()))
+
+
+@contextmanager
+def local_session() -> Iterator[Session]:
+    """One transaction for a local (non-API) command."""
+    with db.transaction(session_factory()) as session:
+        yield session
