@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from alembic import context
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 import release_requests.models  # noqa: F401  (registers every table on Base.metadata)
-from alembic import context
 from release_requests.db import Base
 
 config = context.config

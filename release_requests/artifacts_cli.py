@@ -30,6 +30,7 @@ from artifacts.starter import init_sigrepo
 from artifacts.store import LocalStore
 from artifacts.verify import verify_base
 from release_requests.cli.output import console, fields, print_error, print_json, table
+from release_requests.settings import get_settings
 
 artifacts_app = typer.Typer(no_args_is_help=True, help="Build, verify and sign antivirus bases and hotfixes.")
 sigrepo_app = typer.Typer(no_args_is_help=True, help="Signature repositories (git + YARA-X rules).")
@@ -53,11 +54,11 @@ class Expect(StrEnum):
 
 
 def _data_dir() -> Path:
-    return Path(os.environ.get("RR_DATA_DIR", ".data"))
+    return get_settings().data_dir
 
 
 def _config_dir() -> Path:
-    return Path(os.environ.get("RR_CONFIG_DIR", "config"))
+    return get_settings().config_dir
 
 
 def _builder(value: str | None) -> str:

@@ -86,12 +86,125 @@ class SeverityConfig(_Strict):
         return base.model_copy(update=override.model_dump(exclude_none=True))
 
 
+class InternalAudience(_Strict):
+    slack_channel: str = Field(min_length=1)
+    email: str = Field(min_length=3)
+
+
+class EmailPolicy(_Strict):
+    from_address: str = Field(min_length=3)
+    status_url: str = Field(pattern=r"^https?://")
+
+
+class DeliveryPolicy(_Strict):
+    max_attempts: int = Field(default=6, ge=1, le=50)
+    backoff_seconds: list[int] = Field(default_factory=lambda: [5, 30, 120, 600, 1800], min_length=1)
+    lease_seconds: int = Field(default=60, ge=1, description="a claimed row not finished by then is retried")
+    timeout_seconds: int = Field(default=10, ge=1, description="per Slack/SMTP call; must be well under the lease")
+
+
+class NotificationsPolicy(_Strict):
+    internal: InternalAudience
+    email: EmailPolicy
+    delivery: DeliveryPolicy = DeliveryPolicy()
+
+
+StageName = Literal["internal", "canary", "customer", "global"]
+Role = Literal["admin", "tam", "duty_manager", "triage", "build_engineer", "release_manager", "emergency"]
+
+
+class Pipeline(_Strict):
+    kinds: list[Literal["false_positive", "false_negative", "private_hotfix"]] = Field(min_length=1)
+    stages: list[StageName] = Field(min_length=1)
+    channels: dict[StageName, str]
+
+    @model_validator(mode="after")
+    def _every_stage_has_a_channel(self) -> Pipeline:
+        missing = [s for s in self.stages if s not in self.channels]
+        if missing:
+            raise ValueError(f"stages {missing} have no channel")
+        return self
+
+
+class SignoffRule(_Strict):
+    role: Role
+    count: int = Field(default=1, ge=1, le=5)
+
+
+class StagePolicy(_Strict):
+    soak_minutes: int = Field(ge=0)
+    requires_verification: bool = True
+    signoff: list[SignoffRule] = Field(min_length=1, description="never empty: every stage needs a person")
+
+
+class SeparationOfDuties(_Strict):
+    forbidden: list[Literal["requester", "tam", "builder"]]
+    override_roles: list[Role] = Field(default_factory=lambda: ["emergency"])
+
+
+class CanaryStep(_Strict):
+    percent: int = Field(gt=0, le=100)
+    soak_minutes: int = Field(ge=0)
+
+
+class CanaryPolicy(_Strict):
+    steps: list[CanaryStep] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _rising_to_everyone(self) -> CanaryPolicy:
+        percents = [s.percent for s in self.steps]
+        if percents != sorted(set(percents)) or percents[-1] != 100:
+            raise ValueError("canary steps must rise strictly and end at 100 percent")
+        return self
+
+
+class TelemetryPolicy(_Strict):
+    max_clean_file_detections: int = Field(ge=1)
+    spike_min_clients: int = Field(ge=1)
+    spike_factor: float = Field(gt=1)
+    rate_limit_per_client_per_minute: int = Field(ge=1)
+
+
+class StagesConfig(_Strict):
+    pipelines: dict[Literal["antivirus_base", "private_hotfix"], Pipeline]
+    stage: dict[StageName, StagePolicy]
+    severity_soak_factor: dict[Literal["1", "2", "3", "4"], float]
+    separation_of_duties: SeparationOfDuties
+    canary: CanaryPolicy
+    telemetry: TelemetryPolicy
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StagesConfig:
+        for name, pipeline in self.pipelines.items():
+            undefined = [s for s in pipeline.stages if s not in self.stage]
+            if undefined:
+                raise ValueError(f"pipelines.{name}: stages {undefined} have no [stage.*] policy")
+        hotfix = self.pipelines.get("private_hotfix")
+        if hotfix is not None and "global" in hotfix.stages:
+            raise ValueError("pipelines.private_hotfix: a private hotfix never goes to the global channel")
+        return self
+
+    def pipeline_for(self, kind: str) -> tuple[str, Pipeline]:
+        return next((name, p) for name, p in self.pipelines.items() if kind in p.kinds)
+
+    def soak(self, *, stage: str, severity: int) -> int:
+        """Minutes the previous stage must soak before `stage`, shortened by severity."""
+        return round(self.stage[stage].soak_minutes * self.severity_soak_factor[str(severity)])
+
+
 class AppConfig(_Strict):
     intake: IntakePolicy
     severity: SeverityConfig
+    notifications: NotificationsPolicy
+    stages: StagesConfig
 
 
-_FILES: dict[str, type[BaseModel]] = {"intake": IntakePolicy, "severity": SeverityConfig}
+_FILES: dict[str, type[BaseModel]] = {
+    "intake": IntakePolicy,
+    "severity": SeverityConfig,
+    "notifications": NotificationsPolicy,
+    "stages": StagesConfig,
+}
 
 
 def _read(path: Path, model: type[BaseModel]) -> BaseModel:

@@ -7,6 +7,7 @@ Migrations run as the connecting (administrative) user.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +36,7 @@ class Base(DeclarativeBase):
 
 
 _embedded_servers: dict[Path, object] = {}
+_embedded_lock = threading.Lock()  # threads of one process (API, dispatcher, deliverer) share one server handle
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -44,10 +46,12 @@ def resolve_database_url(settings: Settings) -> str:
     from release_requests import embedded_pg
 
     pgdata = settings.postgres_dir.resolve()
-    server = _embedded_servers.get(pgdata)
-    if server is None:
-        server = _embedded_servers[pgdata] = embedded_pg.start_server(pgdata)
-    ensure_database(embedded_pg.server_url(server, "postgres"), APP_DATABASE)
+    with _embedded_lock:
+        server = _embedded_servers.get(pgdata)
+        if server is None:
+            server = embedded_pg.start_server(pgdata)
+            ensure_database(embedded_pg.server_url(server, "postgres"), APP_DATABASE)
+            _embedded_servers[pgdata] = server
     return embedded_pg.server_url(server, APP_DATABASE)
 
 

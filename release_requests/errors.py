@@ -54,3 +54,13 @@ class InvalidInput(DomainError):
 
 class PayloadTooLarge(InvalidInput):
     code = "payload_too_large"
+
+
+class RateLimited(DomainError):
+    """Too many calls from one client; it may retry after `retry_after` seconds (429 + Retry-After)."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.retry_after = retry_after

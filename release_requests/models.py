@@ -2,7 +2,36 @@
 
 from release_requests.audit.models import AuditEvent
 from release_requests.customers.models import Customer, TamAssignment
+from release_requests.notifications.models import CustomerNotificationPrefs, Notification, SlackDecision
 from release_requests.people.models import ApiToken, Person
+from release_requests.pipeline.models import Build, SegmentTrigger, SignoffEvent, StageRun
+from release_requests.releases.models import ChannelHistory, ChannelPointer, KnownCleanFile, Release, TelemetryDetection
 from release_requests.requests.models import ReleaseRequest, Sample
+from release_requests.routing.models import DutyFallback, DutyShift, Leave
+from release_requests.sla.models import SlaCrossing
 
-__all__ = ["ApiToken", "AuditEvent", "Customer", "Person", "ReleaseRequest", "Sample", "TamAssignment"]
+__all__ = [
+    "ApiToken",
+    "AuditEvent",
+    "Build",
+    "ChannelHistory",
+    "ChannelPointer",
+    "Customer",
+    "CustomerNotificationPrefs",
+    "DutyFallback",
+    "DutyShift",
+    "KnownCleanFile",
+    "Leave",
+    "Notification",
+    "Person",
+    "Release",
+    "ReleaseRequest",
+    "Sample",
+    "SegmentTrigger",
+    "SignoffEvent",
+    "SlaCrossing",
+    "SlackDecision",
+    "StageRun",
+    "TamAssignment",
+    "TelemetryDetection",
+]

@@ -1,25 +1,110 @@
-"""`relreq serve`: one process that runs the whole system on this machine."""
+"""`relreq serve`: the whole system on one machine.
+
+Embedded Postgres (unless RR_DATABASE_URL) with the app migrated; a Prefect server on the same Postgres
+in its own database (unless PREFECT_API_URL points at one); the flow runner serving every deployment;
+the API and console in this process. Ctrl-C stops all of it. Prefect runs in child processes, so this
+module never imports prefect.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+from sqlalchemy.engine import make_url
 
 from release_requests import db
 from release_requests.config import get_config
 from release_requests.runtime import migrated_url
-from release_requests.settings import get_settings
+from release_requests.settings import Settings, get_settings
 
 log = logging.getLogger("release_requests.server")
+PREFECT_DATABASE = "prefect"
 
 
 def build_app():
     """The API wired to the configured database (migrated) and validated policy."""
     from release_requests.api.app import create_app
 
-    settings = get_settings()
-    config = get_config()
     sessions = db.make_sessionmaker(db.make_engine(migrated_url()))
-    return create_app(settings=settings, config=config, sessions=sessions)
+    return create_app(settings=get_settings(), config=get_config(), sessions=sessions)
+
+
+def prefect_database_url(app_url: str) -> str:
+    """Prefect's own database next to ours (created if missing), as an asyncpg URL."""
+    url = make_url(app_url)
+    db.ensure_database(url.set(database="postgres").render_as_string(hide_password=False), PREFECT_DATABASE)
+    return url.set(drivername="postgresql+asyncpg", database=PREFECT_DATABASE).render_as_string(hide_password=False)
+
+
+def prefect_environment(settings: Settings, api_url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PREFECT_API_URL": api_url,
+        "PREFECT_HOME": str((settings.data_dir / "prefect").resolve()),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+        "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"),
+    }
+
+
+def wait_until_healthy(url: str, *, timeout: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with code {process.returncode} before {url} became healthy")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not healthy after {timeout:.0f} s")
+
+
+def start_prefect_server(
+    *, settings: Settings, app_url: str, port: int, log_file: Path
+) -> tuple[subprocess.Popen, str]:
+    """A Prefect server on our Postgres (its own database); returns the process and its API URL."""
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = prefect_environment(settings, api_url)
+    env["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_database_url(app_url)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log_file.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    wait_until_healthy(f"{api_url}/health", timeout=90, process=process)
+    return process, api_url
+
+
+def start_flow_runner(*, settings: Settings, api_url: str, log_file: Path) -> subprocess.Popen:
+    # heartbeats let the zombie automation mark runs of a killed runner Crashed (>= 30 s, DESIGN.md §4)
+    env = prefect_environment(settings, api_url) | {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.serve"], env=env,
+        stdout=log_file.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop a child and everything it started (its own process group: flow runs of the runner too)."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
 
 
 def run(*, host: str, port: int) -> None:
@@ -28,6 +113,22 @@ def run(*, host: str, port: int) -> None:
     from release_requests.logs import configure_logging
 
     configure_logging()
-    app = build_app()
-    log.info("serving API and console on http://%s:%d", host, port)
-    uvicorn.run(app, host=host, port=port, log_config=None)
+    # uvicorn re-raises the signal it caught after shutting down; turning SIGTERM into SystemExit lets the
+    # children below be stopped on the way out instead of being orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    settings = get_settings()
+    app_url = migrated_url()
+    logs = settings.data_dir / "logs"
+    with ExitStack() as children:
+        api_url = os.environ.get("PREFECT_API_URL")
+        if not api_url:
+            log.info("starting Prefect server on Postgres (database %s)", PREFECT_DATABASE)
+            prefect, api_url = start_prefect_server(
+                settings=settings, app_url=app_url, port=settings.prefect_port, log_file=logs / "prefect-server.log"
+            )
+            children.callback(_stop, prefect)
+        runner = start_flow_runner(settings=settings, api_url=api_url, log_file=logs / "flows.log")
+        children.callback(_stop, runner)
+        log.info("Prefect API %s; flows served; logs in %s", api_url, logs)
+        log.info("serving API and console on http://%s:%d", host, port)
+        uvicorn.run(build_app(), host=host, port=port, log_config=None)

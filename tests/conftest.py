@@ -10,12 +10,17 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -24,19 +29,30 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from release_requests import db, embedded_pg
+from release_requests import db, embedded_pg, runtime
+from release_requests.audit.service import Actor
+from release_requests.cli import main
 from release_requests.config import load_config
-from release_requests.settings import Settings
+from release_requests.customers.schemas import CustomerCreate
+from release_requests.customers.service import assign_tam, create_customer
+from release_requests.people.service import PersonCreate, create_person
+from release_requests.requests.schemas import SubmitRequest
+from release_requests.requests.service import submit_request
+from release_requests.routing.service import ShiftCreate, add_shifts
+from release_requests.settings import Settings, get_settings
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory):
-    server = embedded_pg.start_server(tmp_path_factory.mktemp("pg") / "data")
+def pg_server():
+    # Not under pytest's tmp dirs: those are 0700 for root, and the server runs as its own system user.
+    root = Path(tempfile.mkdtemp(prefix="rr-test-pg-"))
+    server = embedded_pg.start_server(root / "data")
     yield server
     server.cleanup()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -110,26 +126,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def api_url(settings, config, app_engine) -> Iterator[str]:
+@contextmanager
+def serve_app(app) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a free port for the duration of the block: real HTTP, real sockets."""
     import uvicorn
 
-    from release_requests.api.app import create_app
-
-    app = create_app(settings=settings, config=config, sessions=db.make_sessionmaker(app_engine))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while not server.started:
         if time.monotonic() > deadline:
             raise RuntimeError("test API did not start")
         time.sleep(0.02)
-    yield url
-    server.should_exit = True
-    thread.join(5)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def api_url(settings, config, app_engine) -> Iterator[str]:
+    from release_requests.api.app import create_app
+
+    with serve_app(create_app(settings=settings, config=config, sessions=db.make_sessionmaker(app_engine))) as url:
+        yield url
 
 
 @dataclass
@@ -159,9 +182,13 @@ class World:
 
         suffix = uuid.uuid4().hex[:8]
         values = {
-            "id": f"cust-{suffix}", "name": f"Customer {suffix}", "tier": "enterprise",
-            "timezone": "Europe/Moscow", "country": "RU", "email_contacts": [f"soc-{suffix}@example.com"],
-        }  # fmt: skip
+            "id": f"cust-{suffix}",
+            "name": f"Customer {suffix}",
+            "tier": "enterprise",
+            "timezone": "Europe/Moscow",
+            "country": "RU",
+            "email_contacts": [f"soc-{suffix}@example.com"],
+        }
         values.update(overrides)
         with db.transaction(self.sessions) as s:
             return create_customer(s, actor=Actor.system("tests"), data=CustomerCreate(**values)).id
@@ -173,9 +200,12 @@ class World:
 
         suffix = uuid.uuid4().hex[:8]
         data = PersonCreate(
-            name=f"{role.title()} {suffix}", role=role, email=f"{role}-{suffix}@example.com",
-            customer_id=customer_id if role == "customer" else None, **extra,
-        )  # fmt: skip
+            name=f"{role.title()} {suffix}",
+            role=role,
+            email=f"{role}-{suffix}@example.com",
+            customer_id=customer_id if role == "customer" else None,
+            **extra,
+        )
         with db.transaction(self.sessions) as s:
             person = create_person(s, actor=Actor.system("tests"), data=data)
             for cid in tam_for:
@@ -205,3 +235,115 @@ def execute_as_superuser(url: str, sql: str) -> None:
     with engine.connect() as conn:
         conn.execute(text(sql))
     engine.dispose()
+
+
+@pytest.fixture
+def relreq(monkeypatch, capsys, settings, api_url):
+    """Run `relreq ARGS` in-process through the real entry point; returns (exit code, stdout, stderr)."""
+
+    def run(*args: str, token: str | None = None) -> tuple[int, str, str]:
+        monkeypatch.setenv("RR_DATABASE_URL", settings.database_url)
+        monkeypatch.setenv("RR_DATA_DIR", str(settings.data_dir))
+        monkeypatch.setenv("RR_API_URL", api_url)
+        if token:
+            monkeypatch.setenv("RR_TOKEN", token)
+        else:
+            monkeypatch.delenv("RR_TOKEN", raising=False)
+        get_settings.cache_clear()
+        runtime.session_factory.cache_clear()
+        monkeypatch.setattr(sys, "argv", ["relreq", *args])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        out, err = capsys.readouterr()
+        return exit_info.value.code, out, err
+
+    yield run
+    get_settings.cache_clear()
+    runtime.session_factory.cache_clear()
+
+
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def prefect_api(db_url, tmp_path_factory) -> Iterator[str]:
+    """One real Prefect server per test session, on the test Postgres (its own database), like `relreq serve`."""
+    from release_requests.server import _stop, start_prefect_server
+
+    home = tmp_path_factory.mktemp("prefect")
+    process, api_url = start_prefect_server(
+        settings=Settings(database_url=db_url, data_dir=home),
+        app_url=db_url,
+        port=free_port(),
+        log_file=home / "server.log",
+    )
+    yield api_url
+    _stop(process)
+
+
+@pytest.fixture
+def prefect_client_env(prefect_api, monkeypatch):
+    """Flows in this process talk to the session's Prefect server; heartbeats off (DESIGN.md §4)."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: prefect_api, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield prefect_api
+
+
+SYSTEM = Actor.system("tests")
+
+
+class Builder:
+    """Creates people, customers, shifts and requests through the real services in one session."""
+
+    def __init__(self, session, config) -> None:
+        self.session, self.config = session, config
+
+    def customer(self, *, tier="enterprise", timezone="Europe/Moscow", country="RU", **extra):
+        suffix = uuid.uuid4().hex[:8]
+        data = CustomerCreate(
+            id=f"c-{suffix}",
+            name=f"C {suffix}",
+            tier=tier,
+            timezone=timezone,
+            country=country,
+            email_contacts=[f"soc-{suffix}@example.com"],
+            slack_channel=f"c-{suffix}",
+            **extra,
+        )
+        return create_customer(self.session, actor=SYSTEM, data=data)
+
+    def person(self, role: str, *, customer_id=None, tam_for=(), **extra):
+        suffix = uuid.uuid4().hex[:8]
+        data = PersonCreate(
+            name=f"{role} {suffix}",
+            role=role,
+            email=f"{role}-{suffix}@vendor.example",
+            customer_id=customer_id,
+            **extra,
+        )
+        person = create_person(self.session, actor=SYSTEM, data=data)
+        for cid in tam_for:
+            assign_tam(self.session, actor=SYSTEM, customer_id=cid, person=person)
+        return person
+
+    def shift(self, person, start: datetime, end: datetime):
+        return add_shifts(self.session, actor=SYSTEM, person=person, data=ShiftCreate(starts_at=start, ends_at=end))
+
+    def request(self, *, by, customer, severity=1, received_at: datetime | None = None, **extra):
+        data = SubmitRequest(
+            customer_id=customer.id,
+            kind="false_positive",
+            severity=severity,
+            channel="phone",
+            title="Payroll flagged",
+            received_at=received_at,
+            **extra,
+        )
+        return submit_request(self.session, actor=by, data=data, config=self.config)
+
+
+@pytest.fixture
+def build(session, config) -> Builder:
+    return Builder(session, config)

@@ -6,9 +6,8 @@ Create Date: 2026-11-27 08:25:22.484997
 """
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
-
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision = "0001"
 down_revision = None
@@ -44,7 +43,8 @@ def upgrade() -> None:
         sa.Column("timezone", sa.String(length=64), nullable=False),
         sa.Column("country", sa.String(length=2), nullable=False),
         sa.Column("subdivision", sa.String(length=10), nullable=True),
-        sa.Column("business_hours", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("business_hours", sa.String(length=200), nullable=False),
+        sa.Column("extra_closed_dates", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("slack_channel", sa.String(length=80), nullable=True),
         sa.Column("email_contacts", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("licensed_products", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
@@ -63,6 +63,8 @@ def upgrade() -> None:
         sa.Column("role", sa.String(length=30), nullable=False),
         sa.Column("customer_id", sa.String(length=40), nullable=True),
         sa.Column("timezone", sa.String(length=64), nullable=False),
+        sa.Column("working_hours", sa.String(length=200), nullable=False),
+        sa.Column("country", sa.String(length=2), nullable=True),
         sa.Column("slack_user_id", sa.String(length=40), nullable=True),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),

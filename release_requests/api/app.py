@@ -6,7 +6,18 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from release_requests.api import customers_views, errors, requests_views
+from release_requests.api import (
+    customers_views,
+    duty_views,
+    errors,
+    notifications_views,
+    pipeline_views,
+    releases_views,
+    requests_views,
+    sla_views,
+    slack_views,
+    updates_views,
+)
 from release_requests.api.deps import AppContext
 from release_requests.config import AppConfig
 from release_requests.settings import Settings
@@ -22,6 +33,13 @@ def create_app(*, settings: Settings, config: AppConfig, sessions: sessionmaker[
     errors.install(app)
     app.include_router(requests_views.router)
     app.include_router(customers_views.router)
+    app.include_router(sla_views.router)
+    app.include_router(duty_views.router)
+    app.include_router(pipeline_views.router)
+    app.include_router(notifications_views.router)
+    app.include_router(slack_views.router)
+    app.include_router(releases_views.router)
+    app.include_router(updates_views.router)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict:

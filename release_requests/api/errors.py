@@ -20,6 +20,7 @@ STATUS = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.PayloadTooLarge: 413,
+    errors.RateLimited: 429,
     errors.InvalidInput: 422,
     errors.ConfigError: 500,
 }
@@ -46,7 +47,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(errors.DomainError)
     async def _domain(_: Request, exc: errors.DomainError) -> JSONResponse:
         details = {k: v for k, v in exc.details.items() if v is not None}
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, errors.Unauthenticated) else None
+        headers = None
+        if isinstance(exc, errors.Unauthenticated):
+            headers = {"WWW-Authenticate": "Bearer"}
+        elif isinstance(exc, errors.RateLimited):
+            headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse(_body(exc.code, exc.message, **details), status_code=_status_of(exc), headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -16,7 +16,9 @@ from release_requests.requests.schemas import (
     RequestFilters,
     RequestOut,
     RequestPage,
+    Respond,
     SampleOut,
+    SeverityChange,
     SubmitRequest,
     TimelineEntry,
     TriageDecision,
@@ -26,11 +28,15 @@ from release_requests.samples.store import verified_sample_path
 router = APIRouter(prefix="/api/v1/requests", tags=["requests"])
 
 
+def _out(session, request, ctx: AppContext) -> RequestOut:
+    return service.present(session, requests=[request], config=ctx.config)[0]
+
+
 @router.post("", status_code=201, response_model=RequestOut)
 def submit(body: SubmitRequest, me: Person = Depends(caller), ctx: AppContext = Depends(context)) -> RequestOut:
     with ctx.unit_of_work() as session:
         request = service.submit_request(session, actor=me, data=body, config=ctx.config)
-        return service.to_out(session, request)
+        return _out(session, request, ctx)
 
 
 @router.get("", response_model=RequestPage)
@@ -41,14 +47,14 @@ def list_requests(
 ) -> RequestPage:
     with ctx.unit_of_work() as session:
         rows, total = service.list_requests(session, actor=me, filters=filters)
-        items = [service.to_out(session, r) for r in rows]
+        items = service.present(session, requests=rows, config=ctx.config)
         return RequestPage(items=items, total=total, limit=filters.limit, offset=filters.offset)
 
 
 @router.get("/{request_id}", response_model=RequestOut)
 def show(request_id: str, me: Person = Depends(caller), ctx: AppContext = Depends(context)) -> RequestOut:
     with ctx.unit_of_work() as session:
-        return service.to_out(session, service.get_visible(session, actor=me, request_id=request_id))
+        return _out(session, service.get_visible(session, actor=me, request_id=request_id), ctx)
 
 
 @router.get("/{request_id}/timeline", response_model=list[TimelineEntry])
@@ -62,19 +68,38 @@ def triage(
     request_id: str, body: TriageDecision, me: Person = Depends(caller), ctx: AppContext = Depends(context)
 ) -> RequestOut:
     with ctx.unit_of_work() as session:
-        return service.to_out(session, service.triage(session, actor=me, request_id=request_id, decision=body))
+        return _out(
+            session, service.triage(session, actor=me, request_id=request_id, decision=body, config=ctx.config), ctx
+        )
 
 
 @router.post("/{request_id}/answers", response_model=RequestOut)
 def answer(request_id: str, body: Answer, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
     with ctx.unit_of_work() as session:
-        return service.to_out(session, service.answer(session, actor=me, request_id=request_id, data=body))
+        return _out(session, service.answer(session, actor=me, request_id=request_id, data=body), ctx)
 
 
 @router.post("/{request_id}/cancel", response_model=RequestOut)
 def cancel(request_id: str, body: Cancel, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
     with ctx.unit_of_work() as session:
-        return service.to_out(session, service.cancel(session, actor=me, request_id=request_id, data=body))
+        return _out(session, service.cancel(session, actor=me, request_id=request_id, data=body), ctx)
+
+
+@router.post("/{request_id}/responses", response_model=RequestOut)
+def respond(request_id: str, body: Respond, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
+    """A qualified answer to the customer; it meets the SLA clock and is delivered to them."""
+    with ctx.unit_of_work() as session:
+        request = service.respond(session, actor=me, request_id=request_id, data=body, config=ctx.config)
+        return _out(session, request, ctx)
+
+
+@router.post("/{request_id}/severity", response_model=RequestOut)
+def change_severity(
+    request_id: str, body: SeverityChange, me: Person = Depends(caller), ctx: AppContext = Depends(context)
+):
+    """Change severity with a reason; the SLA clock is re-targeted from the same start."""
+    with ctx.unit_of_work() as session:
+        return _out(session, service.change_severity(session, actor=me, request_id=request_id, data=body), ctx)
 
 
 @router.post("/{request_id}/samples", status_code=201, response_model=SampleOut)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from release_requests.cli import local, remote
+from release_requests.cli import local, pipeline, remote, sla
+from release_requests.cli.notifications import notifications_app
+from release_requests.cli.releases import client_app, release_app
 
 app = typer.Typer(
     name="relreq",
@@ -18,7 +20,24 @@ app.add_typer(local.customers_app, name="customers")
 app.add_typer(local.users_app, name="users")
 app.add_typer(local.audit_app, name="audit")
 app.add_typer(remote.samples_app, name="samples")
+app.add_typer(notifications_app, name="notifications")
+app.add_typer(release_app, name="release")
+app.add_typer(client_app, name="client")
+app.add_typer(sla.sla_app, name="sla")
+app.add_typer(sla.duty_app, name="duty")
+app.add_typer(sla.leave_app, name="leave")
+for command in (
+    sla.queue,
+    sla.respond,
+    sla.severity,
+    pipeline.pipeline,
+    pipeline.approve,
+    pipeline.fix,
+    pipeline.close,
+):
+    app.command(command.__name__)(command)
 app.command("serve")(local.serve)
+app.command("demo")(local.demo)
 for command in (
     remote.submit, remote.list_requests, remote.show, remote.timeline, remote.triage, remote.answer,
     remote.cancel,

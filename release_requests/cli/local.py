@@ -69,19 +69,15 @@ def customers_add(
     json_out: JsonFlag = False,
 ) -> None:
     """Create a customer; prints its id (last line)."""
-    from release_requests.customers.schemas import CustomerCreate, CustomerOut, parse_weekly_hours
+    from release_requests.customers.schemas import CustomerCreate, CustomerOut
     from release_requests.customers.service import create_customer
     from release_requests.runtime import local_session
 
-    try:
-        hours = parse_weekly_hours(business_hours)
-    except ValueError as exc:
-        raise CliError(f"--business-hours: {exc}") from None
     grants = [dict(zip(("product", "versions"), (*g.split(":", 1), "")[:2], strict=True)) for g in licence or []]
     data = _validated(
         CustomerCreate, id=customer_id, name=name, tier=tier, timezone=timezone, country=country,
         subdivision=subdivision, slack_channel=slack_channel, email_contacts=email or [], language=language,
-        business_hours=hours, licensed_products=grants,
+        business_hours=business_hours, licensed_products=grants,
     )  # fmt: skip
     with local_session() as session:
         customer = create_customer(session, actor=_admin_actor(), data=data)
@@ -139,6 +135,10 @@ def users_add(
     ] = None,
     email: Annotated[str | None, typer.Option(help="E-mail address (unique).")] = None,
     timezone: Annotated[str, typer.Option(help="The person's IANA time zone (availability).")] = "UTC",
+    working_hours: Annotated[str, typer.Option(help="Weekly hours, e.g. 'mon-fri 09:00-18:00'.")] = (
+        "mon-fri 09:00-18:00"
+    ),
+    country: Annotated[str | None, typer.Option(help="Country whose public holidays the person has off.")] = None,
     slack_user: Annotated[str | None, typer.Option(help="Slack user id (U…) for Slack approvals.")] = None,
     json_out: JsonFlag = False,
 ) -> None:
@@ -154,6 +154,7 @@ def users_add(
         raise CliError(f"--customer: only customer users and TAMs are tied to customers, not {role}")
     data = _validated(
         PersonCreate, name=name, role=role, email=email, timezone=timezone, slack_user_id=slack_user,
+        working_hours=working_hours, country=country,
         customer_id=customers[0] if role == "customer" else None,
     )  # fmt: skip
     actor = _admin_actor()
@@ -187,6 +188,13 @@ def audit_verify(json_out: JsonFlag = False) -> None:
     if not report.ok:
         raise CliError(f"audit chain BROKEN after {report.checked} good rows: {report.problem}")
     console.print(f"audit chain intact: {report.checked} events verified")
+
+
+def demo() -> None:
+    """A scripted end-to-end story on a fresh embedded system, printed as it happens (a few minutes)."""
+    from release_requests.demo import run
+
+    run()
 
 
 def serve(

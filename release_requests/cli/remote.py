@@ -10,6 +10,7 @@ import typer
 
 from release_requests.cli.client import api_call
 from release_requests.cli.output import CliError, console, fields, local_time, print_json, table
+from release_requests.cli.sla import sla_text
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 KINDS = {
@@ -137,6 +138,8 @@ def show(
             ("severity", SEVERITY_NAMES[r["severity"]]),
             ("status", r["status"]),
             ("next states", ", ".join(r["allowed_transitions"])),
+            ("SLA", sla_text(r["sla"])),
+            ("SLA due (customer time)", (r["sla"] or {}).get("due_at_local")),
             ("channel", r["channel"]),
             ("product", " ".join(filter(None, [r["product"], r["product_version"]]))),
             ("detection", r["detection_name"]),

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import CheckConstraint, DateTime, ForeignKey, String, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from release_requests.db import Base
-
-DEFAULT_BUSINESS_HOURS = {day: "09:00-18:00" for day in ("mon", "tue", "wed", "thu", "fri")}
+from release_requests.sla.calendar import BusinessCalendar
 
 
 class Customer(Base):
@@ -26,12 +25,23 @@ class Customer(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     country: Mapped[str] = mapped_column(String(2))
     subdivision: Mapped[str | None] = mapped_column(String(10))
-    business_hours: Mapped[dict] = mapped_column(JSONB, default=lambda: dict(DEFAULT_BUSINESS_HOURS))
+    business_hours: Mapped[str] = mapped_column(String(200), default="mon-fri 09:00-18:00")
+    extra_closed_dates: Mapped[list] = mapped_column(JSONB, default=list)
     slack_channel: Mapped[str | None] = mapped_column(String(80))
     email_contacts: Mapped[list] = mapped_column(JSONB, default=list)
     licensed_products: Mapped[list] = mapped_column(JSONB, default=list)
     language: Mapped[str] = mapped_column(String(5), default="en")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    def calendar(self) -> BusinessCalendar:
+        """The customer's business calendar: what their SLA clock counts on the business clock."""
+        return BusinessCalendar(
+            timezone=self.timezone,
+            country=self.country,
+            subdivision=self.subdivision,
+            weekly_hours=self.business_hours,
+            extra_closed_dates=frozenset(date.fromisoformat(d) for d in self.extra_closed_dates),
+        )
 
 
 class TamAssignment(Base):

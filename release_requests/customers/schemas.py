@@ -2,54 +2,20 @@
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
-from functools import lru_cache
+from datetime import date, datetime
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from release_requests.customers.models import DEFAULT_BUSINESS_HOURS
+from release_requests.sla.calendar import BusinessCalendar, WeeklyHours, check_country, check_timezone
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
-
-
-@lru_cache
-def _countries() -> frozenset[str]:
-    import holidays
-
-    return frozenset(holidays.list_supported_countries())
+DEFAULT_WEEKLY_HOURS = "mon-fri 09:00-18:00"
 
 
-def validate_timezone(value: str) -> str:
-    if value not in available_timezones():
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone '{value}' (e.g. Europe/Moscow)") from None
-    return value
-
-
-def validate_country(value: str) -> str:
-    code = value.upper()
-    if code not in _countries():
-        raise ValueError(f"unknown or unsupported country code '{value}' (ISO 3166 alpha-2, e.g. RU)")
-    return code
-
-
-def validate_business_hours(value: dict[str, str]) -> dict[str, str]:
-    for day, span in value.items():
-        if day not in WEEKDAYS:
-            raise ValueError(f"unknown weekday '{day}' (use {', '.join(WEEKDAYS)})")
-        match = _HOURS.match(span)
-        if not match:
-            raise ValueError(f"{day}: '{span}' is not HH:MM-HH:MM")
-        start, end = span.split("-")
-        if end <= start:
-            raise ValueError(f"{day}: business hours end ({end}) before they start ({start})")
-    return value
+def normalize_weekly_hours(value: str) -> str:
+    """Validate hours typed by a person ('mon-fri 09:00-18:00; sat 10:00-14:00') and store them canonically."""
+    return WeeklyHours.model_validate(value).to_spec()
 
 
 class LicenceGrant(BaseModel):
@@ -81,15 +47,25 @@ class CustomerCreate(BaseModel):
     timezone: str
     country: str
     subdivision: str | None = None
-    business_hours: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_BUSINESS_HOURS))
+    business_hours: str = DEFAULT_WEEKLY_HOURS
+    extra_closed_dates: list[date] = Field(default_factory=list)
     slack_channel: str | None = Field(default=None, pattern=r"^[#]?[a-z0-9][a-z0-9._-]{0,79}$|^[CG][A-Z0-9]{6,}$")
     email_contacts: list[EmailStr] = Field(default_factory=list)
     licensed_products: list[LicenceGrant] = Field(default_factory=list)
     language: Literal["en", "ru"] = "en"
 
-    _tz = field_validator("timezone")(classmethod(lambda cls, v: validate_timezone(v)))
-    _country = field_validator("country")(classmethod(lambda cls, v: validate_country(v)))
-    _hours = field_validator("business_hours")(classmethod(lambda cls, v: validate_business_hours(v)))
+    _tz = field_validator("timezone")(classmethod(lambda cls, v: check_timezone(v)))
+    _country = field_validator("country")(classmethod(lambda cls, v: check_country(v)))
+    _hours = field_validator("business_hours")(classmethod(lambda cls, v: normalize_weekly_hours(v)))
+
+    @model_validator(mode="after")
+    def _subdivision_exists(self) -> CustomerCreate:
+        if self.subdivision is not None:
+            try:
+                BusinessCalendar(timezone=self.timezone, country=self.country, subdivision=self.subdivision)
+            except ValidationError as exc:
+                raise PydanticCustomError("subdivision", exc.errors()[0]["msg"]) from None
+        return self
 
 
 class CustomerOut(BaseModel):
@@ -101,28 +77,10 @@ class CustomerOut(BaseModel):
     timezone: str
     country: str
     subdivision: str | None
-    business_hours: dict[str, str]
+    business_hours: str
+    extra_closed_dates: list[date]
     slack_channel: str | None
     email_contacts: list[str]
     licensed_products: list[LicenceGrant]
     language: str
     created_at: datetime
-
-
-def parse_weekly_hours(text: str) -> dict[str, str]:
-    """'mon-fri 09:00-18:00; sat 10:00-14:00' → {'mon': '09:00-18:00', …} (what people type in a CLI)."""
-    hours: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in text.split(";"))):
-        try:
-            days, span = part.split()
-        except ValueError:
-            raise ValueError(f"'{part}' is not 'DAYS HH:MM-HH:MM' (e.g. 'mon-fri 09:00-18:00')") from None
-        first, _, last = days.lower().partition("-")
-        if first not in WEEKDAYS or (last and last not in WEEKDAYS):
-            raise ValueError(f"'{days}' is not a weekday or a range like mon-fri")
-        start, end = WEEKDAYS.index(first), WEEKDAYS.index(last or first)
-        if end < start:
-            raise ValueError(f"'{days}': the range runs backwards")
-        for day in WEEKDAYS[start : end + 1]:
-            hours[day] = span
-    return validate_business_hours(hours)

@@ -27,6 +27,8 @@ class Person(Base):
     role: Mapped[str] = mapped_column(String(30))
     customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    working_hours: Mapped[str] = mapped_column(String(200), default="mon-fri 09:00-18:00")
+    country: Mapped[str | None] = mapped_column(String(2))
     slack_user_id: Mapped[str | None] = mapped_column(String(40), unique=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

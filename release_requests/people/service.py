@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 
 from release_requests.access import ROLES
 from release_requests.audit.service import Actor, record
-from release_requests.customers.schemas import validate_timezone
+from release_requests.customers.schemas import DEFAULT_WEEKLY_HOURS, normalize_weekly_hours
 from release_requests.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from release_requests.people.models import ApiToken, Person
+from release_requests.sla.calendar import check_country, check_timezone
 
 TOKEN_PREFIX = "rr_"
 
@@ -26,6 +27,8 @@ class PersonCreate(BaseModel):
     email: EmailStr | None = None
     customer_id: str | None = None
     timezone: str = "UTC"
+    working_hours: str = DEFAULT_WEEKLY_HOURS
+    country: str | None = Field(default=None, description="for public holidays in availability checks")
     slack_user_id: str | None = Field(default=None, pattern=r"^[UW][A-Z0-9]{2,}$")
 
     @field_validator("role")
@@ -35,7 +38,9 @@ class PersonCreate(BaseModel):
             raise ValueError(f"unknown role '{value}' (one of: {', '.join(ROLES)})")
         return value
 
-    _tz = field_validator("timezone")(classmethod(lambda cls, v: validate_timezone(v)))
+    _tz = field_validator("timezone")(classmethod(lambda cls, v: check_timezone(v)))
+    _country = field_validator("country")(classmethod(lambda cls, v: check_country(v)))
+    _hours = field_validator("working_hours")(classmethod(lambda cls, v: normalize_weekly_hours(v)))
 
 
 def hash_token(token: str) -> str:

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from release_requests.sla.service import SlaStatus
+
 Kind = Literal["false_positive", "false_negative", "private_hotfix"]
 IntakeChannel = Literal["portal", "phone", "email", "tam"]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$", to_lower=True)]
@@ -70,6 +72,18 @@ class Answer(_In):
     version: int | None = None
 
 
+class Respond(_In):
+    """An explicit, qualified answer to the customer (it meets the SLA clock)."""
+
+    message: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20000)]
+
+
+class SeverityChange(_In):
+    severity: Severity
+    reason: Text
+    version: int | None = None
+
+
 class Cancel(_In):
     reason: Text
     version: int | None = None
@@ -108,6 +122,7 @@ class RequestOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     samples: list[SampleOut] = Field(default_factory=list)
+    sla: SlaStatus | None = None
 
 
 class RequestPage(BaseModel):

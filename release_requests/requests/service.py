@@ -14,10 +14,11 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from release_requests import access
-from release_requests.audit.service import record, timeline
-from release_requests.config import AppConfig
+from release_requests.audit.service import Actor, record, timeline
+from release_requests.config import AppConfig, get_config
 from release_requests.customers.models import Customer
 from release_requests.errors import InvalidInput, NotFound, StaleVersion
+from release_requests.notifications.service import notify
 from release_requests.people.models import Person
 from release_requests.people.service import actor_of, find_person
 from release_requests.requests.models import ReleaseRequest, Sample
@@ -30,13 +31,19 @@ from release_requests.requests.schemas import (
     Reject,
     RequestFilters,
     RequestOut,
+    Respond,
     SampleOut,
+    SeverityChange,
     SubmitRequest,
     TimelineEntry,
     TriageDecision,
 )
-from release_requests.requests.states import TRANSITIONS, Status, check_transition
+from release_requests.requests.states import OPEN_STATES, TRANSITIONS, Status, check_transition
+from release_requests.routing.service import RoutingDecision, choose_owner
 from release_requests.samples.store import store_sample
+from release_requests.sla.service import SlaStatus, status_of, status_of_many
+
+ROUTER = Actor.system("routing")
 
 # Fields whose history the audit log carries; replaying their `after` values rebuilds the request.
 TRACKED_FIELDS = (
@@ -49,7 +56,8 @@ def snapshot(request: ReleaseRequest, fields: tuple[str, ...] = TRACKED_FIELDS) 
     return {name: getattr(request, name) for name in fields}
 
 
-def _now(session: Session) -> datetime:
+def db_now(session: Session) -> datetime:
+    """The database clock: one time source for every process."""
     return session.execute(text("SELECT now()")).scalar_one()
 
 
@@ -77,11 +85,15 @@ def submit_request(session: Session, *, actor: Person, data: SubmitRequest, conf
     customer = session.get(Customer, customer_id)
     if customer is None or not access.can_see_customer(session, actor, customer_id):
         raise InvalidInput(f"unknown customer '{customer_id}'", field="customer_id")
-    now = _now(session)
+    now = db_now(session)
     received_at = data.received_at or now
     if received_at > now:
         raise InvalidInput("received_at is in the future", field="received_at")
+    # Routing looks at who was available when the customer reached us (a call at 02:00 on Sunday goes to the
+    # manager on duty even if it is typed in later); the SLA watcher re-routes if that person is away later.
+    decision = choose_owner(session, customer_id=customer.id, at=received_at)
     request = ReleaseRequest(
+        owner_id=decision.owner.id if decision.owner else None,
         id=_next_id(session, prefix=config.intake.requests.id_prefix, year=now.astimezone(UTC).year),
         customer_id=customer.id,
         submitted_by_id=actor.id,
@@ -104,40 +116,95 @@ def submit_request(session: Session, *, actor: Person, data: SubmitRequest, conf
     )
     for sha256 in dict.fromkeys(data.sample_sha256):
         _add_sample_row(session, actor=actor, request=request, sha256=sha256, size=None, filename=None, stored=False)
+    _announce_routing(session, request=request, decision=decision, customer=customer, config=config, now=now)
     return request
 
 
-def transition(
-    session: Session,
-    *,
-    actor: Person,
-    request: ReleaseRequest,
-    target: Status,
-    action: str,
-    expected_version: int | None = None,
-    reason: str | None = None,
-    changes: dict | None = None,
-    details: dict | None = None,
-) -> ReleaseRequest:
-    """Move `request` to `target` (with field `changes`), audited; 409 if illegal or stale."""
+def _announce_routing(
+    session: Session, *, request: ReleaseRequest, decision: RoutingDecision, customer: Customer, config: AppConfig,
+    now: datetime,
+) -> None:  # fmt: skip
+    """Record why this owner was chosen, and tell the customer, the owner and the team that it arrived."""
+    owner = decision.owner
+    record(
+        session, actor=ROUTER, action="request.routed", entity_type="request", entity_id=request.id,
+        request_id=request.id, after={"owner_id": request.owner_id, "owner": owner.name if owner else None},
+        reason=decision.reason,
+    )  # fmt: skip
+    sla = status_of(session, request=request, config=config, now=now)
+    context = {
+        "title": request.title, "severity": request.severity, "kind": request.kind, "customer": customer.name,
+        "owner": owner.name if owner else None, "due_at": sla.due_at if sla else None,
+        "due_at_local": sla.due_at_local if sla else None, "routing_reason": decision.reason,
+    }  # fmt: skip
+    notify(
+        session, request=request, event="request.received", targets=["customer", "owner", "internal_channel"],
+        context=context, config=config, at=now,
+    )  # fmt: skip
+
+
+def respond(session: Session, *, actor: Person, request_id: str, data: Respond, config: AppConfig) -> ReleaseRequest:
+    """A qualified answer to the customer: it meets the SLA clock and is sent to the customer."""
+    access.require_role(actor, access.RESPONDS, to="respond to customers")
+    request = get_visible(session, actor=actor, request_id=request_id, lock=True)
+    if request.status not in OPEN_STATES:
+        raise InvalidInput(f"request {request.id} is {request.status}; there is nobody waiting for an answer")
+    event = record(
+        session, actor=actor_of(actor), action="request.responded", entity_type="request", entity_id=request.id,
+        request_id=request.id, after={"message": data.message},
+    )  # fmt: skip
+    notify(
+        session, request=request, event="request.response", targets=["customer"], config=config,
+        at=event.occurred_at, key=str(event.seq), context={"message": data.message, "from": actor.name},
+    )  # fmt: skip
+    return request
+
+
+def change_severity(session: Session, *, actor: Person, request_id: str, data: SeverityChange) -> ReleaseRequest:
+    """Re-target the SLA clock (from the same start) with a reason kept in the log."""
+    access.require_role(actor, access.TRIAGES | {"tam"}, to="change severity")
+    request = get_visible(session, actor=actor, request_id=request_id, lock=True)
+    if request.status not in OPEN_STATES:
+        raise InvalidInput(f"request {request.id} is {request.status}; its severity is final", field="severity")
+    if data.severity == request.severity:
+        raise InvalidInput(f"request {request.id} already has severity {data.severity}", field="severity")
+    return change(
+        session, actor=actor_of(actor), request=request, action="request.severity_changed",
+        changes={"severity": data.severity}, reason=data.reason, expected_version=data.version,
+    )  # fmt: skip
+
+
+def _check_version(request: ReleaseRequest, expected_version: int | None) -> None:
     if expected_version is not None and expected_version != request.version:
         raise StaleVersion(
             f"request {request.id} is at version {request.version}, you sent {expected_version}; reload it",
             current_version=request.version,
         )
-    check_transition(request.status, target)
-    changes = dict(changes or {})
-    changed = ("status", "version", "updated_at", *changes)
+
+
+def change(
+    session: Session,
+    *,
+    actor: Actor,
+    request: ReleaseRequest,
+    action: str,
+    changes: dict,
+    expected_version: int | None = None,
+    reason: str | None = None,
+    details: dict | None = None,
+) -> ReleaseRequest:
+    """Apply field `changes` to `request` with one audit event holding before/after of those fields."""
+    _check_version(request, expected_version)
+    changed = ("version", "updated_at", *changes)
     before = snapshot(request, changed)
-    now = _now(session)  # before any attribute changes: the query would autoflush them as a separate version
+    now = db_now(session)  # before any attribute changes: the query would autoflush them as a separate version
     for name, value in changes.items():
         setattr(request, name, value)
-    request.status = target
     request.updated_at = now
     session.flush()  # bumps `version`; a concurrent writer makes this raise StaleDataError (→ 409)
     record(
         session,
-        actor=actor_of(actor),
+        actor=actor,
         action=action,
         entity_type="request",
         entity_id=request.id,
@@ -149,10 +216,56 @@ def transition(
     return request
 
 
-def triage(session: Session, *, actor: Person, request_id: str, decision: TriageDecision) -> ReleaseRequest:
+def transition(
+    session: Session,
+    *,
+    actor: Actor,
+    request: ReleaseRequest,
+    target: Status,
+    action: str,
+    expected_version: int | None = None,
+    reason: str | None = None,
+    changes: dict | None = None,
+    details: dict | None = None,
+) -> ReleaseRequest:
+    """Move `request` to `target` (with field `changes`), audited; 409 if illegal or stale."""
+    _check_version(request, expected_version)
+    check_transition(request.status, target)
+    return change(
+        session, actor=actor, request=request, action=action, changes={**(changes or {}), "status": target},
+        reason=reason, details=details,
+    )  # fmt: skip
+
+
+def triage(
+    session: Session, *, actor: Person, request_id: str, decision: TriageDecision, config: AppConfig | None = None
+) -> ReleaseRequest:
+    """Apply a triage decision and tell the customer (the question, for needs-info)."""
+    request = _apply_triage(session, actor=actor, request_id=request_id, decision=decision)
+    if request.status == Status.accepted:
+        from release_requests.pipeline.service import on_accepted  # the pipeline builds on requests, not back
+
+        on_accepted(session, request=request, decision_id=f"v{request.version}")
+    if isinstance(decision, NeedsInfo):
+        event, context = "request.needs_info", {"question": decision.question}
+    else:
+        event = "request.triaged"
+        context = {
+            "decision": request.status, "reason": getattr(decision, "reason", None),
+            "note": getattr(decision, "note", None), "duplicate_of": request.duplicate_of_id,
+            "assignee": _name(session, request.assignee_id),
+        }  # fmt: skip
+    notify(
+        session, request=request, event=event, targets=["customer"], context=context, config=config or get_config(),
+        at=db_now(session), key=str(request.version),
+    )  # fmt: skip
+    return request
+
+
+def _apply_triage(session: Session, *, actor: Person, request_id: str, decision: TriageDecision) -> ReleaseRequest:
     access.require_role(actor, access.TRIAGES, to="triage requests")
     request = get_visible(session, actor=actor, request_id=request_id, lock=True)
-    common = {"session": session, "actor": actor, "request": request, "expected_version": decision.version}
+    common = {"session": session, "actor": actor_of(actor), "request": request, "expected_version": decision.version}
     match decision:
         case Accept():
             assignee = find_person(session, ref=decision.assignee) if decision.assignee else actor
@@ -203,7 +316,7 @@ def answer(session: Session, *, actor: Person, request_id: str, data: Answer) ->
     request = get_visible(session, actor=actor, request_id=request_id, lock=True)
     return transition(
         session,
-        actor=actor,
+        actor=actor_of(actor),
         request=request,
         target=Status.submitted,
         action="request.answered",
@@ -217,7 +330,7 @@ def cancel(session: Session, *, actor: Person, request_id: str, data: Cancel) ->
     request = get_visible(session, actor=actor, request_id=request_id, lock=True)
     return transition(
         session,
-        actor=actor,
+        actor=actor_of(actor),
         request=request,
         target=Status.cancelled,
         action="request.cancelled",
@@ -322,7 +435,7 @@ def _name(session: Session, person_id: int | None) -> str | None:
     return f"{person.name} ({person.role})" if person else None
 
 
-def to_out(session: Session, request: ReleaseRequest) -> RequestOut:
+def to_out(session: Session, request: ReleaseRequest, *, sla: SlaStatus | None = None) -> RequestOut:
     samples = session.scalars(select(Sample).where(Sample.request_id == request.id).order_by(Sample.id))
     customer = session.get(Customer, request.customer_id)
     return RequestOut(
@@ -334,11 +447,29 @@ def to_out(session: Session, request: ReleaseRequest) -> RequestOut:
         duplicate_of=request.duplicate_of_id,
         submitted_by=_name(session, request.submitted_by_id) or "?",
         samples=[SampleOut.model_validate(s) for s in samples],
+        sla=sla,
+    )
+
+
+def present(session: Session, *, requests: list[ReleaseRequest], config: AppConfig) -> list[RequestOut]:
+    """Requests as the API shows them, each with its SLA status computed now from the audit log."""
+    slas = status_of_many(session, requests=requests, config=config, now=db_now(session))
+    return [to_out(session, r, sla=slas.get(r.id)) for r in requests]
+
+
+def _internal(event) -> bool:
+    """Staff-only events: SLA escalations and notices addressed to staff."""
+    after = event.after or {}
+    return event.action.startswith("sla.") or (
+        event.entity_type == "notification" and after.get("audience") == "internal"
     )
 
 
 def request_timeline(session: Session, *, actor: Person, request_id: str) -> list[TimelineEntry]:
     request = get_visible(session, actor=actor, request_id=request_id)
+    events = timeline(session, request_id=request.id)
+    if actor.role == "customer":
+        events = [e for e in events if not _internal(e)]
     return [
         TimelineEntry(
             seq=e.seq,
@@ -350,7 +481,7 @@ def request_timeline(session: Session, *, actor: Person, request_id: str) -> lis
             after=e.after,
             reason=e.reason,
         )  # fmt: skip
-        for e in timeline(session, request_id=request.id)
+        for e in events
     ]
 
 
@@ -361,3 +492,26 @@ def replay(session: Session, *, request_id: str) -> dict:
         if event.entity_type == "request" and event.after:
             state.update({k: v for k, v in event.after.items() if k in TRACKED_FIELDS})
     return state
+
+
+QUEUE_STATES = tuple(s for s in OPEN_STATES if s not in (Status.released,))
+
+
+def queue(session: Session, *, actor: Person, config: AppConfig) -> list[RequestOut]:
+    """Open work in the order the team must take it: breached first, then severity, then Enterprise before
+    standard, then the earliest due time."""
+    access.require_role(actor, access.STAFF, to="read the work queue")
+    query = select(ReleaseRequest).where(ReleaseRequest.status.in_(QUEUE_STATES))
+    visible = access.visible_customer_ids(session, actor)
+    if visible is not None:
+        query = query.where(ReleaseRequest.customer_id.in_(visible))
+    requests = list(session.scalars(query))
+    tiers = dict(session.execute(select(Customer.id, Customer.tier)).all())
+    items = present(session, requests=requests, config=config)
+
+    def order(item: RequestOut) -> tuple:
+        breached = item.sla is not None and item.sla.state == "breached"
+        due = item.sla.due_at if item.sla and item.sla.due_at else datetime.max.replace(tzinfo=UTC)
+        return (not breached, item.severity, tiers[item.customer_id] != "enterprise", due, item.id)
+
+    return sorted(items, key=order)

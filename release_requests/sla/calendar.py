@@ -226,6 +226,25 @@ def _country_year(country: str, subdivision: str | None, year: int) -> _CountryY
     return _CountryYear(MappingProxyType(dict(calendar)), frozenset(getattr(calendar, "weekend_workdays", ())))
 
 
+def check_timezone(value: str) -> str:
+    """An IANA zone name, or ValueError (shared by every model that stores a zone)."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"unknown IANA time zone {value!r} (e.g. Europe/Moscow)") from None
+    return value
+
+
+def check_country(value: str | None) -> str | None:
+    """An ISO 3166 alpha-2 code that `holidays` knows (upper-cased), None, or ValueError."""
+    if value is None:
+        return None
+    code = value.strip().upper()
+    if code not in _supported_countries():
+        raise ValueError(f"unknown or unsupported country {value!r}; expected an ISO 3166 alpha-2 code such as RU")
+    return code
+
+
 class BusinessCalendar(BaseModel):
     """Where and when a customer is open: zone, weekly hours, national holidays and TAM-added closures.
 
@@ -242,24 +261,8 @@ class BusinessCalendar(BaseModel):
     extra_closed_dates: frozenset[date] = frozenset()
     observe_working_weekends: bool = True
 
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            raise ValueError(f"unknown IANA time zone {value!r}") from None
-        return value
-
-    @field_validator("country")
-    @classmethod
-    def _check_country(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        code = value.strip().upper()
-        if code not in _supported_countries():
-            raise ValueError(f"unknown or unsupported country {value!r}; expected an ISO 3166 alpha-2 code")
-        return code
+    _check_timezone = field_validator("timezone")(classmethod(lambda cls, value: check_timezone(value)))
+    _check_country = field_validator("country")(classmethod(lambda cls, value: check_country(value)))
 
     @field_validator("subdivision")
     @classmethod

@@ -62,3 +62,12 @@ def test_state_machine_edges():
     assert info.value.details["allowed"] == ["accepted", "cancelled", "duplicate", "needs_info", "rejected"]
     every_target = set().union(*TRANSITIONS.values())
     assert every_target | {Status.submitted} == set(Status)
+
+
+def test_a_private_hotfix_can_never_be_configured_to_go_global(config_dir):
+    path = config_dir / "stages.toml"
+    text = path.read_text().replace('stages = ["internal", "customer"]', 'stages = ["internal", "customer", "global"]')
+    text = text.replace('customer = "hotfix-{customer}-{product}"', 'customer = "x"\nglobal = "global"')
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="never goes to the global channel"):
+        load_config(config_dir)

@@ -1,0 +1,44 @@
+"""Notification delivery under Prefect: a scheduled sweep and the low-latency listener.
+
+Both only call `release_requests.notifications.delivery`; the outbox in Postgres is the source of truth,
+so running either twice at once, or after a crash, delivers nothing twice (see that module).
+
+- `deliver_outbox` — a flow, deployed on `SWEEP_INTERVAL`: delivers everything due (a safety net for a
+  listener that is down, and the whole job where latency does not matter).
+- `listen_and_deliver` — a long-running function for the serving process: wakes on every committed
+  outbox row (LISTEN rr_outbox) and delivers it within a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from prefect import flow, get_run_logger
+
+from release_requests.config import get_config
+from release_requests.notifications.delivery import Deliverer, listen
+from release_requests.settings import get_settings
+
+SWEEP_INTERVAL = timedelta(minutes=1)
+
+
+@flow(name="deliver-outbox")
+def deliver_outbox() -> dict[str, int]:
+    """Deliver every due outbox row; returns how many ended sent / failed / dead."""
+    deliverer = Deliverer.from_settings(get_settings(), get_config())
+    try:
+        outcomes = dict(deliverer.deliver_due())
+    finally:
+        deliverer.engine.dispose()
+    get_run_logger().info("outbox sweep: %s", outcomes or "nothing due")
+    return outcomes
+
+
+def listen_and_deliver(stop: threading.Event, *, poll_seconds: float = 2.0, deliverer: Deliverer | None = None) -> None:
+    """Run until `stop` is set (start it in a thread of `relreq serve`)."""
+    deliverer = deliverer or Deliverer.from_settings(get_settings(), get_config())
+    try:
+        listen(deliverer, stop=stop, poll_seconds=poll_seconds)
+    finally:
+        deliverer.engine.dispose()

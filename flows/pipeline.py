@@ -1,0 +1,139 @@
+"""Pipeline flows: the segments between human decisions, the dispatcher and the reconciler.
+
+A decision recorded by the API writes a segment trigger; the dispatcher (woken by Postgres NOTIFY,
+with a short poll as a fallback) turns it into a deployment run with an idempotency key; `reconcile`
+(every minute) re-dispatches triggers whose run was lost, starts stages whose soak has elapsed,
+advances canary rollouts and halts rollouts that telemetry condemns.
+"""
+
+from __future__ import annotations
+
+import logging
+import select as io_select
+import threading
+from datetime import UTC, datetime
+
+import psycopg
+from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
+
+from release_requests.config import get_config
+from release_requests.db import transaction
+from release_requests.pipeline import segments, triggers
+from release_requests.runtime import migrated_url, session_factory
+from release_requests.settings import get_settings
+
+log = logging.getLogger("flows.pipeline")
+LOST_STATES = {StateType.CRASHED, StateType.FAILED, StateType.CANCELLED}
+
+
+def _segment() -> segments.Segment:
+    return segments.Segment(sessions=session_factory(), settings=get_settings(), config=get_config())
+
+
+@flow(name="build_and_verify")
+def build_and_verify(request_id: str, attempt: int, trigger_key: str) -> str:
+    """Fix commit, base or hotfix build, verification; then the first stage waits for sign-off."""
+    result = segments.run_build(_segment(), request_id=request_id, attempt=attempt, trigger_key=trigger_key)
+    get_run_logger().info(result)
+    return result
+
+
+@flow(name="publish_stage")
+def publish_stage(request_id: str, stage: str, build_id: int, trigger_key: str) -> str:
+    """Publish one signed-off stage to its channels; open the next stage or mark the request released."""
+    result = segments.run_publish(_segment(), request_id=request_id, stage=stage, build_id=build_id,
+                                  trigger_key=trigger_key)  # fmt: skip
+    get_run_logger().info(result)
+    return result
+
+
+def dispatch_pending() -> list[str]:
+    """Create a deployment run for every pending trigger (idempotency key per dispatch)."""
+    dispatched = []
+    with transaction(session_factory()) as session:
+        for trigger in triggers.pending(session):
+            call = triggers.segment_call(trigger)
+            run = run_deployment(call.deployment, parameters=call.parameters, timeout=0,
+                                 idempotency_key=call.idempotency_key)  # fmt: skip
+            triggers.mark_dispatched(session, trigger=trigger, flow_run_id=str(run.id))
+            dispatched.append(call.key)
+    return dispatched
+
+
+def _lost(flow_run_id: str | None) -> bool:
+    if flow_run_id is None:
+        return True
+    with get_client(sync_client=True) as client:
+        try:
+            run = client.read_flow_run(flow_run_id)
+        except Exception:  # the run vanished from the Prefect server (e.g. a reset): treat as lost
+            return True
+    return run.state is None or run.state.type in LOST_STATES
+
+
+@flow(name="reconcile")
+def reconcile() -> dict:
+    """Restart whatever a lost trigger, a crash or the passage of time left undone."""
+    logger = get_run_logger()
+    config = get_config()
+    sessions = session_factory()
+    redispatched = []
+    with transaction(sessions) as session:
+        cutoff = datetime.now(UTC) - triggers.STALE_DISPATCH
+        for trigger in triggers.dispatched_before(session, cutoff=cutoff):
+            if _lost(trigger.flow_run_id):
+                triggers.redispatch(session, trigger=trigger)
+                redispatched.append(trigger.key)
+    with transaction(sessions) as session:
+        soaked = triggers.stages_ready_by_time(session, config=config)
+    rollouts = _release_watch(config)
+    dispatched = dispatch_pending()
+    summary = {"redispatched": redispatched, "soaked": soaked, "dispatched": dispatched, **rollouts}
+    logger.info("reconcile: %s", summary)
+    return summary
+
+
+def _release_watch(config) -> dict:
+    """Canary steps and telemetry halts, through the releases service (each channel its own transaction)."""
+    from release_requests.releases import service as releases
+    from release_requests.releases.models import ChannelPointer
+    from release_requests.releases.telemetry import evaluate_halt
+
+    advanced, halted = [], []
+    sessions = session_factory()
+    with transaction(sessions) as session:
+        channels = triggers.channels_to_watch(session)
+    for channel in channels:
+        with transaction(sessions) as session:
+            now = datetime.now(UTC)
+            decision = evaluate_halt(session, channel=channel, config=config, now=now)
+            if decision is not None:
+                releases.halt(session, channel=channel, decision=decision, config=config, now=now)
+                halted.append(channel)
+                continue
+            before = session.get(ChannelPointer, channel).rollout_percent
+            after = releases.advance_rollout(session, actor=segments.PIPELINE, channel=channel, now=now, config=config)
+            if after != before:
+                advanced.append(f"{channel}:{after}%")
+    return {"rollouts_advanced": advanced, "halted": halted}
+
+
+def listen_and_dispatch(stop: threading.Event, *, poll_seconds: float = 2.0) -> None:
+    """Dispatch triggers the moment they are committed (LISTEN rr_segments), polling as a fallback."""
+    url = migrated_url().replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("LISTEN rr_segments")
+        while not stop.is_set():
+            try:
+                dispatch_pending()
+            except ObjectNotFound:  # at start-up, before `serve` has registered the deployments
+                log.warning("segment deployments not registered yet; retrying in %.0f s", poll_seconds)
+            except Exception:  # the Prefect server may be restarting: keep the loop alive, retry next tick
+                log.exception("dispatching segment triggers failed; retrying")
+            io_select.select([conn.fileno()], [], [], poll_seconds)
+            for _ in conn.notifies(timeout=0):
+                pass

@@ -1,0 +1,84 @@
+"""The flow runner process started by `relreq serve` (`python -m flows.serve`, PREFECT_API_URL set).
+
+Serves every deployment, keeps the zombie-run automation in place, and runs two listeners in threads:
+the segment dispatcher (decisions → deployment runs) and the notification deliverer (outbox → Slack
+and e-mail within seconds). Both also poll, and scheduled flows sweep up whatever a restart missed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from prefect import serve
+from prefect.automations import Automation
+from prefect.client.schemas.objects import StateType
+from prefect.events.actions import ChangeFlowRunState
+from prefect.events.schemas.automations import EventTrigger, Posture
+from prefect.events.schemas.events import ResourceSpecification
+
+from flows.notifications import deliver_outbox, listen_and_deliver
+from flows.pipeline import build_and_verify, listen_and_dispatch, publish_stage, reconcile
+from flows.sla_watch import sla_watch
+
+log = logging.getLogger("flows.serve")
+ZOMBIE_AUTOMATION = "release-requests: crash zombie flow runs"
+
+
+def deployments() -> list:
+    return [
+        sla_watch.to_deployment(name="every-minute", interval=60, description="Record SLA threshold crossings."),
+        deliver_outbox.to_deployment(name="every-minute", interval=60, description="Sweep the notification outbox."),
+        reconcile.to_deployment(name="every-minute", interval=60, description="Restart lost segments; rollouts."),
+        build_and_verify.to_deployment(name="segment", description="Build and verify a request's fix."),
+        publish_stage.to_deployment(name="segment", description="Publish a signed-off release stage."),
+    ]
+
+
+def ensure_zombie_automation() -> None:
+    """Mark runs Crashed when their heartbeats stop (a SIGKILLed runner), so `reconcile` re-dispatches them.
+
+    Paused and suspended runs stop heartbeating on purpose; they are in `expect`, so they are left alone.
+    """
+    try:
+        Automation.read(name=ZOMBIE_AUTOMATION)
+        return
+    except ValueError:
+        pass
+    Automation(
+        name=ZOMBIE_AUTOMATION,
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+                "prefect.flow-run.Paused",
+                "prefect.flow-run.Suspended",
+            },
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=90),
+        ),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED, message="no heartbeat for 90 s: marked Crashed")],
+    ).create()
+
+
+def main() -> None:
+    ensure_zombie_automation()
+    stop = threading.Event()
+    for target in (listen_and_dispatch, listen_and_deliver):
+        threading.Thread(target=target, args=(stop,), name=target.__name__, daemon=True).start()
+    try:
+        serve(*deployments(), limit=8)
+    finally:
+        stop.set()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""`sla_watch`: every minute, record SLA threshold crossings (exactly once) and queue the notices."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prefect import flow, get_run_logger
+
+from release_requests.config import get_config
+from release_requests.runtime import session_factory
+from release_requests.sla.watch import watch
+
+
+@flow(name="sla_watch", log_prints=False, retries=0)
+def sla_watch() -> list[str]:
+    """One pass of the watcher; overlapping or repeated runs are harmless (unique crossings)."""
+    crossings = watch(session_factory(), config=get_config(), now=datetime.now(UTC))
+    logger = get_run_logger()
+    for crossing in crossings:
+        logger.info(
+            "%s crossed %s at %s%s", crossing.request_id, crossing.threshold, crossing.crossed_at.isoformat(),
+            f"; re-routed to {crossing.rerouted_to}" if crossing.rerouted_to else "",
+        )  # fmt: skip
+    return [f"{c.request_id}:{c.threshold}" for c in crossings]

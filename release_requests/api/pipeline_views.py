@@ -1,0 +1,47 @@
+"""Pipeline decisions over HTTP: fix inputs, stage sign-offs, closing, and the pipeline status."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from release_requests.api.deps import AppContext, caller, context
+from release_requests.people.models import Person
+from release_requests.pipeline import service
+from release_requests.pipeline.schemas import CloseIn, FixInput, PipelineOut, SignoffIn
+from release_requests.requests import service as requests_service
+from release_requests.requests.schemas import RequestOut
+
+router = APIRouter(prefix="/api/v1/requests", tags=["pipeline"])
+
+
+@router.get("/{request_id}/pipeline", response_model=PipelineOut)
+def pipeline_status(request_id: str, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
+    """The current build, its verification, and every stage with its sign-offs and what is missing."""
+    with ctx.unit_of_work() as session:
+        return service.status(session, actor=me, request_id=request_id, config=ctx.config)
+
+
+@router.post("/{request_id}/approvals", response_model=PipelineOut)
+def sign_off(request_id: str, body: SignoffIn, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
+    """Approve, reject, revoke your approval, or (emergency role, with a reason) override a stage."""
+    with ctx.unit_of_work() as session:
+        service.sign(session, actor=me, request_id=request_id, data=body, config=ctx.config)
+    with ctx.unit_of_work() as session:
+        return service.status(session, actor=me, request_id=request_id, config=ctx.config)
+
+
+@router.post("/{request_id}/fix", response_model=PipelineOut, status_code=202)
+def provide_fix(request_id: str, body: FixInput, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
+    """Give the build its fix (analyst rule, pushed ref, hotfix commits) or ask for a rebuild; the build starts."""
+    with ctx.unit_of_work() as session:
+        service.provide_fix(session, actor=me, request_id=request_id, data=body)
+    with ctx.unit_of_work() as session:
+        return service.status(session, actor=me, request_id=request_id, config=ctx.config)
+
+
+@router.post("/{request_id}/close", response_model=RequestOut)
+def close(request_id: str, body: CloseIn, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
+    """The customer has the fix: close the request."""
+    with ctx.unit_of_work() as session:
+        request = service.close(session, actor=me, request_id=request_id, data=body, config=ctx.config)
+        return requests_service.present(session, requests=[request], config=ctx.config)[0]

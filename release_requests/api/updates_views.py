@@ -1,0 +1,146 @@
+"""/updates: what update clients download — a channel's signed manifest, its files, the public key.
+
+Public channels need no token. A customer's channel and every hotfix channel answer only to that
+customer's users and vendor staff; anybody else (no token, a bad token, another customer's token) gets
+404, exactly as for a channel that does not exist.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import PurePosixPath
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from artifacts.store import LocalStore
+from release_requests.api.deps import AppContext, context
+from release_requests.errors import Unauthenticated
+from release_requests.people.models import Person
+from release_requests.people.service import authenticate
+from release_requests.releases import service
+from release_requests.releases.models import Release
+from release_requests.releases.naming import CHANNEL_PATTERN, CLIENT_ID_PATTERN, SHA256_PATTERN
+from release_requests.releases.schemas import FileOut, ManifestOut
+
+router = APIRouter(prefix="/updates", tags=["updates"])
+_bearer = HTTPBearer(auto_error=False, description="Needed only for customer and hotfix channels")
+
+Channel = Annotated[str, Path(pattern=CHANNEL_PATTERN)]
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def _viewer(session: Session, credentials: HTTPAuthorizationCredentials | None) -> Person | None:
+    """The caller, or None: an invalid token is treated like none, so it cannot probe private channels."""
+    if credentials is None or not credentials.credentials:
+        return None
+    try:
+        return authenticate(session, token=credentials.credentials)
+    except Unauthenticated:
+        return None
+
+
+@router.get("/public-key.pem", response_class=PlainTextResponse)
+def public_key(ctx: AppContext = Depends(context)) -> PlainTextResponse:
+    """The Ed25519 key manifests are signed with (PEM). Clients should pin it rather than fetch it each time."""
+    return PlainTextResponse(service.server_public_key_pem(ctx.settings.data_dir), media_type="application/x-pem-file")
+
+
+_bodies: dict[tuple, bytes] = {}
+_MAX_BODIES = 1024
+
+
+def _manifest_body(session: Session, served: service.Served, channel: str, public_key_pem: str) -> bytes:
+    """The response for one (channel, release, publication), rendered once: releases never change, and a
+    moved pointer has a new `published_at`, so a cached body is never stale."""
+    pointer = served.pointer
+    key = (channel, served.version, pointer.published_at, public_key_pem)
+    body = _bodies.get(key)
+    if body is None:
+        release = session.get(Release, served.version)
+        if len(_bodies) >= _MAX_BODIES:
+            _bodies.clear()
+        body = _bodies[key] = (
+            ManifestOut(
+                channel=channel,
+                version=release.version,
+                kind=release.kind,
+                files=[
+                    FileOut(
+                        name=name,
+                        sha256=entry["sha256"],
+                        size=entry["size"],
+                        url=f"/updates/{channel}/artifacts/{entry['sha256']}",
+                    )
+                    for name, entry in release.manifest["files"].items()
+                ],  # fmt: skip
+                manifest=release.manifest,
+                manifest_json=release.manifest_json,
+                signature=release.signature,
+                signing_key_id=release.signing_key_id,
+                public_key_pem=public_key_pem,
+                published_at=pointer.published_at,
+            )
+            .model_dump_json()
+            .encode()
+        )
+    return body
+
+
+@router.get("/{channel}/manifest.json", response_model=ManifestOut)
+def manifest(
+    channel: Channel,
+    credentials: Credentials,
+    client_id: Annotated[str | None, Query(pattern=CLIENT_ID_PATTERN, description="Stable client id")] = None,
+    x_client_id: Annotated[str | None, Header(pattern=CLIENT_ID_PATTERN)] = None,
+    ctx: AppContext = Depends(context),
+) -> Response:
+    """The release this client should run, with its signed manifest and the key to check it with."""
+    with ctx.unit_of_work() as session:
+        viewer = _viewer(session, credentials)
+        served = service.served_release(session, channel=channel, client_id=x_client_id or client_id, viewer=viewer)
+        body = _manifest_body(session, served, channel, service.server_public_key_pem(ctx.settings.data_dir))
+    return Response(
+        body,
+        media_type="application/json",
+        headers={
+            "Cache-Control": "private, no-cache" if served.private else "no-cache",
+            "Vary": "Authorization, X-Client-Id",
+        },
+    )
+
+
+class _ArtifactResponse(FileResponse):
+    chunk_size = 1 << 20  # starlette's 64 KiB chunks cost a thread hop each: ~4x slower on large files
+
+
+@router.get("/{channel}/artifacts/{sha256}", response_class=FileResponse)
+def artifact(
+    channel: Channel,
+    sha256: Annotated[str, Path(pattern=SHA256_PATTERN)],
+    credentials: Credentials,
+    ctx: AppContext = Depends(context),
+) -> FileResponse:
+    """One file of the channel's release, by content hash; supports Range; integrity headers name the hash."""
+    with ctx.unit_of_work() as session:
+        name, private = service.served_file(
+            session, channel=channel, sha256=sha256, viewer=_viewer(session, credentials)
+        )
+    path = service.verified_object_path(LocalStore(ctx.settings.artifacts_dir), sha256)
+    digest = base64.b64encode(bytes.fromhex(sha256)).decode()
+    return _ArtifactResponse(
+        path,
+        media_type="application/octet-stream",
+        filename=PurePosixPath(name).name,
+        headers={
+            "ETag": f'"{sha256}"',
+            "Digest": f"sha-256={digest}",
+            "Repr-Digest": f"sha-256=:{digest}:",
+            "X-Content-SHA256": sha256,
+            # content-addressed: the bytes under this URL never change
+            "Cache-Control": f"{'private' if private else 'public'}, max-age=31536000, immutable",
+        },
+    )

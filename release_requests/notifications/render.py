@@ -1,0 +1,168 @@
+"""What is said: one Jinja2 template per event and language, rendered into an e-mail and a Slack message.
+
+Each event template (`templates/{language}/{event}.j2`) writes a subject and a plain-text body; the shared
+layout (`templates/_layout.j2`) turns them into the text and HTML parts of an e-mail and a Block Kit
+message, adding what every message carries: the request id, its current state, the SLA countdown and a
+link to its status page. Variables come from the outbox row's context (fixed when it was queued) and
+from the database at send time (`request`, `sla`). A variable that is missing is an error
+(StrictUndefined), never an empty gap in a message a customer reads.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup, escape
+
+from release_requests.errors import DomainError
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+LANGUAGES = ("en", "ru")
+BUTTON_EVENTS = frozenset({"approval.requested"})  # internal messages a person decides on in Slack
+SLACK_EVENT_TYPE = "rr_notification"  # Slack message metadata: how a resend finds what was already posted
+
+LABELS = {
+    "en": {
+        "request": "Request", "state": "State", "sla": "Response SLA", "status_link": "Request status",
+        "severity": {1: "1 critical", 2: "2 high", 3: "3 medium", 4: "4 low"},
+        "states": {
+            "submitted": "received, awaiting triage", "needs_info": "waiting for your information",
+            "accepted": "accepted", "rejected": "rejected", "duplicate": "duplicate", "building": "building a fix",
+            "verifying": "verifying the fix", "awaiting_approval": "awaiting approval", "releasing": "releasing",
+            "released": "released", "closed": "closed", "cancelled": "cancelled", "failed": "failed",
+        },
+        "met": "met", "paused": "paused until we hear from you", "due_in": "due in {0}, at {1}",
+        "overdue": "overdue by {0} (was due {1})", "none": "not applicable",
+        "units": ("d", "h", "min"), "approve": "Approve", "reject": "Reject",
+    },
+    "ru": {
+        "request": "Запрос", "state": "Состояние", "sla": "Срок ответа", "status_link": "Статус запроса",
+        "severity": {1: "1 критическая", 2: "2 высокая", 3: "3 средняя", 4: "4 низкая"},
+        "states": {
+            "submitted": "получен, ожидает разбора", "needs_info": "ждём информацию от вас",
+            "accepted": "принят", "rejected": "отклонён", "duplicate": "дубликат", "building": "готовим исправление",
+            "verifying": "проверяем исправление", "awaiting_approval": "ожидает утверждения",
+            "releasing": "выпускаем", "released": "выпущен", "closed": "закрыт", "cancelled": "отменён",
+            "failed": "сбой",
+        },
+        "met": "соблюдён", "paused": "приостановлен до вашего ответа", "due_in": "осталось {0}, до {1}",
+        "overdue": "просрочен на {0} (срок был {1})", "none": "не применяется",
+        "units": ("д", "ч", "мин"), "approve": "Утвердить", "reject": "Отклонить",
+    },
+}  # fmt: skip
+
+
+class RenderError(DomainError):
+    """The message cannot be produced (no template, a missing variable, invalid Block Kit): retrying cannot help."""
+
+    code = "render_error"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+    blocks: list[dict]
+
+
+def duration(seconds: int, units: tuple[str, str, str]) -> str:
+    """'2 h 05 min', '3 d 4 h': precise enough for a countdown, short enough for a phone screen."""
+    minutes = max(0, seconds) // 60
+    days, hours, mins = minutes // 1440, minutes % 1440 // 60, minutes % 60
+    if days:
+        return f"{days} {units[0]} {hours} {units[1]}"
+    if hours:
+        return f"{hours} {units[1]} {mins:02d} {units[2]}"
+    return f"{mins} {units[2]}"
+
+
+def countdown(sla: dict | None, t: dict) -> str:
+    if sla is None:
+        return t["none"]
+    if sla["met_at"] is not None:
+        return t["met"]
+    if sla["paused"]:
+        return t["paused"]
+    if sla["remaining_seconds"] is not None:
+        return t["due_in"].format(duration(sla["remaining_seconds"], t["units"]), sla["due_at_local"])
+    return t["overdue"].format(duration(sla["overdue_seconds"] or 0, t["units"]), sla["due_at_local"])
+
+
+def _paragraphs(value: str) -> Markup:
+    """Plain text → escaped HTML paragraphs (blank line = new paragraph, newline = line break)."""
+    parts = [p for p in re.split(r"\n\s*\n", value.strip()) if p.strip()]
+    return Markup("\n").join(Markup("<p>{}</p>").format(Markup("<br>\n").join(escape(p).split("\n"))) for p in parts)
+
+
+def _mrkdwn(value: str) -> str:
+    """Slack's three control characters, escaped so that customer text cannot mention @channel or forge links."""
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # the layout escapes per part: HTML, Slack mrkdwn, JSON
+        keep_trailing_newline=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["paragraphs"] = _paragraphs
+    env.filters["mrkdwn"] = _mrkdwn
+    return env
+
+
+_ENV = _environment()
+
+
+def template_name(event: str, language: str) -> str:
+    return f"{language}/{event}.j2"
+
+
+def render(
+    *, notification_id: str, event: str, language: str, audience: str, context: dict, request: dict,
+    sla: dict | None, status_url: str,
+) -> Rendered:  # fmt: skip
+    """Render every part of one notice; RenderError names the template and what is wrong."""
+    name = template_name(event, language if language in LANGUAGES else "en")
+    if event in BUTTON_EVENTS and "stage" not in context:
+        raise RenderError(f"template {name}: 'stage' is undefined (the buttons need it)")
+    t = LABELS[language if language in LANGUAGES else "en"]
+    variables = {
+        **context, "request": request, "sla": sla, "countdown": countdown(sla, t), "status_url": status_url,
+        "notification_id": notification_id, "audience": audience, "language": language, "t": t,
+        "actions": _buttons(notification_id, request["id"], context, t) if event in BUTTON_EVENTS else [],
+    }  # fmt: skip
+    try:
+        template = _ENV.get_template(name)
+        parts = {part: template.render(variables, part=part).strip() for part in ("subject", "text", "html", "slack")}
+    except jinja2.TemplateNotFound:
+        raise RenderError(f"no template {name} for event '{event}'") from None
+    except jinja2.UndefinedError as exc:
+        raise RenderError(f"template {name}: {exc.message}") from None
+    except jinja2.TemplateError as exc:
+        raise RenderError(f"template {name}: {exc}") from None
+    try:
+        blocks = json.loads(parts["slack"])
+    except json.JSONDecodeError as exc:
+        raise RenderError(f"template {name}: the Slack part is not valid JSON ({exc})") from None
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) and "type" in b for b in blocks):
+        raise RenderError(f"template {name}: the Slack part must be a list of blocks")
+    return Rendered(subject=" ".join(parts["subject"].split()), text=parts["text"] + "\n", html=parts["html"],
+                    blocks=blocks)  # fmt: skip
+
+
+def _buttons(notification_id: str, request_id: str, context: dict, t: dict) -> list[dict]:
+    value = json.dumps({"notification_id": notification_id, "request_id": request_id, "stage": context["stage"]})
+    return [
+        {"type": "button", "action_id": "approve", "style": "primary", "text": {"type": "plain_text",
+         "text": t["approve"]}, "value": value},
+        {"type": "button", "action_id": "reject", "style": "danger", "text": {"type": "plain_text",
+         "text": t["reject"]}, "value": value},
+    ]  # fmt: skip

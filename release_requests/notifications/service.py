@@ -1,0 +1,209 @@
+"""The one function every domain calls to tell somebody something: `notify`.
+
+It resolves *targets* (the customer, the internal channel, the request's owner, its TAMs, the manager
+on duty) to concrete recipients and writes one outbox row per recipient and medium, inside the
+caller's transaction. Delivery happens elsewhere, later, exactly once in effect.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from release_requests import access
+from release_requests.audit.service import Actor, jsonable, record
+from release_requests.config import AppConfig
+from release_requests.customers.models import Customer
+from release_requests.customers.service import tams_of
+from release_requests.errors import Conflict, NotFound
+from release_requests.notifications.models import Notification
+from release_requests.notifications.preferences import effective
+from release_requests.notifications.schemas import NotificationFilters
+from release_requests.people.models import Person
+from release_requests.people.service import actor_of
+from release_requests.requests.models import ReleaseRequest
+
+
+@dataclass(frozen=True)
+class Recipient:
+    audience: str  # customer | internal
+    channel: str  # slack | email
+    address: str
+    language: str = "en"
+    person_id: int | None = None
+
+
+OUTBOX = Actor.system("outbox")
+
+
+def _person_recipient(person: Person) -> Recipient:
+    if person.slack_user_id:
+        return Recipient("internal", "slack", person.slack_user_id, person_id=person.id)
+    return Recipient("internal", "email", person.email or f"person-{person.id}@invalid", person_id=person.id)
+
+
+def _customer_recipients(session: Session, customer: Customer) -> list[Recipient]:
+    prefs = effective(session, customer=customer)
+    recipients = []
+    if prefs.slack_channel:
+        recipients.append(Recipient("customer", "slack", prefs.slack_channel, prefs.language))
+    recipients += [Recipient("customer", "email", e, prefs.language) for e in prefs.email_recipients]
+    return recipients
+
+
+def resolve(
+    session: Session, *, targets: Iterable[str], request: ReleaseRequest, config: AppConfig, at: datetime
+) -> list[Recipient]:
+    """Concrete recipients of `targets`; the customer target follows the customer's notification preferences."""
+    from release_requests.routing.service import on_duty
+
+    recipients: list[Recipient] = []
+    customer = session.get(Customer, request.customer_id)
+    for target in dict.fromkeys(targets):
+        if target == "customer":
+            recipients += _customer_recipients(session, customer)
+        elif target == "internal_channel":
+            recipients.append(Recipient("internal", "slack", config.notifications.internal.slack_channel))
+        elif target == "internal_email":
+            recipients.append(Recipient("internal", "email", config.notifications.internal.email))
+        elif target == "owner" and request.owner_id:
+            recipients.append(_person_recipient(session.get(Person, request.owner_id)))
+        elif target == "tam":
+            recipients += [_person_recipient(p) for p in tams_of(session, customer_id=request.customer_id)]
+        elif target == "duty_manager":
+            duty = on_duty(session, at=at)
+            if duty.person is not None:
+                recipients.append(_person_recipient(duty.person))
+    return list(dict.fromkeys(recipients))
+
+
+def queue(
+    session: Session,
+    *,
+    request_id: str,
+    event: str,
+    recipient: Recipient,
+    context: dict,
+    at: datetime,
+    key: str = "",
+    actor: Actor = OUTBOX,
+) -> Notification | None:
+    """Write one outbox row (and its `notification.queued` event) unless the same notice is already queued.
+
+    `at` is when it may be sent (quiet hours move it later). Returns None for a duplicate.
+    """
+    dedupe_key = f"{request_id}:{event}:{key}:{recipient.channel}:{recipient.address}"
+    row_id = session.execute(
+        insert(Notification)
+        .values(
+            id=str(uuid.uuid4()),
+            request_id=request_id,
+            event=event,
+            audience=recipient.audience,
+            channel=recipient.channel,
+            recipient=recipient.address,
+            recipient_person_id=recipient.person_id,
+            language=recipient.language,
+            context=jsonable(context),
+            dedupe_key=dedupe_key,
+            status="queued",
+            attempts=0,
+            next_attempt_at=at,
+        )  # fmt: skip
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(Notification.id)
+    ).scalar_one_or_none()
+    if row_id is None:
+        return None
+    record(
+        session, actor=actor, action="notification.queued", entity_type="notification", entity_id=row_id,
+        request_id=request_id,
+        after={"event": event, "audience": recipient.audience, "channel": recipient.channel,
+               "recipient": recipient.address, "not_before": at},
+    )  # fmt: skip
+    return session.get(Notification, row_id)
+
+
+def notify(
+    session: Session,
+    *,
+    request: ReleaseRequest,
+    event: str,
+    targets: Iterable[str],
+    context: dict,
+    config: AppConfig,
+    at: datetime,
+    key: str = "",
+) -> list[Notification]:
+    """Queue `event` about `request` for `targets`; the same (event, key, recipient) is queued only once.
+
+    `context` must hold everything the message needs that is not read again at send time (the request's
+    state and SLA are): templates refuse missing variables. Customer notices of severity 3–4 requests
+    wait for the end of the customer's quiet hours.
+    """
+    customer_prefs = None
+    queued = []
+    for recipient in resolve(session, targets=targets, request=request, config=config, at=at):
+        send_at = at
+        if recipient.audience == "customer":
+            customer_prefs = customer_prefs or effective(session, customer=session.get(Customer, request.customer_id))
+            send_at = customer_prefs.deliver_at(severity=request.severity, at=at)
+        row = queue(
+            session, request_id=request.id, event=event, recipient=recipient, context=context, at=send_at, key=key
+        )
+        if row is not None:
+            queued.append(row)
+    return queued
+
+
+def pending(session: Session, *, request_id: str) -> list[Notification]:
+    return list(
+        session.scalars(
+            select(Notification).where(Notification.request_id == request_id).order_by(Notification.created_at)
+        )
+    )
+
+
+def list_notifications(session: Session, *, actor: Person, filters: NotificationFilters) -> list[Notification]:
+    """Staff see the outbox of the requests they can see, newest first."""
+    access.require_role(actor, access.STAFF, to="read the notification outbox")
+    query = select(Notification)
+    visible = access.visible_customer_ids(session, actor)
+    if visible is not None:
+        query = query.join(ReleaseRequest, ReleaseRequest.id == Notification.request_id).where(
+            ReleaseRequest.customer_id.in_(visible)
+        )
+    if filters.request_id:
+        query = query.where(Notification.request_id == filters.request_id)
+    if filters.status:
+        query = query.where(Notification.status == filters.status)
+    return list(session.scalars(query.order_by(Notification.created_at.desc(), Notification.id).limit(filters.limit)))
+
+
+RETRIES = frozenset({"admin", "duty_manager"})
+
+
+def retry(session: Session, *, actor: Person, notification_id: str) -> Notification:
+    """Put a dead (or failing) notice back in the queue with fresh attempts, after its cause was fixed."""
+    access.require_role(actor, RETRIES, to="retry notifications")
+    row = session.get(Notification, notification_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"no notification '{notification_id}'")
+    if row.status not in ("dead", "failed"):
+        raise Conflict(f"notification {row.id} is {row.status}; only dead or failed ones can be retried")
+    before = {"status": row.status, "attempts": row.attempts, "last_error": row.last_error}
+    row.status, row.attempts, row.next_attempt_at, row.claimed_until = "queued", 0, func.now(), None
+    session.flush()
+    record(
+        session, actor=actor_of(actor), action="notification.retried", entity_type="notification", entity_id=row.id,
+        request_id=row.request_id, before=before,
+        after={"event": row.event, "audience": row.audience, "channel": row.channel, "recipient": row.recipient,
+               "status": "queued"},
+    )  # fmt: skip
+    return row

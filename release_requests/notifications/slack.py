@@ -1,0 +1,114 @@
+"""Decisions made with Slack buttons: the same rules as the API, the person behind the Slack user.
+
+The caller (the HTTP view) has verified Slack's signature and timestamp on the raw body. Here the Slack
+user is mapped to a person (`people.slack_user_id`), the decision is applied by the same service the
+API uses (so the same roles and state rules hold), the button press is stored in `slack_decisions`
+(a replayed request — same signature — or a second press on a decided message is refused by its unique
+keys), the decision is audited, and an outbox row edits the message to show who decided. Nothing is
+sent to Slack from here.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from release_requests.audit.service import record
+from release_requests.config import AppConfig
+from release_requests.errors import Forbidden, InvalidInput
+from release_requests.notifications.models import Notification, SlackDecision
+from release_requests.notifications.render import BUTTON_EVENTS
+from release_requests.notifications.service import Recipient, queue
+from release_requests.people.models import Person
+from release_requests.people.service import actor_of
+from release_requests.requests.models import ReleaseRequest
+from release_requests.requests.schemas import Accept, Reject
+from release_requests.requests.service import db_now, triage
+
+ACTIONS = ("approve", "reject")
+
+
+def _button(payload: dict) -> tuple[str, dict]:
+    """(action, {"notification_id", "request_id", "stage"}) of a block_actions payload from our buttons."""
+    if payload.get("type") != "block_actions" or not payload.get("actions"):
+        raise InvalidInput(f"unsupported Slack interaction '{payload.get('type')}'")
+    action = payload["actions"][0]
+    if action.get("action_id") not in ACTIONS:
+        raise InvalidInput(f"unknown Slack action '{action.get('action_id')}'")
+    try:
+        value = json.loads(action.get("value") or "")
+        ref = {k: str(value[k]) for k in ("notification_id", "request_id", "stage")}
+    except (ValueError, KeyError, TypeError):
+        raise InvalidInput("the button carries no decision reference") from None
+    return action["action_id"], ref
+
+
+def _decide(session: Session, *, person: Person, request_id: str, stage: str, approve: bool, config: AppConfig):
+    """One place that maps a button to its decision service: the same rules as the API, nothing else."""
+    if stage != "triage":
+        from release_requests.pipeline.schemas import SignoffIn
+        from release_requests.pipeline.service import sign
+        from release_requests.requests.service import get_visible
+
+        decision = SignoffIn(stage=stage, decision="approve" if approve else "reject",
+                             reason=None if approve else f"rejected in Slack by {person.name}")  # fmt: skip
+        sign(session, actor=person, request_id=request_id, data=decision, config=config, via="slack")
+        return get_visible(session, actor=person, request_id=request_id)
+    if approve:
+        decision = Accept(decision="accept")
+    else:
+        decision = Reject(decision="reject", reason=f"rejected in Slack by {person.name}")
+    return triage(session, actor=person, request_id=request_id, decision=decision, config=config)
+
+
+def handle_interaction(session: Session, *, signature: str, payload: dict, config: AppConfig) -> ReleaseRequest:
+    action, ref = _button(payload)
+    slack_user = str((payload.get("user") or {}).get("id") or "")
+    person = session.scalar(select(Person).where(Person.slack_user_id == slack_user, Person.active.is_(True)))
+    if person is None:
+        raise Forbidden(f"Slack user '{slack_user}' is not linked to anyone here (people.slack_user_id)")
+    asked = session.get(Notification, ref["notification_id"])
+    if asked is None or asked.event not in BUTTON_EVENTS or asked.request_id != ref["request_id"]:
+        raise InvalidInput("the button does not belong to a decision message of this service")
+    inserted = session.execute(
+        insert(SlackDecision)
+        .values(
+            signature=signature,
+            notification_id=asked.id,
+            request_id=asked.request_id,
+            slack_user_id=slack_user,
+            person_id=person.id,
+            action=action,
+        )  # fmt: skip
+        .on_conflict_do_nothing()
+        .returning(SlackDecision.signature)
+    ).scalar_one_or_none()
+    if inserted is None:
+        earlier = session.scalar(
+            select(SlackDecision).where(SlackDecision.notification_id == asked.id, SlackDecision.person_id == person.id)
+        )
+        if earlier is None or earlier.signature == signature:
+            raise Forbidden("this Slack request was already processed (replay refused)")
+        raise Forbidden(f"you already decided this message ({earlier.action})")
+    request = _decide(session, person=person, request_id=asked.request_id, stage=ref["stage"],
+                      approve=action == "approve", config=config)  # fmt: skip
+    channel = str((payload.get("channel") or {}).get("id") or "")
+    message_ts = str((payload.get("container") or {}).get("message_ts") or (payload.get("message") or {}).get("ts"))
+    now = db_now(session)
+    record(
+        session, actor=actor_of(person), action="slack.decision", entity_type="notification", entity_id=asked.id,
+        request_id=request.id,
+        after={"audience": "internal", "stage": ref["stage"], "decision": action, "slack_user_id": slack_user,
+               "channel": channel, "message_ts": message_ts, "status": request.status},
+    )  # fmt: skip
+    queue(
+        session, request_id=request.id, event="approval.decided", recipient=Recipient("internal", "slack", channel),
+        context={"stage": ref["stage"], "title": request.title, "decision": action, "by": person.name,
+                 "decided_at": now.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"), "update_ts": message_ts},
+        at=now, key=f"{asked.id}:{person.id}",
+    )  # fmt: skip
+    return request

@@ -1,0 +1,507 @@
+"""Human decisions of the pipeline: fix inputs, sign-offs (granted, rejected, revoked, overridden) and
+closing — each recorded with its audit event, its outbox rows and, when it unblocks automated work, a
+segment trigger, all in one transaction. Flows never wait for a person: a decision triggers them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from release_requests import access
+from release_requests.audit.service import Actor, record
+from release_requests.config import AppConfig
+from release_requests.customers.service import tams_of
+from release_requests.errors import Conflict, Forbidden, InvalidInput, NotFound
+from release_requests.notifications.service import notify
+from release_requests.people.models import Person
+from release_requests.people.service import actor_of
+from release_requests.pipeline.models import Build, SegmentTrigger, SignoffEvent, StageRun
+from release_requests.pipeline.policy import Evaluation, SignoffFact, evaluate
+from release_requests.pipeline.schemas import (
+    BuildOut,
+    CloseIn,
+    FixInput,
+    PipelineOut,
+    SignoffIn,
+    SignoffOut,
+    StageOut,
+)
+from release_requests.requests.models import ReleaseRequest, Sample
+from release_requests.requests.service import db_now, get_visible, transition
+from release_requests.requests.states import Status
+
+PIPELINE = Actor.system("pipeline")
+BUILDS = frozenset({"build_engineer", "admin"})
+CLOSES = frozenset({"customer", "tam", "duty_manager", "admin"})
+
+
+# --------------------------------------------------------------------------------------------------
+# Who is affected, and telling them
+
+
+def affected(session: Session, *, primary: ReleaseRequest) -> list[ReleaseRequest]:
+    """The request and every request triaged as its duplicate: they share the build and the releases."""
+    duplicates = session.scalars(
+        select(ReleaseRequest).where(ReleaseRequest.duplicate_of_id == primary.id).order_by(ReleaseRequest.id)
+    )
+    return [primary, *duplicates]
+
+
+def tell(
+    session: Session,
+    *,
+    primary: ReleaseRequest,
+    event: str,
+    targets: list[str],
+    context: dict,
+    config: AppConfig,
+    at: datetime,
+    key: str = "",
+) -> None:
+    """Notify about the primary request; each duplicate's customer hears the customer-facing part too."""
+    notify(session, request=primary, event=event, targets=targets, context=context, config=config, at=at, key=key)
+    if "customer" in targets:
+        for duplicate in affected(session, primary=primary)[1:]:
+            notify(
+                session,
+                request=duplicate,
+                event=event,
+                targets=["customer"],
+                config=config,
+                at=at,
+                key=key,
+                context={**context, "primary_request": primary.id},
+            )
+
+
+# --------------------------------------------------------------------------------------------------
+# Segment triggers
+
+
+def enqueue(session: Session, *, request_id: str, step: str, decision_id: str) -> SegmentTrigger | None:
+    """Ask for the next automated segment; the same (request, step, decision) is asked once."""
+    key = f"{request_id}:{step}:{decision_id}"
+    trigger_id = session.execute(
+        insert(SegmentTrigger)
+        .values(request_id=request_id, step=step, decision_id=decision_id, key=key, status="pending", dispatches=0)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(SegmentTrigger.id)
+    ).scalar_one_or_none()
+    if trigger_id is None:
+        return None
+    session.execute(text("SELECT pg_notify('rr_segments', :key)"), {"key": key})
+    record(
+        session,
+        actor=PIPELINE,
+        action="segment.requested",
+        entity_type="segment",
+        entity_id=key,
+        request_id=request_id,
+        after={"step": step, "decision_id": decision_id},
+    )
+    return session.get(SegmentTrigger, trigger_id)
+
+
+def finish_trigger(session: Session, *, key: str) -> None:
+    trigger = session.scalar(select(SegmentTrigger).where(SegmentTrigger.key == key))
+    if trigger is not None and trigger.status != "done":
+        trigger.status, trigger.done_at = "done", db_now(session)
+
+
+# --------------------------------------------------------------------------------------------------
+# Builds
+
+
+def pipeline_of(request: ReleaseRequest, config: AppConfig):
+    return config.stages.pipeline_for(request.kind)
+
+
+def latest_build(session: Session, *, request_id: str) -> Build | None:
+    return session.scalar(select(Build).where(Build.request_id == request_id).order_by(Build.attempt.desc()).limit(1))
+
+
+def stored_samples(session: Session, *, request_id: str) -> list[str]:
+    return list(session.scalars(select(Sample.sha256).where(Sample.request_id == request_id, Sample.stored.is_(True))))
+
+
+def on_accepted(session: Session, *, request: ReleaseRequest, decision_id: str) -> Build:
+    """Triage accepted: open the first build. A false positive with its sample builds at once (the fix is
+    an allowlist entry); everything else waits for an engineer's fix input."""
+    kind = "hotfix" if request.kind == "private_hotfix" else "base"
+    automatic = request.kind == "false_positive" and stored_samples(session, request_id=request.id)
+    build = Build(
+        request_id=request.id,
+        attempt=1,
+        kind=kind,
+        status="pending" if automatic else "waiting_input",
+        fix={"type": "allowlist"} if automatic else {},
+        builder="pipeline",
+    )
+    session.add(build)
+    session.flush()
+    record(
+        session,
+        actor=PIPELINE,
+        action="build.opened",
+        entity_type="build",
+        entity_id=str(build.id),
+        request_id=request.id,
+        after={"attempt": 1, "kind": kind, "status": build.status, "fix": build.fix},
+    )
+    if automatic:
+        enqueue(session, request_id=request.id, step="build:1", decision_id=decision_id)
+    return build
+
+
+def provide_fix(session: Session, *, actor: Person, request_id: str, data: FixInput) -> Build:
+    """An engineer supplies the fix (rule, ref, commits) or asks for a rebuild after a failure."""
+    access.require_role(actor, BUILDS, to="provide fixes")
+    request = get_visible(session, actor=actor, request_id=request_id, lock=True)
+    if request.status not in (Status.accepted, Status.failed):
+        raise Conflict(f"request {request.id} is {request.status}; fixes are taken when accepted or after a failure")
+    if (data.type == "commits") != (request.kind == "private_hotfix"):
+        raise InvalidInput("private hotfixes take commits; antivirus bases take allowlist, rule or ref", field="type")
+    if data.type == "allowlist" and not stored_samples(session, request_id=request.id):
+        raise InvalidInput("an allowlist fix needs a stored sample on the request", field="type")
+    build = latest_build(session, request_id=request.id)
+    if build is not None and build.status in ("pending", "building", "verifying"):
+        raise Conflict(f"build attempt {build.attempt} of {request.id} is {build.status}")
+    if build is None or build.status in ("failed", "verified"):
+        attempt = build.attempt + 1 if build else 1
+        build = Build(request_id=request.id, attempt=attempt, kind="hotfix" if data.type == "commits" else "base")
+        session.add(build)
+    build.status, build.fix = "pending", data.model_dump(exclude_none=True)
+    build.builder, build.builder_person_id = actor.name, actor.id
+    session.flush()
+    event = record(
+        session,
+        actor=actor_of(actor),
+        action="build.fix_provided",
+        entity_type="build",
+        entity_id=str(build.id),
+        request_id=request.id,
+        after={"attempt": build.attempt, "fix": build.fix},
+    )
+    enqueue(session, request_id=request.id, step=f"build:{build.attempt}", decision_id=str(event.seq))
+    return build
+
+
+# --------------------------------------------------------------------------------------------------
+# Stages and sign-offs
+
+
+def open_stage(session: Session, *, request: ReleaseRequest, build: Build, stage: str, config: AppConfig) -> StageRun:
+    """Put `stage` up for sign-off (idempotent) and ask the people who sign it."""
+    run = session.scalar(select(StageRun).where(StageRun.build_id == build.id, StageRun.stage == stage))
+    if run is not None:
+        return run
+    run = StageRun(request_id=request.id, build_id=build.id, stage=stage, status="awaiting", opened_at=db_now(session))
+    session.add(run)
+    session.flush()
+    roles = [f"{r.count} × {r.role}" for r in config.stages.stage[stage].signoff]
+    tell(
+        session,
+        primary=request,
+        event="approval.requested",
+        targets=["internal_channel"],
+        config=config,
+        at=run.opened_at,
+        key=f"{build.id}:{stage}",
+        context={
+            "request_id": request.id,
+            "stage": stage,
+            "title": request.title,
+            "version": build.version,
+            "signoff": roles,
+        },
+    )
+    return run
+
+
+def awaiting_stage(session: Session, *, build: Build) -> StageRun | None:
+    return session.scalar(
+        select(StageRun).where(StageRun.build_id == build.id, StageRun.status.in_(("awaiting", "publishing")))
+    )
+
+
+def barred_people(session: Session, *, request: ReleaseRequest, build: Build, config: AppConfig) -> dict[int, str]:
+    """Who may not sign this request's stages, and why (separation of duties from stages.toml)."""
+    rules = set(config.stages.separation_of_duties.forbidden)
+    barred: dict[int, str] = {}
+    if "requester" in rules:
+        barred[request.submitted_by_id] = "the requester"
+    if "tam" in rules:
+        barred.update({p.id: "the customer's TAM" for p in tams_of(session, customer_id=request.customer_id)})
+    if "builder" in rules and build.builder_person_id is not None:
+        barred[build.builder_person_id] = "who built it"
+    return barred
+
+
+def _facts(session: Session, *, build: Build, stage: str) -> list[SignoffFact]:
+    events = session.scalars(
+        select(SignoffEvent)
+        .where(SignoffEvent.build_id == build.id, SignoffEvent.stage == stage)
+        .order_by(SignoffEvent.id)
+    )
+    return [SignoffFact(e.person_id, e.role, e.action, e.reason) for e in events]
+
+
+@dataclass(frozen=True)
+class Readiness:
+    evaluation: Evaluation
+    soak_until: datetime | None
+    verification_ok: bool
+
+    def ready(self, now: datetime) -> bool:
+        soaked = self.soak_until is None or now >= self.soak_until
+        return self.evaluation.satisfied and soaked and self.verification_ok
+
+
+def readiness(
+    session: Session, *, request: ReleaseRequest, build: Build, run: StageRun, config: AppConfig
+) -> Readiness:
+    """Sign-off rule, soak in the previous stage (shortened by severity), verification."""
+    _, pipeline = pipeline_of(request, config)
+    policy = config.stages.stage[run.stage]
+    evaluation = evaluate(
+        policy.signoff,
+        _facts(session, build=build, stage=run.stage),
+        barred=set(barred_people(session, request=request, build=build, config=config)),
+    )
+    soak_until = None
+    index = pipeline.stages.index(run.stage)
+    if index > 0:
+        previous = session.scalar(
+            select(StageRun).where(StageRun.build_id == build.id, StageRun.stage == pipeline.stages[index - 1])
+        )
+        if previous is not None and previous.published_at is not None:
+            soak_until = previous.published_at + timedelta(
+                minutes=config.stages.soak(stage=run.stage, severity=request.severity)
+            )
+    verification_ok = bool(build.passed) or not policy.requires_verification
+    return Readiness(evaluation, soak_until, verification_ok)
+
+
+def start_publish_if_ready(
+    session: Session, *, request: ReleaseRequest, build: Build, run: StageRun, config: AppConfig, decision_id: str
+) -> bool:
+    if run.status != "awaiting":
+        return False
+    if not readiness(session, request=request, build=build, run=run, config=config).ready(db_now(session)):
+        return False
+    enqueue(session, request_id=request.id, step=f"publish:{run.stage}:{build.id}", decision_id=decision_id)
+    return True
+
+
+def sign(
+    session: Session, *, actor: Person, request_id: str, data: SignoffIn, config: AppConfig, via: str = "api"
+) -> Evaluation:
+    """Grant, reject, revoke or override a stage sign-off under the policy in stages.toml."""
+    request = get_visible(session, actor=actor, request_id=request_id, lock=True)
+    _, pipeline = pipeline_of(request, config)
+    if data.stage not in pipeline.stages:
+        stages = ", ".join(pipeline.stages)
+        raise InvalidInput(f"stage '{data.stage}' is not part of a {request.kind} release ({stages})", field="stage")
+    if request.status != Status.awaiting_approval:
+        raise Conflict(f"request {request.id} is {request.status}; no stage is waiting for sign-off")
+    build = latest_build(session, request_id=request.id)
+    run = awaiting_stage(session, build=build) if build else None
+    if run is None or run.stage != data.stage or run.status != "awaiting":
+        waiting = run.stage if run and run.status == "awaiting" else "none"
+        raise Conflict(f"stage '{data.stage}' is not waiting for sign-off (waiting: {waiting})")
+    policy = config.stages.stage[data.stage]
+    _check_signer(session, actor=actor, request=request, build=build, data=data, config=config)
+    event = SignoffEvent(
+        request_id=request.id,
+        build_id=build.id,
+        stage=data.stage,
+        person_id=actor.id,
+        role=actor.role,
+        action=data.decision,
+        reason=data.reason,
+        via=via,
+    )
+    session.add(event)
+    session.flush()
+    audit = record(
+        session,
+        actor=actor_of(actor),
+        action=f"signoff.{data.decision}",
+        entity_type="stage",
+        entity_id=f"{build.id}:{data.stage}",
+        request_id=request.id,
+        after={"stage": data.stage, "decision": data.decision, "via": via, "version": build.version},
+        reason=data.reason,
+    )
+    now = audit.occurred_at
+    if data.decision == "reject":
+        transition(
+            session,
+            actor=actor_of(actor),
+            request=request,
+            target=Status.failed,
+            action="request.failed",
+            reason=f"stage {data.stage} rejected: {data.reason}",
+        )
+        tell(
+            session,
+            primary=request,
+            event="release.rejected",
+            targets=["customer", "internal_channel"],
+            config=config,
+            at=now,
+            key=f"{build.id}:{data.stage}",
+            context={"stage": data.stage, "reason": data.reason, "by": actor.name, "title": request.title},
+        )
+    if data.decision == "override":
+        barred = set(barred_people(session, request=request, build=build, config=config))
+        missing = evaluate(policy.signoff, _facts(session, build=build, stage=data.stage)[:-1], barred=barred).missing
+        notify(
+            session,
+            request=request,
+            event="signoff.override",
+            targets=["internal_channel"],
+            config=config,
+            at=now,
+            key=str(event.id),
+            context={"stage": data.stage, "by": actor.name, "reason": data.reason, "missing": missing},
+        )
+    start_publish_if_ready(session, request=request, build=build, run=run, config=config, decision_id=str(audit.seq))
+    evaluation = readiness(session, request=request, build=build, run=run, config=config).evaluation
+    if data.decision in ("approve", "revoke") and not evaluation.satisfied:
+        # each Slack message carries one decision: ask again, saying who is still needed
+        tell(
+            session,
+            primary=request,
+            event="approval.requested",
+            targets=["internal_channel"],
+            config=config,
+            at=now,
+            key=f"{build.id}:{data.stage}:{event.id}",
+            context={
+                "request_id": request.id,
+                "stage": data.stage,
+                "title": request.title,
+                "version": build.version,
+                "signoff": evaluation.missing,
+            },
+        )
+    return evaluation
+
+
+def _check_signer(
+    session: Session, *, actor: Person, request: ReleaseRequest, build: Build, data: SignoffIn, config: AppConfig
+) -> None:
+    policy = config.stages.stage[data.stage]
+    if data.decision == "override":
+        allowed = set(config.stages.separation_of_duties.override_roles)
+        if actor.role not in allowed:
+            raise Forbidden(f"role '{actor.role}' may not override sign-offs (allowed: {', '.join(sorted(allowed))})")
+        return
+    roles = {rule.role for rule in policy.signoff}
+    if actor.role not in roles:
+        raise Forbidden(
+            f"role '{actor.role}' does not sign stage '{data.stage}' (policy: "
+            + ", ".join(f"{r.count} × {r.role}" for r in policy.signoff)
+            + ")"
+        )
+    barred = barred_people(session, request=request, build=build, config=config)
+    if actor.id in barred and data.decision in ("approve", "reject"):
+        raise Forbidden(f"{actor.name} is {barred[actor.id]} of {request.id} and may not sign it")
+    mine = [f for f in _facts(session, build=build, stage=data.stage) if f.person_id == actor.id]
+    active = bool(mine) and mine[-1].action == "approve"
+    if data.decision == "approve" and active:
+        raise Conflict(f"{actor.name} already approved stage '{data.stage}'")
+    if data.decision == "revoke" and not active:
+        raise Conflict(f"{actor.name} has no approval of stage '{data.stage}' to revoke")
+
+
+def close(session: Session, *, actor: Person, request_id: str, data: CloseIn, config: AppConfig) -> ReleaseRequest:
+    """The customer has the fix: close the request (and tell everybody who shared it)."""
+    access.require_role(actor, CLOSES, to="close requests")
+    request = get_visible(session, actor=actor, request_id=request_id, lock=True)
+    transition(
+        session,
+        actor=actor_of(actor),
+        request=request,
+        target=Status.closed,
+        action="request.closed",
+        reason=data.reason,
+    )
+    tell(
+        session,
+        primary=request,
+        event="request.closed",
+        targets=["customer", "internal_channel"],
+        config=config,
+        at=db_now(session),
+        context={"title": request.title, "reason": data.reason, "by": actor.name},
+    )
+    return request
+
+
+# --------------------------------------------------------------------------------------------------
+# Status view
+
+
+def status(session: Session, *, actor: Person, request_id: str, config: AppConfig) -> PipelineOut:
+    request = get_visible(session, actor=actor, request_id=request_id)
+    name, pipeline = pipeline_of(request, config)
+    build = latest_build(session, request_id=request.id)
+    runs = []
+    if build is not None:
+        people = {}
+        for run in session.scalars(select(StageRun).where(StageRun.build_id == build.id).order_by(StageRun.id)):
+            ready = readiness(session, request=request, build=build, run=run, config=config)
+            events = session.scalars(
+                select(SignoffEvent)
+                .where(SignoffEvent.build_id == build.id, SignoffEvent.stage == run.stage)
+                .order_by(SignoffEvent.id)
+            )
+            signoffs = []
+            for e in events:
+                people.setdefault(e.person_id, session.get(Person, e.person_id))
+                signoffs.append(
+                    SignoffOut(
+                        person=people[e.person_id].name,
+                        role=e.role,
+                        action=e.action,
+                        reason=e.reason,
+                        via=e.via,
+                        at=e.created_at,
+                    )
+                )
+            runs.append(
+                StageOut(
+                    stage=run.stage,
+                    status=run.status,
+                    channels=run.channels,
+                    opened_at=run.opened_at,
+                    published_at=run.published_at,
+                    signed=ready.evaluation.satisfied,
+                    missing=ready.evaluation.missing,
+                    soak_until=ready.soak_until,
+                    signoffs=signoffs,
+                )
+            )
+    return PipelineOut(
+        request_id=request.id,
+        status=request.status,
+        pipeline=name,
+        stages=pipeline.stages,
+        build=BuildOut.model_validate(build, from_attributes=True) if build else None,
+        stage_runs=runs,
+        duplicates=[r.id for r in affected(session, primary=request)[1:]],
+    )
+
+
+def find_build(session: Session, *, request_id: str) -> Build:
+    build = latest_build(session, request_id=request_id)
+    if build is None:
+        raise NotFound(f"request {request_id} has no build")
+    return build

@@ -1,0 +1,1 @@
+"""Staged releases to update channels: signed manifests, channel pointers, canary cohorts, telemetry halts."""

@@ -1,0 +1,197 @@
+"""Who owns a request now: the customer's TAM when they are at work, otherwise the on-duty manager.
+
+Never an empty wait for somebody who is off: availability is checked in the person's own zone, weekly
+hours, public holidays and recorded leave; a gap in the rotation falls to the fallback person. Every
+decision is audited with its reason, e.g. "TAM Tanya off: Saturday; on duty: Boris (shift until …)".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session
+
+from release_requests.audit.service import Actor, record
+from release_requests.customers.service import tams_of
+from release_requests.errors import InvalidInput
+from release_requests.people.models import Person
+from release_requests.routing.models import DutyFallback, DutyShift, Leave
+from release_requests.sla.availability import is_person_available
+from release_requests.sla.calendar import WeeklyHours
+
+DUTY_ROLES = frozenset({"duty_manager", "admin"})
+WEEK = timedelta(days=7)
+
+
+class ShiftCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    weeks: int = Field(default=1, ge=1, le=104, description="repeat weekly this many times")
+    note: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _sane(self) -> ShiftCreate:
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        if self.weeks > 1 and self.ends_at - self.starts_at > WEEK:
+            raise ValueError("a weekly shift longer than a week would overlap itself")
+        return self
+
+
+class LeaveCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    first_day: date
+    last_day: date
+    reason: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LeaveCreate:
+        if self.last_day < self.first_day:
+            raise ValueError("last_day is before first_day")
+        return self
+
+
+def add_shifts(session: Session, *, actor: Actor, person: Person, data: ShiftCreate) -> list[DutyShift]:
+    if person.role not in DUTY_ROLES:
+        raise InvalidInput(f"{person.name} has role '{person.role}'; duty shifts are for duty managers", field="person")
+    spans = [(data.starts_at + WEEK * i, data.ends_at + WEEK * i) for i in range(data.weeks)]
+    for starts_at, ends_at in spans:
+        clash = session.scalar(
+            select(DutyShift).where(
+                DutyShift.person_id == person.id, DutyShift.starts_at < ends_at, DutyShift.ends_at > starts_at
+            )
+        )
+        if clash is not None:
+            raise InvalidInput(
+                f"shift {starts_at.isoformat()}–{ends_at.isoformat()} overlaps {person.name}'s shift #{clash.id} "
+                f"({clash.starts_at.isoformat()}–{clash.ends_at.isoformat()})",
+                field="starts_at",
+            )
+    shifts = [DutyShift(person_id=person.id, starts_at=s, ends_at=e, note=data.note) for s, e in spans]
+    session.add_all(shifts)
+    session.flush()
+    record(
+        session, actor=actor, action="duty.shifts_added", entity_type="person", entity_id=str(person.id),
+        after={"person": person.name, "shifts": [[s.isoformat(), e.isoformat()] for s, e in spans]},
+    )  # fmt: skip
+    return shifts
+
+
+def list_shifts(session: Session, *, start: datetime, end: datetime) -> list[tuple[DutyShift, Person]]:
+    rows = session.execute(
+        select(DutyShift, Person)
+        .join(Person, Person.id == DutyShift.person_id)
+        .where(DutyShift.ends_at > start, DutyShift.starts_at < end)
+        .order_by(DutyShift.starts_at)
+    )
+    return [(row.DutyShift, row.Person) for row in rows]
+
+
+def set_fallback(session: Session, *, actor: Actor, person: Person) -> None:
+    if person.role not in DUTY_ROLES:
+        raise InvalidInput(
+            f"{person.name} has role '{person.role}'; the fallback must be a duty manager", field="person"
+        )
+    current = session.get(DutyFallback, 1)
+    before = {"person_id": current.person_id} if current else None
+    if current is None:
+        session.add(DutyFallback(id=1, person_id=person.id))
+    else:
+        current.person_id = person.id
+    record(
+        session, actor=actor, action="duty.fallback_set", entity_type="duty", entity_id="fallback", before=before,
+        after={"person_id": person.id, "person": person.name},
+    )  # fmt: skip
+
+
+def add_leave(session: Session, *, actor: Actor, person: Person, data: LeaveCreate) -> Leave:
+    leave = Leave(person_id=person.id, **data.model_dump())
+    session.add(leave)
+    session.flush()
+    record(
+        session, actor=actor, action="person.leave_added", entity_type="person", entity_id=str(person.id),
+        after=data.model_dump(mode="json"),
+    )  # fmt: skip
+    return leave
+
+
+def _leave_of(session: Session, person: Person, around: datetime) -> list[tuple[date, date]]:
+    day = around.date()
+    rows = session.execute(
+        select(Leave.first_day, Leave.last_day).where(
+            and_(Leave.person_id == person.id, Leave.last_day >= day - timedelta(days=2))
+        )
+    )
+    return [(r.first_day, r.last_day) for r in rows]
+
+
+def availability(session: Session, *, person: Person, at: datetime) -> tuple[bool, str]:
+    """Is `person` at work at `at`? Duty managers by their shifts; everybody else by their own zone, weekly
+    hours, public holidays and recorded leave. With the reason in words."""
+    if person.role == "duty_manager":
+        shift = session.scalar(
+            select(DutyShift).where(DutyShift.person_id == person.id, DutyShift.starts_at <= at, DutyShift.ends_at > at)
+        )
+        if shift is not None:
+            return True, f"on duty until {shift.ends_at.isoformat()}"
+        fallback = session.get(DutyFallback, 1)
+        if fallback is not None and fallback.person_id == person.id:
+            return True, "on call as the duty fallback"
+        return False, "off: not on a duty shift"
+    return is_person_available(
+        at=at,
+        timezone=person.timezone,
+        weekly_hours=WeeklyHours.model_validate(person.working_hours),
+        leave=_leave_of(session, person, at),
+        country=person.country,
+    )
+
+
+@dataclass(frozen=True)
+class OnDuty:
+    person: Person | None
+    reason: str
+
+
+def on_duty(session: Session, *, at: datetime) -> OnDuty:
+    """The manager on duty at `at`: the latest-started shift covering it, else the fallback person."""
+    row = session.execute(
+        select(DutyShift, Person)
+        .join(Person, Person.id == DutyShift.person_id)
+        .where(DutyShift.starts_at <= at, DutyShift.ends_at > at, Person.active.is_(True))
+        .order_by(DutyShift.starts_at.desc())
+        .limit(1)
+    ).first()
+    if row is not None:
+        return OnDuty(row.Person, f"on duty: {row.Person.name} (shift until {row.DutyShift.ends_at.isoformat()})")
+    fallback = session.get(DutyFallback, 1)
+    if fallback is not None:
+        person = session.get(Person, fallback.person_id)
+        return OnDuty(person, f"rotation gap: fallback {person.name}")
+    return OnDuty(None, "rotation gap and no fallback person configured")
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    owner: Person | None
+    reason: str
+
+
+def choose_owner(session: Session, *, customer_id: str, at: datetime) -> RoutingDecision:
+    """The customer's first available TAM; otherwise the on-duty manager, saying why."""
+    reasons = []
+    for tam in tams_of(session, customer_id=customer_id):
+        available, why = availability(session, person=tam, at=at)
+        if available:
+            return RoutingDecision(tam, f"TAM {tam.name} {why}")
+        reasons.append(f"TAM {tam.name} {why}")
+    if not reasons:
+        reasons.append("customer has no TAM")
+    duty = on_duty(session, at=at)
+    return RoutingDecision(duty.person, "; ".join([*reasons, duty.reason]))

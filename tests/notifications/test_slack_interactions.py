@@ -1,0 +1,144 @@
+"""Approve from Slack: signed button presses apply the same triage rules as the API; forged, stale and
+replayed requests, unknown Slack users and second presses are refused and change nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+
+from release_requests import db
+from release_requests.api.app import create_app
+from release_requests.notifications.local_servers import signed_interaction
+from release_requests.notifications.service import notify
+from release_requests.requests.models import ReleaseRequest
+from release_requests.requests.service import db_now
+from release_requests.settings import Settings
+from tests.conftest import REPO, serve_app
+from tests.notifications.conftest import INTERNAL, deliver_until_quiet
+
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+
+
+@pytest.fixture
+def api(engine, committed_db, config, tmp_path):
+    settings = Settings(database_url=committed_db, data_dir=tmp_path, config_dir=REPO / "config",
+                        slack_signing_secret=SECRET)  # fmt: skip
+    app = create_app(settings=settings, config=config, sessions=db.make_sessionmaker(engine))
+    with serve_app(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def asked(scene, slack, make_deliverer, config):
+    """A submitted request whose 'awaiting approval' (triage) message was posted to the internal channel."""
+    customer = scene.customer()
+    engineer = scene.person("triage", slack_user_id="U0TRIAGE1")
+    request_id = scene.request(customer, by=engineer)
+    with db.transaction(scene.sessions) as s:
+        request = s.get(ReleaseRequest, request_id)
+        context = {"request_id": request_id, "stage": "triage", "title": request.title}
+        [row] = notify(s, request=request, event="approval.requested", targets=["internal_channel"], config=config,
+                       at=db_now(s), context=context)  # fmt: skip
+    deliver_until_quiet(make_deliverer())
+    message = next(m for m in slack.messages(INTERNAL) if m["metadata"]["event_payload"]["notification_id"] == row.id)
+    return request_id, row.id, message
+
+
+def press(message: dict, *, action: str = "approve", user: str = "U0TRIAGE1", channel: str) -> dict:
+    button = next(e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]
+                  if e["action_id"] == action)  # fmt: skip
+    return {"type": "block_actions", "user": {"id": user}, "channel": {"id": channel},
+            "container": {"type": "message", "message_ts": message["ts"], "channel_id": channel},
+            "message": {"ts": message["ts"]}, "actions": [{"action_id": action, "value": button["value"]}]}  # fmt: skip
+
+
+def status_of(scene, request_id: str) -> str:
+    with db.transaction(scene.sessions) as s:
+        return s.get(ReleaseRequest, request_id).status
+
+
+def test_approve_from_slack_applies_triage_updates_message_and_audits(api, scene, slack, asked, make_deliverer):
+    request_id, asked_id, message = asked
+    channel = slack.add_channel(INTERNAL)
+    body, headers = signed_interaction(press(message, channel=channel), signing_secret=SECRET)
+    response = api.post("/slack/interactions", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"ok": True, "request_id": request_id, "status": "accepted"}
+    assert status_of(scene, request_id) == "accepted"
+
+    actions = [e.action for e in scene.events(request_id, prefix="")]
+    assert "request.accepted" in actions and "slack.decision" in actions
+    decision = next(e for e in scene.events(request_id, prefix="slack."))
+    assert decision.actor.startswith("Triage ") and decision.after["slack_user_id"] == "U0TRIAGE1"
+
+    # the message is edited (chat.update, through the outbox) to show who decided, without buttons
+    deliver_until_quiet(make_deliverer())
+    [update] = slack.calls_to("chat.update")
+    assert update.params["ts"] == message["ts"]
+    [edited] = [m for m in slack.messages(INTERNAL) if m["ts"] == message["ts"]]
+    assert "Approved" in edited["text"] and "Triage " in edited["text"]
+    assert not any(b["type"] == "actions" for b in edited["blocks"])
+    # and the customer was told that the request was accepted
+    assert any(r.event == "request.triaged" and r.audience == "customer" for r in scene.rows(request_id=request_id))
+
+    # replay of the very same request: refused, nothing changes
+    again = api.post("/slack/interactions", content=body, headers=headers)
+    assert again.status_code == 403 and "replay" in again.json()["message"]
+    # a fresh press by the same person on the message they decided (new timestamp, valid signature): refused
+    body2, headers2 = signed_interaction(press(message, action="reject", channel=channel), signing_secret=SECRET,
+                                         timestamp=int(time.time()) - 1)  # fmt: skip
+    second = api.post("/slack/interactions", content=body2, headers=headers2)
+    assert second.status_code == 403 and "already decided this message (approve)" in second.json()["message"]
+    assert status_of(scene, request_id) == "accepted"
+    assert len([e for e in scene.events(request_id, prefix="slack.")]) == 1
+
+
+def test_reject_from_slack(api, scene, slack, asked):
+    request_id, _, message = asked
+    body, headers = signed_interaction(press(message, action="reject", channel=slack.add_channel(INTERNAL)),
+                                       signing_secret=SECRET)  # fmt: skip
+    assert api.post("/slack/interactions", content=body, headers=headers).json()["status"] == "rejected"
+    rejected = next(e for e in scene.events(request_id, prefix="request.rejected"))
+    assert rejected.reason.startswith("rejected in Slack by Triage")
+
+
+def test_forged_stale_replayed_unknown_and_unauthorized_presses_change_nothing(api, scene, slack, asked):
+    request_id, _, message = asked
+    channel = slack.add_channel(INTERNAL)
+
+    def send(*, secret=SECRET, stamp=None, user="U0TRIAGE1", drop_signature=False, tamper_body=False):
+        body, headers = signed_interaction(press(message, user=user, channel=channel), signing_secret=secret,
+                                           timestamp=stamp)  # fmt: skip
+        if drop_signature:
+            headers.pop("X-Slack-Signature")
+        if tamper_body:
+            body = body.replace(b"approve", b"reject")
+        response = api.post("/slack/interactions", content=body, headers=headers)
+        return response.status_code, response.json()
+
+    for refused in (
+        send(secret="not-the-secret"),
+        send(stamp=int(time.time()) - 301),
+        send(stamp=int(time.time()) + 301),
+        send(drop_signature=True),
+        send(tamper_body=True),
+    ):
+        assert refused[0] == 401 and refused[1]["error"] == "unauthenticated"  # fmt: skip
+    code, body = send(user="U0NOBODY")
+    assert code == 403 and "U0NOBODY" in body["message"]
+    scene.person("build_engineer", slack_user_id="U0BUILDER")  # same rules as the API: may not triage
+    code, body = send(user="U0BUILDER")
+    assert code == 403 and "may not triage" in body["message"]
+    assert status_of(scene, request_id) == "submitted"
+    assert not scene.events(request_id, prefix="slack.")
+
+
+def test_a_button_that_is_not_ours_is_invalid(api, slack, asked):
+    _, _, message = asked
+    payload = press(message, channel=slack.add_channel(INTERNAL))
+    payload["actions"][0]["value"] = json.dumps({"notification_id": "nope", "request_id": "RR-1", "stage": "triage"})
+    body, headers = signed_interaction(payload, signing_secret=SECRET)
+    assert api.post("/slack/interactions", content=body, headers=headers).status_code == 422

@@ -1,0 +1,93 @@
+"""A private hotfix through the pipeline: commits cherry-picked onto the customer's release, built, signed,
+published only to that customer's hotfix channel — never to everyone."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+from sqlalchemy import select
+
+from release_requests import db
+from release_requests.pipeline import segments, service
+from release_requests.pipeline.schemas import FixInput, SignoffIn
+from release_requests.releases.models import ChannelPointer
+from release_requests.requests.schemas import Accept, SubmitRequest
+from release_requests.requests.service import submit_request, triage
+from release_requests.requests.states import Status
+from release_requests.settings import Settings
+from tests.conftest import REPO, Builder
+
+
+def git(cwd, *args) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def product_repo(root):
+    repo = root / "endpoint-agent"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "dev@vendor.example")
+    git(repo, "config", "user.name", "Dev")
+    (repo / "core.c").write_text("int version = 1;\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "release 11.2.0")
+    git(repo, "tag", "-a", "v11.2.0", "-m", "11.2.0")
+    (repo / "fix.c").write_text("int fixed_crash = 1;\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "fix crash on scan")
+    return repo, git(repo, "rev-parse", "HEAD")
+
+
+def test_private_hotfix_goes_internal_then_only_to_its_customer(world_pipeline, tmp_path):
+    w = world_pipeline
+    repo, fix = product_repo(tmp_path)
+    config_dir = tmp_path / "config"
+    shutil.copytree(REPO / "config", config_dir)
+    build_cmd = json.dumps(["sh", "-c", "mkdir -p dist && cat *.c > dist/agent.bin"])
+    (config_dir / "products.toml").write_text(
+        f'[products.endpoint-agent]\nrepo = "{repo}"\nbuild = {build_cmd}\ntimeout_seconds = 30\n'
+        'output = "dist/*.bin"\n'
+    )
+    seg = segments.Segment(w.seg.sessions, Settings(**{**w.settings.model_dump(), "config_dir": config_dir}), w.config)
+    with db.transaction(seg.sessions) as s:
+        b = Builder(s, w.config)
+        customer = b.customer(licensed_products=[{"product": "endpoint-agent", "versions": ">=11,<12"}])
+        duty, triager = b.person("duty_manager"), b.person("triage")
+        engineer, manager = b.person("build_engineer"), b.person("release_manager")
+        data = SubmitRequest(
+            customer_id=customer.id,
+            kind="private_hotfix",
+            severity=1,  # critical: no soak between stages, still two sign-offs
+            channel="tam",
+            title="Crash on scan",
+            product="endpoint-agent",
+            product_version="11.2.0",
+        )
+        request = submit_request(s, actor=duty, data=data, config=w.config)
+        triage(s, actor=triager, request_id=request.id, decision=Accept(decision="accept"), config=w.config)
+        service.provide_fix(s, actor=engineer, request_id=request.id, data=FixInput(type="commits", commits=[fix[:12]]))
+        rid, cid = request.id, customer.id
+    trigger = w.trigger(rid, "build:")
+    assert "verified" in segments.run_build(seg, request_id=rid, attempt=1, trigger_key=trigger.key)
+    other_engineer = None
+    with db.transaction(seg.sessions) as s:
+        b = Builder(s, w.config)
+        other_engineer = b.person("build_engineer")  # the builder may not sign his own build
+        service.sign(s, actor=other_engineer, request_id=rid, data=SignoffIn(stage="internal"), config=w.config)
+    t = w.trigger(rid, "publish:internal:")
+    segments.run_publish(seg, request_id=rid, stage="internal", build_id=int(t.step.split(":")[2]), trigger_key=t.key)
+    with db.transaction(seg.sessions) as s:
+        for person in (other_engineer, manager):
+            service.sign(s, actor=person, request_id=rid, data=SignoffIn(stage="customer"), config=w.config)
+    t = w.trigger(rid, "publish:customer:")
+    segments.run_publish(seg, request_id=rid, stage="customer", build_id=int(t.step.split(":")[2]), trigger_key=t.key)
+    with db.transaction(seg.sessions) as s:
+        status = s.get(type(request), rid).status
+        pointers = {p.channel: (p.version, p.private_to) for p in s.scalars(select(ChannelPointer))}
+        build = service.latest_build(s, request_id=rid)
+    assert status == Status.released  # two stages only: a private hotfix never goes global
+    assert pointers[f"hotfix-{cid}-endpoint-agent"] == (build.version, cid)
+    assert "global" not in pointers and build.branch.startswith(f"hotfix/{cid}/11.2.0-")
+    assert build.version == f"{cid}/endpoint-agent/11.2.0-1"

@@ -1,0 +1,183 @@
+"""Fixtures for update channels: real signed bundles, registered once per session, served by the real API.
+
+Two bases are built from a real starter signature repository with the server's own signing key: `v1`, and
+`v2` after a false-positive fix (its allowlist holds the fixed sample's sha256). A private hotfix for one
+customer comes from a tiny product repository. Channel state lives in the shared test database, so tests
+that publish to the shared `internal`/`canary`/`global` channels start from whatever is current (`put`);
+tests that need a channel of their own use a fresh customer's channel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import git
+import pytest
+from sqlalchemy.orm import Session
+
+from artifacts.base import build_base
+from artifacts.corpus import load_corpus
+from artifacts.fixes import fix_false_positive
+from artifacts.hotfix import build_hotfix
+from artifacts.products import ProductSpec
+from artifacts.signing import signing_key
+from artifacts.starter import init_sigrepo
+from artifacts.store import LocalStore
+from release_requests import db
+from release_requests.audit.service import Actor
+from release_requests.releases import service
+from release_requests.releases.models import ChannelPointer
+from release_requests.requests.models import ReleaseRequest
+from release_requests.requests.schemas import SubmitRequest
+from release_requests.requests.service import db_now, submit_request, transition
+from release_requests.requests.states import Status
+from tests.artifacts.conftest import FP_RULE
+
+SYSTEM = Actor.system("tests")
+AUTHOR = "Jane Analyst <jane@example.com>"
+PRODUCT = "endpoint-agent"
+
+
+@dataclass
+class Bundles:
+    repo: Path
+    out: Path
+    v1: Path
+    v2: Path
+    hotfix: Path
+    fp_sha256: str  # on v2's allowlist
+    hotfix_customer: str
+
+    def build_base(self, settings) -> Path:
+        """Another base from the fixed commit (a new version, same rules): for tests that own their release."""
+        manifest = build_base(
+            repo_path=self.repo, ref=f"fix/{FP_REQUEST}", out_dir=self.out,
+            key=signing_key(data_dir=settings.data_dir), store=LocalStore(settings.artifacts_dir), builder="ci@tests",
+        )  # fmt: skip
+        return self.out / manifest.version
+
+
+FP_REQUEST = "RR-2026-900001"
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _product_repo(root: Path) -> tuple[ProductSpec, str]:
+    repo = root / PRODUCT
+    (repo / "src").mkdir(parents=True)
+    _git(root, "init", "-q", "-b", "main", str(repo))
+    _git(repo, "config", "user.name", "Dev One")
+    _git(repo, "config", "user.email", "dev1@example.com")
+    (repo / "src" / "core.c").write_text("int version = 1;\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "release 11.2.0")
+    _git(repo, "tag", "-a", "v11.2.0", "-m", "11.2.0")
+    (repo / "src" / "fix.c").write_text("int fixed_crash = 1;\n" + "/* padding */\n" * 2000)
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "fix crash on scan")
+    spec = ProductSpec(
+        name=PRODUCT, repo=repo, build=["sh", "-c", "mkdir -p dist && cat src/*.c > dist/agent.bin"],
+        timeout_seconds=30, output="dist/*.bin",
+    )  # fmt: skip
+    return spec, _git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture(scope="session")
+def bundles(settings, world, tmp_path_factory) -> Bundles:
+    root = tmp_path_factory.mktemp("releases")
+    key = signing_key(data_dir=settings.data_dir)
+    store = LocalStore(settings.artifacts_dir)
+    repo = root / "sigrepo"
+    init_sigrepo(path=repo, author="Signature Team <signatures@example.com>")
+    out = root / "bases"
+    common = {"repo_path": repo, "out_dir": out, "key": key, "store": store, "builder": "ci@tests"}
+    v1 = build_base(ref="main", **common)
+    sample = next(s for s in load_corpus(git.Repo(repo).head.commit).malicious if s.expect == FP_RULE)
+    fp = root / "customer-tool.exe"
+    fp.write_bytes(b"MZ legit in-house tool " + sample.render())
+    fix_false_positive(repo_path=repo, sample=fp, request_id=FP_REQUEST, author=AUTHOR)
+    v2 = build_base(ref=f"fix/{FP_REQUEST}", **common)
+    customer = world.customer()
+    spec, fix_commit = _product_repo(root)
+    hotfix = build_hotfix(
+        product=spec, version="11.2.0", commits=[fix_commit], customer=customer,
+        grants=[{"product": PRODUCT, "versions": ""}], out_dir=root / "hotfixes", key=key, store=store,
+        builder="ci@tests",
+    )  # fmt: skip
+    return Bundles(
+        repo=repo, out=out, v1=out / v1.version, v2=out / v2.version,
+        hotfix=root / "hotfixes" / customer / PRODUCT / hotfix.version,
+        fp_sha256=hashlib.sha256(fp.read_bytes()).hexdigest(), hotfix_customer=customer,
+    )  # fmt: skip
+
+
+@dataclass
+class Registered:
+    v1: str
+    v2: str
+    hotfix: str
+    hotfix_customer: str
+    fp_sha256: str
+
+
+@pytest.fixture(scope="session")
+def releases(bundles, settings, world) -> Registered:
+    store = LocalStore(settings.artifacts_dir)
+    with db.transaction(world.sessions) as s:
+        keys = [
+            service.register_release(
+                s, actor=SYSTEM, bundle_dir=path, store=store, request_id=None,
+                public_key=service.server_public_key(settings.data_dir),
+            ).version
+            for path in (bundles.v1, bundles.v2, bundles.hotfix)
+        ]  # fmt: skip
+    return Registered(*keys, hotfix_customer=bundles.hotfix_customer, fp_sha256=bundles.fp_sha256)
+
+
+def put(session: Session, channel: str, *versions: str, config, actor: Actor = SYSTEM) -> ChannelPointer:
+    """Publish `versions` in order from whatever the channel holds now; each canary step is completed.
+
+    The last version is left where publishing puts it (the first canary step on `canary`).
+    """
+    pointer = None
+    for i, version in enumerate(versions):
+        current = session.get(ChannelPointer, channel, populate_existing=True)
+        pointer = service.publish(
+            session, actor=actor, channel=channel, version=version,
+            expected_current=current.version if current else None, request_id=None, config=config,
+        )  # fmt: skip
+        if i < len(versions) - 1:
+            later = db_now(session) + timedelta(days=1)
+            for _ in config.stages.canary.steps:
+                service.advance_rollout(session, actor=actor, channel=channel, now=later, config=config)
+                later += timedelta(days=1)
+    return pointer
+
+
+def release_request_in(
+    session: Session, *, customer_id: str, submitter_id: int, config, status: Status
+) -> ReleaseRequest:
+    """A false-positive request walked through the real transitions up to `status`."""
+    from release_requests.people.models import Person
+
+    submitter = session.get(Person, submitter_id)
+    data = SubmitRequest(customer_id=customer_id, kind="false_positive", severity=2, channel="portal",
+                         title=f"FP on in-house tool {uuid.uuid4().hex[:6]}")  # fmt: skip
+    request = submit_request(session, actor=submitter, data=data, config=config)
+    path = [Status.accepted, Status.building, Status.verifying, Status.awaiting_approval, Status.releasing]
+    for step in path[: path.index(status) + 1]:
+        transition(session, actor=SYSTEM, request=request, target=step, action=f"request.{step}")
+    return request
+
+
+@pytest.fixture
+def fresh_base(bundles, settings, world):
+    """A base of the test's own (version unique to the test), not yet registered."""
+    return bundles.build_base(settings)
