@@ -57,22 +57,39 @@ def main() -> None:
         sessions = db.make_sessionmaker(engine)
         system = Actor.system("bench")
         with db.transaction(sessions) as s:
-            customer = create_customer(s, actor=system, data=CustomerCreate(
-                id="bench-bank", name="Bench Bank", tier="enterprise", timezone="Europe/Moscow", country="RU",
-                slack_channel="bench-bank", email_contacts=["soc@bench.example"], language="ru"))  # fmt: skip
-            engineer = create_person(s, actor=system, data=PersonCreate(name="Bench Engineer", role="triage",
-                                                                         email="eng@vendor.example"))  # fmt: skip
+            customer = create_customer(
+                s,
+                actor=system,
+                data=CustomerCreate(
+                    id="bench-bank",
+                    name="Bench Bank",
+                    tier="enterprise",
+                    timezone="Europe/Moscow",
+                    country="RU",
+                    slack_channel="bench-bank",
+                    email_contacts=["soc@bench.example"],
+                    language="ru",
+                ),
+            )
+            engineer = create_person(
+                s, actor=system, data=PersonCreate(name="Bench Engineer", role="triage", email="eng@vendor.example")
+            )
             customer_id, engineer_id = customer.id, engineer.id
 
-        with LocalSlack(channels=("msa-engineering", "bench-bank")) as slack, \
-                LocalSmtp(user="relreq", password="bench", starttls=True) as smtp:  # fmt: skip
+        with (
+            LocalSlack(channels=("msa-engineering", "bench-bank")) as slack,
+            LocalSmtp(user="relreq", password="bench", starttls=True) as smtp,
+        ):
             deliverer = Deliverer(
-                engine=engine, config=config, slack=SlackSender(token=slack.token, base_url=slack.base_url),
+                engine=engine,
+                config=config,
+                slack=SlackSender(token=slack.token, base_url=slack.base_url),
                 smtp=SmtpSender(smtp.url),
-            )  # fmt: skip
+            )
             stop = threading.Event()
-            listener = threading.Thread(target=listen_and_deliver, args=(stop,),
-                                        kwargs={"poll_seconds": 30, "deliverer": deliverer})  # fmt: skip
+            listener = threading.Thread(
+                target=listen_and_deliver, args=(stop,), kwargs={"poll_seconds": 30, "deliverer": deliverer}
+            )
             listener.start()
             time.sleep(0.5)
             slack_lat, mail_lat = [], []
@@ -80,8 +97,13 @@ def main() -> None:
 
             for i in range(args.events):
                 with db.transaction(sessions) as s:
-                    data = SubmitRequest(customer_id=customer_id, kind="false_positive", severity=1, channel="phone",
-                                         title=f"Bench FP {i}")  # fmt: skip
+                    data = SubmitRequest(
+                        customer_id=customer_id,
+                        kind="false_positive",
+                        severity=1,
+                        channel="phone",
+                        title=f"Bench FP {i}",
+                    )
                     submit_request(s, actor=s.get(Person, engineer_id), data=data, config=config)
                 committed = time.time()
                 deadline = time.monotonic() + 30
@@ -102,8 +124,10 @@ def main() -> None:
     print(f"{args.events} events (submitted request → customer notice), LISTEN/NOTIFY deliverer, one process")
     print(f"{'':16}{'p50':>9}{'p95':>9}{'max':>9}")
     for name, values in (("Slack", slack_lat), ("e-mail", mail_lat), ("both", slack_lat + mail_lat)):
-        print(f"{name:16}" + "".join(f"{v * 1000:8.0f}ms" for v in (statistics.median(values),
-                                                                     percentile(values, 95), max(values))))  # fmt: skip
+        print(
+            f"{name:16}"
+            + "".join(f"{v * 1000:8.0f}ms" for v in (statistics.median(values), percentile(values, 95), max(values)))
+        )
 
 
 if __name__ == "__main__":

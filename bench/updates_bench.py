@@ -82,10 +82,17 @@ def make_bundle(out: Path, *, key, store, mib: int):
                 f.write(os.urandom(1 << 20))
         (staging / ALLOWLIST_FILE).write_text(HEADER)
         manifest = BaseManifest(
-            version=version, commit="0" * 40, parent_version=None, rule_count=0, namespaces={},
-            allowlist_entries=0, yara_x_version=YARA_X_VERSION, builder="bench", built_at="2026-01-01T00:00:00Z",
+            version=version,
+            commit="0" * 40,
+            parent_version=None,
+            rule_count=0,
+            namespaces={},
+            allowlist_entries=0,
+            yara_x_version=YARA_X_VERSION,
+            builder="bench",
+            built_at="2026-01-01T00:00:00Z",
             **manifest_fields(staging, key=key),
-        )  # fmt: skip
+        )
         seal(staging, manifest, key=key, store=store)
     return out / version
 
@@ -188,17 +195,35 @@ def main() -> None:
         actor = Actor.system("bench")
         sessions = db.make_sessionmaker(db.make_engine(url))
         with db.transaction(sessions) as s:
-            customer = create_customer(s, actor=actor, data=CustomerCreate(
-                id="bench-customer", name="Bench Customer", tier="enterprise", timezone="UTC", country="DE",
-                email_contacts=["it@bench.example"])).id  # fmt: skip
-            person = create_person(s, actor=actor, data=PersonCreate(name="Bench IT", role="customer",
-                                                                     customer_id=customer))  # fmt: skip
+            customer = create_customer(
+                s,
+                actor=actor,
+                data=CustomerCreate(
+                    id="bench-customer",
+                    name="Bench Customer",
+                    tier="enterprise",
+                    timezone="UTC",
+                    country="DE",
+                    email_contacts=["it@bench.example"],
+                ),
+            ).id
+            person = create_person(
+                s, actor=actor, data=PersonCreate(name="Bench IT", role="customer", customer_id=customer)
+            )
             token = issue_token(s, actor=actor, person=person)
-            release = service.register_release(s, actor=actor, bundle_dir=bundle, store=store, request_id=None,
-                                               public_key=key.public_key())  # fmt: skip
+            release = service.register_release(
+                s, actor=actor, bundle_dir=bundle, store=store, request_id=None, public_key=key.public_key()
+            )
             for channel in ("global", f"customer-{customer}"):
-                service.publish(s, actor=actor, channel=channel, version=release.version, expected_current=None,
-                                request_id=None, config=config)  # fmt: skip
+                service.publish(
+                    s,
+                    actor=actor,
+                    channel=channel,
+                    version=release.version,
+                    expected_current=None,
+                    request_id=None,
+                    config=config,
+                )
         api_port, static_port = free_port(), free_port()
         env = os.environ | {"RR_DATABASE_URL": url, "RR_DATA_DIR": str(data_dir), "RR_CONFIG_DIR": str(REPO / "config")}
         children.append(subprocess.Popen([sys.executable, __file__, "--serve-api", str(api_port)], env=env))
@@ -213,10 +238,22 @@ def main() -> None:
         (static / "updates/global/manifest.json").write_bytes(body)
         with store.open(big["sha256"]) as f:
             os.link(f.name, static / "updates/global/artifacts" / big["sha256"])
-        children.append(subprocess.Popen(
-            [sys.executable, "-m", "http.server", str(static_port), "--bind", "127.0.0.1", "--directory", str(static)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ))  # fmt: skip
+        children.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "http.server",
+                    str(static_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--directory",
+                    str(static),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         wait_for(static_port, "/updates/global/manifest.json")
         wait_for(api_port, big["url"])  # first download verifies the object's hash once
 
@@ -229,12 +266,16 @@ def main() -> None:
         )
         rows = [
             ("GET /healthz (API floor: one DB round trip)", measure(api_port, "/healthz", {})),
-            ("manifest, public channel (API)", measure(api_port, "/updates/global/manifest.json",
-                                                       {"X-Client-Id": "bench-1"})),
-            ("manifest, customer channel + token (API)",
-             measure(api_port, f"/updates/customer-{customer}/manifest.json", {"Authorization": f"Bearer {token}"})),
+            (
+                "manifest, public channel (API)",
+                measure(api_port, "/updates/global/manifest.json", {"X-Client-Id": "bench-1"}),
+            ),
+            (
+                "manifest, customer channel + token (API)",
+                measure(api_port, f"/updates/customer-{customer}/manifest.json", {"Authorization": f"Bearer {token}"}),
+            ),
             ("manifest, static file (http.server)", measure(static_port, "/updates/global/manifest.json", {})),
-        ]  # fmt: skip
+        ]
         print(f"| {'manifest requests':<44} | {'req/s':>7} | {'p50 ms':>7} | {'p99 ms':>7} |")
         for name, r in rows:
             print(f"| {name:<44} | {r['rps']:>7.0f} | {r['p50_ms']:>7.1f} | {r['p99_ms']:>7.1f} |")

@@ -45,8 +45,9 @@ def build_and_verify(request_id: str, attempt: int, trigger_key: str) -> str:
 @flow(name="publish_stage")
 def publish_stage(request_id: str, stage: str, build_id: int, trigger_key: str) -> str:
     """Publish one signed-off stage to its channels; open the next stage or mark the request released."""
-    result = segments.run_publish(_segment(), request_id=request_id, stage=stage, build_id=build_id,
-                                  trigger_key=trigger_key)  # fmt: skip
+    result = segments.run_publish(
+        _segment(), request_id=request_id, stage=stage, build_id=build_id, trigger_key=trigger_key
+    )
     get_run_logger().info(result)
     return result
 
@@ -57,8 +58,9 @@ def dispatch_pending() -> list[str]:
     with transaction(session_factory()) as session:
         for trigger in triggers.pending(session):
             call = triggers.segment_call(trigger)
-            run = run_deployment(call.deployment, parameters=call.parameters, timeout=0,
-                                 idempotency_key=call.idempotency_key)  # fmt: skip
+            run = run_deployment(
+                call.deployment, parameters=call.parameters, timeout=0, idempotency_key=call.idempotency_key
+            )
             triggers.mark_dispatched(session, trigger=trigger, flow_run_id=str(run.id))
             dispatched.append(call.key)
     return dispatched

@@ -18,7 +18,10 @@ def sla_watch() -> list[str]:
     logger = get_run_logger()
     for crossing in crossings:
         logger.info(
-            "%s crossed %s at %s%s", crossing.request_id, crossing.threshold, crossing.crossed_at.isoformat(),
+            "%s crossed %s at %s%s",
+            crossing.request_id,
+            crossing.threshold,
+            crossing.crossed_at.isoformat(),
             f"; re-routed to {crossing.rerouted_to}" if crossing.rerouted_to else "",
-        )  # fmt: skip
+        )
     return [f"{c.request_id}:{c.threshold}" for c in crossings]

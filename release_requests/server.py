@@ -79,8 +79,11 @@ def start_prefect_server(
     log_file.parent.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log_file.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        env=env,
+        stdout=log_file.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     wait_until_healthy(f"{api_url}/health", timeout=90, process=process)
     return process, api_url
 
@@ -89,10 +92,13 @@ def start_flow_runner(*, settings: Settings, api_url: str, log_file: Path) -> su
     # heartbeats let the zombie automation mark runs of a killed runner Crashed (>= 30 s, DESIGN.md §4)
     env = prefect_environment(settings, api_url) | {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
     return subprocess.Popen(
-        [sys.executable, "-m", "flows.serve"], env=env,
-        stdout=log_file.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+        [sys.executable, "-m", "flows.serve"],
+        env=env,
+        stdout=log_file.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
         cwd=Path(__file__).resolve().parent.parent,
-    )  # fmt: skip
+    )
 
 
 def _stop(process: subprocess.Popen) -> None:

@@ -89,8 +89,17 @@ def fetch(
             version = release_key(json.loads(data))
             if body.get("version") != version:
                 raise UpdateFailed(f"server says version {body.get('version')!r}, the signed manifest is {version}")
-            return _install(http, dest=dest, channel=channel, body=body, data=data, manifest=manifest,
-                            version=version, key=key, progress=progress)  # fmt: skip
+            return _install(
+                http,
+                dest=dest,
+                channel=channel,
+                body=body,
+                data=data,
+                manifest=manifest,
+                version=version,
+                key=key,
+                progress=progress,
+            )
     except httpx.HTTPError as exc:
         raise UpdateFailed(f"cannot talk to {api_url}: {exc}") from exc
 
@@ -158,17 +167,32 @@ def _verified_manifest(body: dict, key: Ed25519PublicKey) -> tuple[bytes, BaseMa
 
 
 def _install(
-    http: httpx.Client, *, dest: Path, channel: str, body: dict, data: bytes,
-    manifest: BaseManifest | HotfixManifest, version: str, key: Ed25519PublicKey, progress: Progress,
-) -> InstallResult:  # fmt: skip
+    http: httpx.Client,
+    *,
+    dest: Path,
+    channel: str,
+    body: dict,
+    data: bytes,
+    manifest: BaseManifest | HotfixManifest,
+    version: str,
+    key: Ed25519PublicKey,
+    progress: Progress,
+) -> InstallResult:
     current = dest / "current"
     if current.exists() and not current.is_symlink():
         raise UpdateFailed(f"{current} exists and is not a symlink managed by the update client")
     previous = os.readlink(current) if current.is_symlink() else None
     dir_name = version.replace("/", "_")
     total = sum(e.size for e in manifest.files.values())
-    result = InstallResult(channel, version, False, str(dest / "versions" / dir_name), len(manifest.files), total,
-                           previous and Path(previous).name)  # fmt: skip
+    result = InstallResult(
+        channel,
+        version,
+        False,
+        str(dest / "versions" / dir_name),
+        len(manifest.files),
+        total,
+        previous and Path(previous).name,
+    )
     if (
         previous == f"versions/{dir_name}"
         and (current / MANIFEST).is_file()

@@ -49,9 +49,13 @@ class OnDutyOut(BaseModel):
 
 def _out(shift, person: Person) -> ShiftOut:
     return ShiftOut(
-        id=shift.id, person_id=person.id, person=person.name, starts_at=shift.starts_at, ends_at=shift.ends_at,
+        id=shift.id,
+        person_id=person.id,
+        person=person.name,
+        starts_at=shift.starts_at,
+        ends_at=shift.ends_at,
         note=shift.note,
-    )  # fmt: skip
+    )
 
 
 @router.post("/duty/shifts", status_code=201, response_model=list[ShiftOut])
@@ -87,9 +91,11 @@ def who_is_on_duty(
         at = at or db_now(session)
         duty = service.on_duty(session, at=at)
         return OnDutyOut(
-            at=at, person_id=duty.person.id if duty.person else None,
-            person=duty.person.name if duty.person else None, reason=duty.reason,
-        )  # fmt: skip
+            at=at,
+            person_id=duty.person.id if duty.person else None,
+            person=duty.person.name if duty.person else None,
+            reason=duty.reason,
+        )
 
 
 @router.put("/duty/fallback", response_model=OnDutyOut)

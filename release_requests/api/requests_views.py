@@ -112,9 +112,15 @@ def add_sample(
 ) -> SampleOut:
     with ctx.unit_of_work() as session:
         sample = service.add_sample(
-            session, actor=me, request_id=request_id, config=ctx.config, samples_dir=ctx.samples_dir,
-            stream=file.file if file else None, filename=file.filename if file else None, declared_sha256=sha256,
-        )  # fmt: skip
+            session,
+            actor=me,
+            request_id=request_id,
+            config=ctx.config,
+            samples_dir=ctx.samples_dir,
+            stream=file.file if file else None,
+            filename=file.filename if file else None,
+            declared_sha256=sha256,
+        )
         return SampleOut.model_validate(sample)
 
 

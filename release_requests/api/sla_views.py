@@ -55,7 +55,12 @@ def sla_due(
         due, policy = due_for(customer=customer, severity=severity, at=filed, config=ctx.config)
         zone = customer.calendar().zone
         return DueTime(
-            customer_id=customer.id, severity=severity, clock=policy.clock, target_minutes=policy.response_minutes,
-            filed_at=filed, due_at=due, due_at_local=due.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"),
+            customer_id=customer.id,
+            severity=severity,
+            clock=policy.clock,
+            target_minutes=policy.response_minutes,
+            filed_at=filed,
+            due_at=due,
+            due_at_local=due.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"),
             timezone=customer.timezone,
-        )  # fmt: skip
+        )

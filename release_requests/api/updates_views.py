@@ -76,7 +76,7 @@ def _manifest_body(session: Session, served: service.Served, channel: str, publi
                         url=f"/updates/{channel}/artifacts/{entry['sha256']}",
                     )
                     for name, entry in release.manifest["files"].items()
-                ],  # fmt: skip
+                ],
                 manifest=release.manifest,
                 manifest_json=release.manifest_json,
                 signature=release.signature,

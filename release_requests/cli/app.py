@@ -39,9 +39,14 @@ for command in (
 app.command("serve")(local.serve)
 app.command("demo")(local.demo)
 for command in (
-    remote.submit, remote.list_requests, remote.show, remote.timeline, remote.triage, remote.answer,
+    remote.submit,
+    remote.list_requests,
+    remote.show,
+    remote.timeline,
+    remote.triage,
+    remote.answer,
     remote.cancel,
-):  # fmt: skip
+):
     app.command(command.__name__.replace("list_requests", "list"))(command)
 
 

@@ -75,10 +75,19 @@ def customers_add(
 
     grants = [dict(zip(("product", "versions"), (*g.split(":", 1), "")[:2], strict=True)) for g in licence or []]
     data = _validated(
-        CustomerCreate, id=customer_id, name=name, tier=tier, timezone=timezone, country=country,
-        subdivision=subdivision, slack_channel=slack_channel, email_contacts=email or [], language=language,
-        business_hours=business_hours, licensed_products=grants,
-    )  # fmt: skip
+        CustomerCreate,
+        id=customer_id,
+        name=name,
+        tier=tier,
+        timezone=timezone,
+        country=country,
+        subdivision=subdivision,
+        slack_channel=slack_channel,
+        email_contacts=email or [],
+        language=language,
+        business_hours=business_hours,
+        licensed_products=grants,
+    )
     with local_session() as session:
         customer = create_customer(session, actor=_admin_actor(), data=data)
         out = CustomerOut.model_validate(customer).model_dump(mode="json")
@@ -153,10 +162,16 @@ def users_add(
     if customers and role not in ("customer", "tam"):
         raise CliError(f"--customer: only customer users and TAMs are tied to customers, not {role}")
     data = _validated(
-        PersonCreate, name=name, role=role, email=email, timezone=timezone, slack_user_id=slack_user,
-        working_hours=working_hours, country=country,
+        PersonCreate,
+        name=name,
+        role=role,
+        email=email,
+        timezone=timezone,
+        slack_user_id=slack_user,
+        working_hours=working_hours,
+        country=country,
         customer_id=customers[0] if role == "customer" else None,
-    )  # fmt: skip
+    )
     actor = _admin_actor()
     with local_session() as session:
         person = create_person(session, actor=actor, data=data)
@@ -180,8 +195,14 @@ def audit_verify(json_out: JsonFlag = False) -> None:
     with local_session() as session:
         report = verify_chain(session)
     if json_out:
-        print_json({"ok": report.ok, "checked": report.checked, "first_broken_seq": report.first_broken_seq,
-                    "problem": report.problem})  # fmt: skip
+        print_json(
+            {
+                "ok": report.ok,
+                "checked": report.checked,
+                "first_broken_seq": report.first_broken_seq,
+                "problem": report.problem,
+            }
+        )
         if not report.ok:
             raise typer.Exit(1)
         return

@@ -95,11 +95,19 @@ def list_notifications(
         f"Notifications ({len(rows)})",
         ["id", "request", "event", "to", "status", "tries", "next / sent", "error"],
         [
-            [n["id"], n["request_id"], n["event"], f"{n['channel']}:{n['recipient']}", n["status"], n["attempts"],
-             local_time(n["sent_at"] or n["next_attempt_at"]), (n["last_error"] or "")[:80]]
+            [
+                n["id"],
+                n["request_id"],
+                n["event"],
+                f"{n['channel']}:{n['recipient']}",
+                n["status"],
+                n["attempts"],
+                local_time(n["sent_at"] or n["next_attempt_at"]),
+                (n["last_error"] or "")[:80],
+            ]
             for n in rows
         ],
-    )  # fmt: skip
+    )
 
 
 @notifications_app.command("retry")

@@ -30,11 +30,18 @@ def _show_channels(rows: list[dict]) -> None:
         f"Channels ({len(rows)})",
         ["channel", "version", "fallback", "rollout", "private to", "since", "by"],
         [
-            [c["channel"], c["version"], c["previous_version"], f"{c['rollout_percent']} %", c["private_to"],
-             local_time(c["published_at"]), c["updated_by"]]
+            [
+                c["channel"],
+                c["version"],
+                c["previous_version"],
+                f"{c['rollout_percent']} %",
+                c["private_to"],
+                local_time(c["published_at"]),
+                c["updated_by"],
+            ]
             for c in rows
         ],
-    )  # fmt: skip
+    )
 
 
 @release_app.command("channels")
@@ -55,11 +62,20 @@ def history(channel: Annotated[str, typer.Argument(help="Channel name.")], json_
         f"History of {channel}",
         ["#", "when", "action", "from", "to", "rollout", "who", "request", "reason"],
         [
-            [h["id"], local_time(h["at"]), h["action"], h["from_version"], h["to_version"], f"{h['rollout_percent']} %",
-             h["actor"], h["request_id"], h["reason"]]
+            [
+                h["id"],
+                local_time(h["at"]),
+                h["action"],
+                h["from_version"],
+                h["to_version"],
+                f"{h['rollout_percent']} %",
+                h["actor"],
+                h["request_id"],
+                h["reason"],
+            ]
             for h in rows
         ],
-    )  # fmt: skip
+    )
 
 
 @release_app.command("revert")
@@ -132,9 +148,14 @@ def fetch(
     try:
         with _download_bar(not json_out and sys.stderr.isatty()) as progress:
             result = update_client.fetch(
-                api_url=api_url or settings.api_url, channel=channel, client_id=client_id, dest=dest,
-                public_key_pem=pem, token=token or settings.token, progress=progress,
-            )  # fmt: skip
+                api_url=api_url or settings.api_url,
+                channel=channel,
+                client_id=client_id,
+                dest=dest,
+                public_key_pem=pem,
+                token=token or settings.token,
+                progress=progress,
+            )
     except update_client.UpdateFailed as exc:
         raise CliError(f"nothing installed: {exc}", EXIT_REFUSED) from None
     if json_out:

@@ -66,10 +66,18 @@ def submit(
         if not path.is_file():
             raise CliError(f"--sample: {path} is not a readable file")
     body = {
-        "customer_id": customer, "kind": _kind(kind), "severity": severity, "channel": channel, "title": title,
-        "description": description, "product": product, "product_version": product_version,
-        "detection_name": detection, "received_at": received_at, "sample_sha256": sample_sha256 or [],
-    }  # fmt: skip
+        "customer_id": customer,
+        "kind": _kind(kind),
+        "severity": severity,
+        "channel": channel,
+        "title": title,
+        "description": description,
+        "product": product,
+        "product_version": product_version,
+        "detection_name": detection,
+        "received_at": received_at,
+        "sample_sha256": sample_sha256 or [],
+    }
     created = api_call("POST", "/api/v1/requests", json={k: v for k, v in body.items() if v is not None})
     for path in sample or []:
         _upload(created["id"], path)
@@ -115,7 +123,7 @@ def list_requests(
                 r["title"],
                 r["owner"],
                 local_time(r["received_at"]),
-            ]  # fmt: skip
+            ]
             for r in page["items"]
         ],
     )
@@ -193,8 +201,11 @@ def triage(
     json_out: JsonFlag = False,
 ) -> None:
     """Decide on a submitted request: exactly one of --accept, --reject, --duplicate-of, --needs-info."""
-    chosen = [name for name, v in (("accept", accept), ("reject", reject), ("duplicate", duplicate_of),
-                                   ("needs_info", needs_info)) if v]  # fmt: skip
+    chosen = [
+        name
+        for name, v in (("accept", accept), ("reject", reject), ("duplicate", duplicate_of), ("needs_info", needs_info))
+        if v
+    ]
     if len(chosen) != 1:
         raise CliError("give exactly one of --accept, --reject REASON, --duplicate-of ID, --needs-info QUESTION")
     decision = chosen[0]

@@ -60,9 +60,13 @@ def sla_due(
     utc = datetime.fromisoformat(due["due_at"]).strftime("%Y-%m-%d %H:%M UTC")
     fields(
         f"Severity {severity} for {customer}",
-        [("customer time", f"{due['due_at_local']} ({due['timezone']})"), ("UTC", utc),
-         ("target", f"{due['target_minutes']} min, {due['clock']} clock"), ("filed", local_time(due["filed_at"]))],
-    )  # fmt: skip
+        [
+            ("customer time", f"{due['due_at_local']} ({due['timezone']})"),
+            ("UTC", utc),
+            ("target", f"{due['target_minutes']} min, {due['clock']} clock"),
+            ("filed", local_time(due["filed_at"])),
+        ],
+    )
 
 
 def queue(json_out: JsonFlag = False) -> None:
@@ -74,9 +78,11 @@ def queue(json_out: JsonFlag = False) -> None:
     table(
         f"Queue ({len(items)})",
         ["#", "id", "customer", "severity", "status", "SLA", "owner", "title"],
-        [[i + 1, r["id"], r["customer_id"], r["severity"], r["status"], sla_text(r["sla"]), r["owner"], r["title"]]
-         for i, r in enumerate(items)],
-    )  # fmt: skip
+        [
+            [i + 1, r["id"], r["customer_id"], r["severity"], r["status"], sla_text(r["sla"]), r["owner"], r["title"]]
+            for i, r in enumerate(items)
+        ],
+    )
 
 
 def respond(
@@ -110,8 +116,13 @@ def duty_add(
     json_out: JsonFlag = False,
 ) -> None:
     """Add a duty shift (or a weekly series of them)."""
-    body = {"person": person, "starts_at": _aware(start, "--from"), "ends_at": _aware(end, "--to"), "weeks": weeks,
-            "note": note}  # fmt: skip
+    body = {
+        "person": person,
+        "starts_at": _aware(start, "--from"),
+        "ends_at": _aware(end, "--to"),
+        "weeks": weeks,
+        "note": note,
+    }
     shifts = api_call("POST", "/api/v1/duty/shifts", json=body)
     print_json(shifts) if json_out else _shift_table(shifts)
 

@@ -76,9 +76,15 @@ class Deliverer:
     message, nothing recorded yet)."""
 
     def __init__(
-        self, *, engine: Engine, config: AppConfig, slack: SlackSender | None, smtp: SmtpSender | None,
-        lease_seconds: float | None = None, backoff_seconds: list[float] | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        *,
+        engine: Engine,
+        config: AppConfig,
+        slack: SlackSender | None,
+        smtp: SmtpSender | None,
+        lease_seconds: float | None = None,
+        backoff_seconds: list[float] | None = None,
+    ) -> None:
         delivery = config.notifications.delivery
         self.engine = engine
         self.sessions = make_sessionmaker(engine)
@@ -123,8 +129,9 @@ class Deliverer:
     def seconds_until_due(self) -> float | None:
         """How long until the next row is due (0 if one is due now); None when nothing is pending."""
         with transaction(self.sessions) as session:
-            when = case((Notification.status == "sending", Notification.claimed_until),
-                        else_=Notification.next_attempt_at)  # fmt: skip
+            when = case(
+                (Notification.status == "sending", Notification.claimed_until), else_=Notification.next_attempt_at
+            )
             row = session.execute(
                 select(func.min(when), func.now()).where(Notification.status.in_(("queued", "failed", "sending")))
             ).one()
@@ -137,9 +144,12 @@ class Deliverer:
         with transaction(self.sessions) as session:
             now = db_now(session)
             row = session.scalar(
-                select(Notification).where(_due(now)).order_by(Notification.next_attempt_at).limit(1)
+                select(Notification)
+                .where(_due(now))
+                .order_by(Notification.next_attempt_at)
+                .limit(1)
                 .with_for_update(skip_locked=True)
-            )  # fmt: skip
+            )
             if row is None:
                 return None
             row.attempts += 1
@@ -150,10 +160,18 @@ class Deliverer:
                 return "dead"
             row.status, row.claimed_until = "sending", now + self.lease
             job = Job(
-                id=row.id, attempt=row.attempts, event=row.event, audience=row.audience, channel=row.channel,
-                recipient=row.recipient, language=row.language, request_id=row.request_id,
-                created_at=row.created_at, update_ts=(row.context or {}).get("update_ts"), rendered=rendered,
-            )  # fmt: skip
+                id=row.id,
+                attempt=row.attempts,
+                event=row.event,
+                audience=row.audience,
+                channel=row.channel,
+                recipient=row.recipient,
+                language=row.language,
+                request_id=row.request_id,
+                created_at=row.created_at,
+                update_ts=(row.context or {}).get("update_ts"),
+                rendered=rendered,
+            )
         crash_point("notify:claimed")
         return job
 
@@ -163,14 +181,24 @@ class Deliverer:
         customer = session.get(Customer, request.customer_id)
         sla = status_of(session, request=request, config=self.config, now=db_now(session))
         facts = {
-            "id": request.id, "title": request.title, "status": request.status, "severity": request.severity,
-            "kind": request.kind, "customer": customer.name, "customer_id": customer.id,
-        }  # fmt: skip
+            "id": request.id,
+            "title": request.title,
+            "status": request.status,
+            "severity": request.severity,
+            "kind": request.kind,
+            "customer": customer.name,
+            "customer_id": customer.id,
+        }
         return render(
-            notification_id=row.id, event=row.event, language=row.language, audience=row.audience,
-            context=row.context or {}, request=facts, sla=sla.model_dump(mode="json") if sla else None,
+            notification_id=row.id,
+            event=row.event,
+            language=row.language,
+            audience=row.audience,
+            context=row.context or {},
+            request=facts,
+            sla=sla.model_dump(mode="json") if sla else None,
             status_url=f"{self.config.notifications.email.status_url.rstrip('/')}/{request.id}",
-        )  # fmt: skip
+        )
 
     # --- 2. send -------------------------------------------------------------------------------
     def _deliver(self, job: Job) -> str:
@@ -195,16 +223,21 @@ class Deliverer:
                 ts = self.slack.find_posted(channel=channel, notification_id=job.id, since=since)
                 if ts is not None:
                     return f"{channel}/{ts}", True
-            ts = self.slack.post(channel=channel, rendered=job.rendered, notification_id=job.id,
-                                 request_id=job.request_id)  # fmt: skip
+            ts = self.slack.post(
+                channel=channel, rendered=job.rendered, notification_id=job.id, request_id=job.request_id
+            )
             return f"{channel}/{ts}", False
         if self.smtp is None:
             raise SendError("e-mail is not configured (set RR_SMTP_URL)", permanent=True)
         message = build_email(
-            notification_id=job.id, request_id=job.request_id, rendered=job.rendered,
-            sender=self.config.notifications.email.from_address, to=check_address(job.recipient),
-            language=job.language, date=job.created_at,
-        )  # fmt: skip
+            notification_id=job.id,
+            request_id=job.request_id,
+            rendered=job.rendered,
+            sender=self.config.notifications.email.from_address,
+            to=check_address(job.recipient),
+            language=job.language,
+            date=job.created_at,
+        )
         self.smtp.send(message)
         return message["Message-ID"], False
 
@@ -213,8 +246,9 @@ class Deliverer:
         """The row, locked, if this claim still holds it; None if the lease ran out and another took over."""
         row = session.get(Notification, job.id, with_for_update=True)
         if row.status != "sending" or row.attempts != job.attempt:
-            log.warning("notification %s: claim %d lost (now %s, attempt %d)", job.id, job.attempt, row.status,
-                        row.attempts)  # fmt: skip
+            log.warning(
+                "notification %s: claim %d lost (now %s, attempt %d)", job.id, job.attempt, row.status, row.attempts
+            )
             return None
         return row
 
@@ -227,11 +261,19 @@ class Deliverer:
             row.status, row.sent_at, row.external_id = "sent", now, external_id
             row.claimed_until = row.last_error = None
             record(
-                session, actor=OUTBOX, action="notification.sent", entity_type="notification", entity_id=row.id,
+                session,
+                actor=OUTBOX,
+                action="notification.sent",
+                entity_type="notification",
+                entity_id=row.id,
                 request_id=row.request_id,
-                after={**_summary(row), "attempt": row.attempts, "external_id": external_id,
-                       "already_delivered": found},
-            )  # fmt: skip
+                after={
+                    **_summary(row),
+                    "attempt": row.attempts,
+                    "external_id": external_id,
+                    "already_delivered": found,
+                },
+            )
         return "sent"
 
     def _record_failure(self, job: Job, exc: SendError) -> str:
@@ -249,11 +291,20 @@ class Deliverer:
                 delay = self.backoff[min(row.attempts, len(self.backoff)) - 1]
             row.status, row.last_error, row.next_attempt_at = "failed", exc.message, now + timedelta(seconds=delay)
             record(
-                session, actor=OUTBOX, action="notification.failed", entity_type="notification", entity_id=row.id,
+                session,
+                actor=OUTBOX,
+                action="notification.failed",
+                entity_type="notification",
+                entity_id=row.id,
                 request_id=row.request_id,
-                after={**_summary(row), "attempt": row.attempts, "error": exc.message,
-                       "next_attempt_at": row.next_attempt_at, "retry_after": exc.retry_after},
-            )  # fmt: skip
+                after={
+                    **_summary(row),
+                    "attempt": row.attempts,
+                    "error": exc.message,
+                    "next_attempt_at": row.next_attempt_at,
+                    "retry_after": exc.retry_after,
+                },
+            )
         return "failed"
 
     def _give_up(self, session: Session, row: Notification, error: str, now: datetime) -> None:
@@ -261,18 +312,38 @@ class Deliverer:
         An alert that dies itself is not alerted about again."""
         row.status, row.last_error, row.claimed_until = "dead", error, None
         event = record(
-            session, actor=OUTBOX, action="notification.dead", entity_type="notification", entity_id=row.id,
-            request_id=row.request_id, after={**_summary(row), "attempts": row.attempts, "error": error},
-        )  # fmt: skip
+            session,
+            actor=OUTBOX,
+            action="notification.dead",
+            entity_type="notification",
+            entity_id=row.id,
+            request_id=row.request_id,
+            after={**_summary(row), "attempts": row.attempts, "error": error},
+        )
         if row.event == ALERT_EVENT:
             return
         internal = self.config.notifications.internal
-        context = {"failed_id": row.id, "failed_event": row.event, "failed_channel": row.channel,
-                   "failed_recipient": row.recipient, "error": error, "attempts": row.attempts}  # fmt: skip
-        for recipient in (Recipient("internal", "slack", internal.slack_channel),
-                          Recipient("internal", "email", internal.email)):  # fmt: skip
-            queue(session, request_id=row.request_id, event=ALERT_EVENT, recipient=recipient, context=context, at=now,
-                  key=f"{row.id}:{event.seq}")  # fmt: skip
+        context = {
+            "failed_id": row.id,
+            "failed_event": row.event,
+            "failed_channel": row.channel,
+            "failed_recipient": row.recipient,
+            "error": error,
+            "attempts": row.attempts,
+        }
+        for recipient in (
+            Recipient("internal", "slack", internal.slack_channel),
+            Recipient("internal", "email", internal.email),
+        ):
+            queue(
+                session,
+                request_id=row.request_id,
+                event=ALERT_EVENT,
+                recipient=recipient,
+                context=context,
+                at=now,
+                key=f"{row.id}:{event.seq}",
+            )
 
 
 def _summary(row: Notification) -> dict:

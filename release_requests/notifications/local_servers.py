@@ -57,9 +57,14 @@ class LocalSlack:
     `auto_create_channels`); posting to an unknown one answers channel_not_found, like Slack."""
 
     def __init__(
-        self, *, token: str = "xoxb-local", channels: tuple[str, ...] = (), auto_create_channels: bool = False,
-        host: str = "127.0.0.1", port: int = 0,
-    ) -> None:  # fmt: skip
+        self,
+        *,
+        token: str = "xoxb-local",
+        channels: tuple[str, ...] = (),
+        auto_create_channels: bool = False,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         self.tokens = {token}
         self.token = token
         self.auto_create_channels = auto_create_channels
@@ -155,8 +160,19 @@ class LocalSlack:
     def _dispatch(self, method: str, params: dict) -> tuple[int, dict, dict]:
         """(HTTP status, body, headers) for one call."""
         if method == "auth.test":
-            return 200, {"ok": True, "url": "http://local.slack/", "team": "Local", "user": "relreq",
-                         "team_id": "T0LOCAL", "user_id": "U0RELREQ", "bot_id": "B0RELREQ"}, {}  # fmt: skip
+            return (
+                200,
+                {
+                    "ok": True,
+                    "url": "http://local.slack/",
+                    "team": "Local",
+                    "user": "relreq",
+                    "team_id": "T0LOCAL",
+                    "user_id": "U0RELREQ",
+                    "bot_id": "B0RELREQ",
+                },
+                {},
+            )
         if method == "conversations.list":
             return 200, self._list(params), {}
         if method == "conversations.open":
@@ -179,8 +195,11 @@ class LocalSlack:
 
     def _list(self, params: dict) -> dict:
         limit, start = int(params.get("limit") or 100), int(params.get("cursor") or 0)
-        named = [{"id": cid, "name": c["name"], "is_channel": True} for cid, c in self.channels.items()
-                 if cid.startswith("C")]  # fmt: skip
+        named = [
+            {"id": cid, "name": c["name"], "is_channel": True}
+            for cid, c in self.channels.items()
+            if cid.startswith("C")
+        ]
         page = named[start : start + limit]
         more = start + limit < len(named)
         return {"ok": True, "channels": page, "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
@@ -192,9 +211,16 @@ class LocalSlack:
         metadata = params.get("metadata")
         if isinstance(metadata, str):
             metadata = json.loads(metadata)
-        message = {"type": "message", "ts": self._next_ts(), "user": "U0RELREQ", "bot_id": "B0RELREQ",
-                   "text": params.get("text", ""), "blocks": blocks or [], "metadata": metadata,
-                   "received_at": time.time()}  # fmt: skip
+        message = {
+            "type": "message",
+            "ts": self._next_ts(),
+            "user": "U0RELREQ",
+            "bot_id": "B0RELREQ",
+            "text": params.get("text", ""),
+            "blocks": blocks or [],
+            "metadata": metadata,
+            "received_at": time.time(),
+        }
         with self._lock:
             self.channels[cid]["messages"].append(message)
         return {"ok": True, "channel": cid, "ts": message["ts"], "message": _public(message, with_metadata=True)}
@@ -204,9 +230,11 @@ class LocalSlack:
             for message in self.channels[cid]["messages"]:
                 if message["ts"] == params.get("ts"):
                     blocks = params.get("blocks")
-                    message.update(text=params.get("text", message["text"]),
-                                   blocks=json.loads(blocks) if isinstance(blocks, str) else blocks or [],
-                                   edited={"ts": self._last_ts})  # fmt: skip
+                    message.update(
+                        text=params.get("text", message["text"]),
+                        blocks=json.loads(blocks) if isinstance(blocks, str) else blocks or [],
+                        edited={"ts": self._last_ts},
+                    )
                     return {"ok": True, "channel": cid, "ts": message["ts"], "text": message["text"]}
         return {"ok": False, "error": "message_not_found"}
 
@@ -219,8 +247,12 @@ class LocalSlack:
             selected = [m for m in reversed(self.channels[cid]["messages"]) if oldest <= float(m["ts"]) <= latest]
         page = selected[start : start + limit]
         more = start + limit < len(selected)
-        return {"ok": True, "messages": [_public(m, with_metadata=with_metadata) for m in page], "has_more": more,
-                "response_metadata": {"next_cursor": str(start + limit) if more else ""}}  # fmt: skip
+        return {
+            "ok": True,
+            "messages": [_public(m, with_metadata=with_metadata) for m in page],
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         slack = self
@@ -254,8 +286,11 @@ class LocalSlack:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 if failure is not None and failure.kind == "rate_limited":
-                    status, body, headers = 429, {"ok": False, "error": "ratelimited"}, {
-                        "Retry-After": str(failure.retry_after)}  # fmt: skip
+                    status, body, headers = (
+                        429,
+                        {"ok": False, "error": "ratelimited"},
+                        {"Retry-After": str(failure.retry_after)},
+                    )
                 elif failure is not None and failure.kind == "server_error":
                     status, body = 500, {"ok": False, "error": "fatal_error"}
                 elif failure is not None:
@@ -291,8 +326,11 @@ def signed_interaction(payload: dict, *, signing_secret: str, timestamp: int | N
     body = urlencode({"payload": json.dumps(payload)}).encode()
     ts = str(int(time.time()) if timestamp is None else timestamp)
     digest = hmac.new(signing_secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
-    headers = {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}",
-               "Content-Type": "application/x-www-form-urlencoded"}  # fmt: skip
+    headers = {
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": f"v0={digest}",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
     return body, headers
 
 
@@ -325,14 +363,20 @@ def self_signed_certificate(directory: Path, host: str = "127.0.0.1") -> tuple[P
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
     now = datetime.now(UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(host))]),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
-    )  # fmt: skip
+    )
     cert_path, key_path = directory / "smtp-cert.pem", directory / "smtp-key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(

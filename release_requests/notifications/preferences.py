@@ -76,10 +76,13 @@ def _customer(session: Session, *, actor: Person, customer_id: str) -> Customer:
 def _out(customer: Customer, prefs: CustomerNotificationPrefs | None, eff: Effective) -> PreferencesOut:
     stored = PreferencesIn() if prefs is None else PreferencesIn.model_validate(prefs, from_attributes=True)
     return PreferencesOut(
-        **stored.model_dump(), customer_id=customer.id, effective_language=eff.language,
-        effective_email_recipients=eff.email_recipients, slack_channel=customer.slack_channel,
+        **stored.model_dump(),
+        customer_id=customer.id,
+        effective_language=eff.language,
+        effective_email_recipients=eff.email_recipients,
+        slack_channel=customer.slack_channel,
         updated_at=prefs.updated_at if prefs else None,
-    )  # fmt: skip
+    )
 
 
 def get_preferences(session: Session, *, actor: Person, customer_id: str) -> PreferencesOut:
@@ -107,7 +110,12 @@ def set_preferences(session: Session, *, actor: Person, customer_id: str, data: 
     prefs.updated_at = func.now()
     session.flush()
     record(
-        session, actor=actor_of(actor), action="customer.notification_preferences_changed", entity_type="customer",
-        entity_id=customer.id, before=before, after=values,
-    )  # fmt: skip
+        session,
+        actor=actor_of(actor),
+        action="customer.notification_preferences_changed",
+        entity_type="customer",
+        entity_id=customer.id,
+        before=before,
+        after=values,
+    )
     return _out(customer, prefs, effective(session, customer=customer))

@@ -27,33 +27,66 @@ SLACK_EVENT_TYPE = "rr_notification"  # Slack message metadata: how a resend fin
 
 LABELS = {
     "en": {
-        "request": "Request", "state": "State", "sla": "Response SLA", "status_link": "Request status",
+        "request": "Request",
+        "state": "State",
+        "sla": "Response SLA",
+        "status_link": "Request status",
         "severity": {1: "1 critical", 2: "2 high", 3: "3 medium", 4: "4 low"},
         "states": {
-            "submitted": "received, awaiting triage", "needs_info": "waiting for your information",
-            "accepted": "accepted", "rejected": "rejected", "duplicate": "duplicate", "building": "building a fix",
-            "verifying": "verifying the fix", "awaiting_approval": "awaiting approval", "releasing": "releasing",
-            "released": "released", "closed": "closed", "cancelled": "cancelled", "failed": "failed",
+            "submitted": "received, awaiting triage",
+            "needs_info": "waiting for your information",
+            "accepted": "accepted",
+            "rejected": "rejected",
+            "duplicate": "duplicate",
+            "building": "building a fix",
+            "verifying": "verifying the fix",
+            "awaiting_approval": "awaiting approval",
+            "releasing": "releasing",
+            "released": "released",
+            "closed": "closed",
+            "cancelled": "cancelled",
+            "failed": "failed",
         },
-        "met": "met", "paused": "paused until we hear from you", "due_in": "due in {0}, at {1}",
-        "overdue": "overdue by {0} (was due {1})", "none": "not applicable",
-        "units": ("d", "h", "min"), "approve": "Approve", "reject": "Reject",
+        "met": "met",
+        "paused": "paused until we hear from you",
+        "due_in": "due in {0}, at {1}",
+        "overdue": "overdue by {0} (was due {1})",
+        "none": "not applicable",
+        "units": ("d", "h", "min"),
+        "approve": "Approve",
+        "reject": "Reject",
     },
     "ru": {
-        "request": "Запрос", "state": "Состояние", "sla": "Срок ответа", "status_link": "Статус запроса",
+        "request": "Запрос",
+        "state": "Состояние",
+        "sla": "Срок ответа",
+        "status_link": "Статус запроса",
         "severity": {1: "1 критическая", 2: "2 высокая", 3: "3 средняя", 4: "4 низкая"},
         "states": {
-            "submitted": "получен, ожидает разбора", "needs_info": "ждём информацию от вас",
-            "accepted": "принят", "rejected": "отклонён", "duplicate": "дубликат", "building": "готовим исправление",
-            "verifying": "проверяем исправление", "awaiting_approval": "ожидает утверждения",
-            "releasing": "выпускаем", "released": "выпущен", "closed": "закрыт", "cancelled": "отменён",
+            "submitted": "получен, ожидает разбора",
+            "needs_info": "ждём информацию от вас",
+            "accepted": "принят",
+            "rejected": "отклонён",
+            "duplicate": "дубликат",
+            "building": "готовим исправление",
+            "verifying": "проверяем исправление",
+            "awaiting_approval": "ожидает утверждения",
+            "releasing": "выпускаем",
+            "released": "выпущен",
+            "closed": "закрыт",
+            "cancelled": "отменён",
             "failed": "сбой",
         },
-        "met": "соблюдён", "paused": "приостановлен до вашего ответа", "due_in": "осталось {0}, до {1}",
-        "overdue": "просрочен на {0} (срок был {1})", "none": "не применяется",
-        "units": ("д", "ч", "мин"), "approve": "Утвердить", "reject": "Отклонить",
+        "met": "соблюдён",
+        "paused": "приостановлен до вашего ответа",
+        "due_in": "осталось {0}, до {1}",
+        "overdue": "просрочен на {0} (срок был {1})",
+        "none": "не применяется",
+        "units": ("д", "ч", "мин"),
+        "approve": "Утвердить",
+        "reject": "Отклонить",
     },
-}  # fmt: skip
+}
 
 
 class RenderError(DomainError):
@@ -126,19 +159,33 @@ def template_name(event: str, language: str) -> str:
 
 
 def render(
-    *, notification_id: str, event: str, language: str, audience: str, context: dict, request: dict,
-    sla: dict | None, status_url: str,
-) -> Rendered:  # fmt: skip
+    *,
+    notification_id: str,
+    event: str,
+    language: str,
+    audience: str,
+    context: dict,
+    request: dict,
+    sla: dict | None,
+    status_url: str,
+) -> Rendered:
     """Render every part of one notice; RenderError names the template and what is wrong."""
     name = template_name(event, language if language in LANGUAGES else "en")
     if event in BUTTON_EVENTS and "stage" not in context:
         raise RenderError(f"template {name}: 'stage' is undefined (the buttons need it)")
     t = LABELS[language if language in LANGUAGES else "en"]
     variables = {
-        **context, "request": request, "sla": sla, "countdown": countdown(sla, t), "status_url": status_url,
-        "notification_id": notification_id, "audience": audience, "language": language, "t": t,
+        **context,
+        "request": request,
+        "sla": sla,
+        "countdown": countdown(sla, t),
+        "status_url": status_url,
+        "notification_id": notification_id,
+        "audience": audience,
+        "language": language,
+        "t": t,
         "actions": _buttons(notification_id, request["id"], context, t) if event in BUTTON_EVENTS else [],
-    }  # fmt: skip
+    }
     try:
         template = _ENV.get_template(name)
         parts = {part: template.render(variables, part=part).strip() for part in ("subject", "text", "html", "slack")}
@@ -154,15 +201,26 @@ def render(
         raise RenderError(f"template {name}: the Slack part is not valid JSON ({exc})") from None
     if not isinstance(blocks, list) or not all(isinstance(b, dict) and "type" in b for b in blocks):
         raise RenderError(f"template {name}: the Slack part must be a list of blocks")
-    return Rendered(subject=" ".join(parts["subject"].split()), text=parts["text"] + "\n", html=parts["html"],
-                    blocks=blocks)  # fmt: skip
+    return Rendered(
+        subject=" ".join(parts["subject"].split()), text=parts["text"] + "\n", html=parts["html"], blocks=blocks
+    )
 
 
 def _buttons(notification_id: str, request_id: str, context: dict, t: dict) -> list[dict]:
     value = json.dumps({"notification_id": notification_id, "request_id": request_id, "stage": context["stage"]})
     return [
-        {"type": "button", "action_id": "approve", "style": "primary", "text": {"type": "plain_text",
-         "text": t["approve"]}, "value": value},
-        {"type": "button", "action_id": "reject", "style": "danger", "text": {"type": "plain_text",
-         "text": t["reject"]}, "value": value},
-    ]  # fmt: skip
+        {
+            "type": "button",
+            "action_id": "approve",
+            "style": "primary",
+            "text": {"type": "plain_text", "text": t["approve"]},
+            "value": value,
+        },
+        {
+            "type": "button",
+            "action_id": "reject",
+            "style": "danger",
+            "text": {"type": "plain_text", "text": t["reject"]},
+            "value": value,
+        },
+    ]

@@ -115,18 +115,27 @@ def queue(
             status="queued",
             attempts=0,
             next_attempt_at=at,
-        )  # fmt: skip
+        )
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(Notification.id)
     ).scalar_one_or_none()
     if row_id is None:
         return None
     record(
-        session, actor=actor, action="notification.queued", entity_type="notification", entity_id=row_id,
+        session,
+        actor=actor,
+        action="notification.queued",
+        entity_type="notification",
+        entity_id=row_id,
         request_id=request_id,
-        after={"event": event, "audience": recipient.audience, "channel": recipient.channel,
-               "recipient": recipient.address, "not_before": at},
-    )  # fmt: skip
+        after={
+            "event": event,
+            "audience": recipient.audience,
+            "channel": recipient.channel,
+            "recipient": recipient.address,
+            "not_before": at,
+        },
+    )
     return session.get(Notification, row_id)
 
 
@@ -201,9 +210,19 @@ def retry(session: Session, *, actor: Person, notification_id: str) -> Notificat
     row.status, row.attempts, row.next_attempt_at, row.claimed_until = "queued", 0, func.now(), None
     session.flush()
     record(
-        session, actor=actor_of(actor), action="notification.retried", entity_type="notification", entity_id=row.id,
-        request_id=row.request_id, before=before,
-        after={"event": row.event, "audience": row.audience, "channel": row.channel, "recipient": row.recipient,
-               "status": "queued"},
-    )  # fmt: skip
+        session,
+        actor=actor_of(actor),
+        action="notification.retried",
+        entity_type="notification",
+        entity_id=row.id,
+        request_id=row.request_id,
+        before=before,
+        after={
+            "event": row.event,
+            "audience": row.audience,
+            "channel": row.channel,
+            "recipient": row.recipient,
+            "status": "queued",
+        },
+    )
     return row

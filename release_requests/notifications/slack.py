@@ -54,8 +54,11 @@ def _decide(session: Session, *, person: Person, request_id: str, stage: str, ap
         from release_requests.pipeline.service import sign
         from release_requests.requests.service import get_visible
 
-        decision = SignoffIn(stage=stage, decision="approve" if approve else "reject",
-                             reason=None if approve else f"rejected in Slack by {person.name}")  # fmt: skip
+        decision = SignoffIn(
+            stage=stage,
+            decision="approve" if approve else "reject",
+            reason=None if approve else f"rejected in Slack by {person.name}",
+        )
         sign(session, actor=person, request_id=request_id, data=decision, config=config, via="slack")
         return get_visible(session, actor=person, request_id=request_id)
     if approve:
@@ -83,7 +86,7 @@ def handle_interaction(session: Session, *, signature: str, payload: dict, confi
             slack_user_id=slack_user,
             person_id=person.id,
             action=action,
-        )  # fmt: skip
+        )
         .on_conflict_do_nothing()
         .returning(SlackDecision.signature)
     ).scalar_one_or_none()
@@ -94,21 +97,48 @@ def handle_interaction(session: Session, *, signature: str, payload: dict, confi
         if earlier is None or earlier.signature == signature:
             raise Forbidden("this Slack request was already processed (replay refused)")
         raise Forbidden(f"you already decided this message ({earlier.action})")
-    request = _decide(session, person=person, request_id=asked.request_id, stage=ref["stage"],
-                      approve=action == "approve", config=config)  # fmt: skip
+    request = _decide(
+        session,
+        person=person,
+        request_id=asked.request_id,
+        stage=ref["stage"],
+        approve=action == "approve",
+        config=config,
+    )
     channel = str((payload.get("channel") or {}).get("id") or "")
     message_ts = str((payload.get("container") or {}).get("message_ts") or (payload.get("message") or {}).get("ts"))
     now = db_now(session)
     record(
-        session, actor=actor_of(person), action="slack.decision", entity_type="notification", entity_id=asked.id,
+        session,
+        actor=actor_of(person),
+        action="slack.decision",
+        entity_type="notification",
+        entity_id=asked.id,
         request_id=request.id,
-        after={"audience": "internal", "stage": ref["stage"], "decision": action, "slack_user_id": slack_user,
-               "channel": channel, "message_ts": message_ts, "status": request.status},
-    )  # fmt: skip
+        after={
+            "audience": "internal",
+            "stage": ref["stage"],
+            "decision": action,
+            "slack_user_id": slack_user,
+            "channel": channel,
+            "message_ts": message_ts,
+            "status": request.status,
+        },
+    )
     queue(
-        session, request_id=request.id, event="approval.decided", recipient=Recipient("internal", "slack", channel),
-        context={"stage": ref["stage"], "title": request.title, "decision": action, "by": person.name,
-                 "decided_at": now.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"), "update_ts": message_ts},
-        at=now, key=f"{asked.id}:{person.id}",
-    )  # fmt: skip
+        session,
+        request_id=request.id,
+        event="approval.decided",
+        recipient=Recipient("internal", "slack", channel),
+        context={
+            "stage": ref["stage"],
+            "title": request.title,
+            "decision": action,
+            "by": person.name,
+            "decided_at": now.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "update_ts": message_ts,
+        },
+        at=now,
+        key=f"{asked.id}:{person.id}",
+    )
     return request

@@ -33,12 +33,30 @@ from release_requests.notifications.render import SLACK_EVENT_TYPE, Rendered
 
 MESSAGE_ID_DOMAIN = "release-requests"
 # Slack errors that no retry can fix; anything else (5xx, unknown errors) is retried with backoff.
-PERMANENT_SLACK_ERRORS = frozenset({
-    "invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired", "no_permission",
-    "missing_scope", "channel_not_found", "not_in_channel", "is_archived", "user_not_found", "invalid_blocks",
-    "invalid_metadata_format", "invalid_metadata_schema", "msg_too_long", "no_text", "invalid_arguments",
-    "cant_update_message", "message_not_found", "restricted_action",
-})  # fmt: skip
+PERMANENT_SLACK_ERRORS = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "no_permission",
+        "missing_scope",
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "user_not_found",
+        "invalid_blocks",
+        "invalid_metadata_format",
+        "invalid_metadata_schema",
+        "msg_too_long",
+        "no_text",
+        "invalid_arguments",
+        "cant_update_message",
+        "message_not_found",
+        "restricted_action",
+    }
+)
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
@@ -76,8 +94,11 @@ class SlackSender:
             if response.status_code == 429:
                 header = response.headers.get("Retry-After", response.headers.get("retry-after", "1"))
                 retry_after = math.ceil(float(header))  # whole seconds, as Slack sends them
-                raise SendError(f"Slack {api_method}: rate limited, retry after {retry_after} s", permanent=False,
-                                retry_after=retry_after) from None  # fmt: skip
+                raise SendError(
+                    f"Slack {api_method}: rate limited, retry after {retry_after} s",
+                    permanent=False,
+                    retry_after=retry_after,
+                ) from None
             detail = error or f"HTTP {response.status_code}"
             raise SendError(f"Slack {api_method}: {detail}", permanent=error in PERMANENT_SLACK_ERRORS) from None
         except (OSError, http.client.HTTPException, ValueError) as exc:  # refused, dropped, timed out, not JSON
@@ -99,9 +120,12 @@ class SlackSender:
         cursor = None
         while True:
             page = self._call(
-                "conversations_list", types="public_channel,private_channel", exclude_archived=True, limit=200,
+                "conversations_list",
+                types="public_channel,private_channel",
+                exclude_archived=True,
+                limit=200,
                 cursor=cursor,
-            )  # fmt: skip
+            )
             for channel in page.get("channels", []):
                 if channel.get("name") == name:
                     return channel["id"]
@@ -114,9 +138,13 @@ class SlackSender:
         cursor = None
         while True:
             page = self._call(
-                "conversations_history", channel=channel, oldest=f"{since.timestamp():.6f}", limit=200,
-                include_all_metadata=True, cursor=cursor,
-            )  # fmt: skip
+                "conversations_history",
+                channel=channel,
+                oldest=f"{since.timestamp():.6f}",
+                limit=200,
+                include_all_metadata=True,
+                cursor=cursor,
+            )
             for message in page.get("messages", []):
                 metadata = message.get("metadata") or {}
                 payload = metadata.get("event_payload") or {}
@@ -128,10 +156,16 @@ class SlackSender:
 
     def post(self, *, channel: str, rendered: Rendered, notification_id: str, request_id: str | None) -> str:
         data = self._call(
-            "chat_postMessage", channel=channel, text=rendered.subject, blocks=rendered.blocks, unfurl_links=False,
-            metadata={"event_type": SLACK_EVENT_TYPE,
-                      "event_payload": {"notification_id": notification_id, "request_id": request_id or ""}},
-        )  # fmt: skip
+            "chat_postMessage",
+            channel=channel,
+            text=rendered.subject,
+            blocks=rendered.blocks,
+            unfurl_links=False,
+            metadata={
+                "event_type": SLACK_EVENT_TYPE,
+                "event_payload": {"notification_id": notification_id, "request_id": request_id or ""},
+            },
+        )
         return data["ts"]
 
     def update(self, *, channel: str, ts: str, rendered: Rendered) -> None:
@@ -158,10 +192,13 @@ def parse_smtp_url(url: str) -> SmtpTarget:
     security, default_port = _SCHEMES[parts.scheme]
     cafile = parse_qs(parts.query).get("cafile", [None])[0]
     return SmtpTarget(
-        host=parts.hostname, port=parts.port or default_port, security=security,
+        host=parts.hostname,
+        port=parts.port or default_port,
+        security=security,
         user=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None, cafile=cafile,
-    )  # fmt: skip
+        password=unquote(parts.password) if parts.password else None,
+        cafile=cafile,
+    )
 
 
 def check_address(address: str) -> str:
@@ -173,9 +210,15 @@ def check_address(address: str) -> str:
 
 
 def build_email(
-    *, notification_id: str, request_id: str | None, rendered: Rendered, sender: str, to: str, language: str,
+    *,
+    notification_id: str,
+    request_id: str | None,
+    rendered: Rendered,
+    sender: str,
+    to: str,
+    language: str,
     date: datetime,
-) -> EmailMessage:  # fmt: skip
+) -> EmailMessage:
     msg = EmailMessage()
     msg["Message-ID"] = message_id(notification_id)
     if request_id:  # every notice about one request threads under the same root in mail clients

@@ -130,7 +130,7 @@ def register_release(
             files={e.sha256: {"name": name, "size": e.size} for name, e in manifest.files.items()},
             allowlist=_allowlisted(bundle_dir, manifest),
             registered_by=actor.name,
-        )  # fmt: skip
+        )
         .on_conflict_do_nothing(index_elements=["version"])
         .returning(Release.version)
     ).scalar_one_or_none()
@@ -143,11 +143,21 @@ def register_release(
             )
         return release
     record(
-        session, actor=actor, action="release.registered", entity_type="release", entity_id=version,
+        session,
+        actor=actor,
+        action="release.registered",
+        entity_type="release",
+        entity_id=version,
         request_id=request_id,
-        after={"kind": release.kind, "manifest_sha256": digest, "signing_key_id": release.signing_key_id,
-               "files": len(release.files), "private_to": private_to, "product": product},
-    )  # fmt: skip
+        after={
+            "kind": release.kind,
+            "manifest_sha256": digest,
+            "signing_key_id": release.signing_key_id,
+            "files": len(release.files),
+            "private_to": private_to,
+            "product": product,
+        },
+    )
     return release
 
 
@@ -238,21 +248,38 @@ def _pointer(session: Session, channel: str, *, lock: bool = False) -> ChannelPo
 
 def _state(pointer: ChannelPointer) -> dict:
     return {
-        "version": pointer.version, "previous_version": pointer.previous_version,
-        "rollout_percent": pointer.rollout_percent, "rollout_step": pointer.rollout_step,
-        "pointer_version": pointer.pointer_version, "private_to": pointer.private_to,
-    }  # fmt: skip
+        "version": pointer.version,
+        "previous_version": pointer.previous_version,
+        "rollout_percent": pointer.rollout_percent,
+        "rollout_step": pointer.rollout_step,
+        "pointer_version": pointer.pointer_version,
+        "private_to": pointer.private_to,
+    }
 
 
 def _history(
-    session: Session, *, pointer: ChannelPointer, from_version: str | None, action: str, actor: Actor,
-    reason: str | None, request_id: str | None, at: datetime,
-) -> ChannelHistory:  # fmt: skip
+    session: Session,
+    *,
+    pointer: ChannelPointer,
+    from_version: str | None,
+    action: str,
+    actor: Actor,
+    reason: str | None,
+    request_id: str | None,
+    at: datetime,
+) -> ChannelHistory:
     entry = ChannelHistory(
-        channel=pointer.channel, from_version=from_version, to_version=pointer.version, action=action,
-        rollout_percent=pointer.rollout_percent, actor=actor.name, actor_id=actor.id, reason=reason,
-        request_id=request_id, at=at,
-    )  # fmt: skip
+        channel=pointer.channel,
+        from_version=from_version,
+        to_version=pointer.version,
+        action=action,
+        rollout_percent=pointer.rollout_percent,
+        actor=actor.name,
+        actor_id=actor.id,
+        reason=reason,
+        request_id=request_id,
+        at=at,
+    )
     session.add(entry)
     session.flush()
     return entry
@@ -288,9 +315,15 @@ def publish(
     percent, step = (first.percent, 0) if _is_canary(config, channel) else (100, None)
     now = db_now(session)
     values = {
-        "version": version, "private_to": audience, "rollout_percent": percent, "rollout_step": step,
-        "published_at": now, "step_started_at": now, "updated_by": actor.name, "updated_at": now,
-    }  # fmt: skip
+        "version": version,
+        "private_to": audience,
+        "rollout_percent": percent,
+        "rollout_step": step,
+        "published_at": now,
+        "step_started_at": now,
+        "updated_by": actor.name,
+        "updated_at": now,
+    }
     if expected_current is None:
         statement = (
             insert(ChannelPointer)
@@ -321,12 +354,27 @@ def publish(
             current_version=actual,
         )
     request_id = request_id or release.request_id
-    _history(session, pointer=pointer, from_version=expected_current, action="publish", actor=actor, reason=reason,
-             request_id=request_id, at=now)  # fmt: skip
+    _history(
+        session,
+        pointer=pointer,
+        from_version=expected_current,
+        action="publish",
+        actor=actor,
+        reason=reason,
+        request_id=request_id,
+        at=now,
+    )
     record(
-        session, actor=actor, action="channel.published", entity_type="channel", entity_id=channel,
-        request_id=request_id, before={"version": expected_current}, after=_state(pointer), reason=reason,
-    )  # fmt: skip
+        session,
+        actor=actor,
+        action="channel.published",
+        entity_type="channel",
+        entity_id=channel,
+        request_id=request_id,
+        before={"version": expected_current},
+        after=_state(pointer),
+        reason=reason,
+    )
     return pointer
 
 
@@ -351,29 +399,53 @@ def advance_rollout(session: Session, *, actor: Actor, channel: str, now: dateti
     pointer.pointer_version += 1
     pointer.updated_by = actor.name
     release = session.get(Release, pointer.version)
-    _history(session, pointer=pointer, from_version=pointer.version, action="rollout_step", actor=actor,
-             reason=None, request_id=release.request_id, at=now)  # fmt: skip
+    _history(
+        session,
+        pointer=pointer,
+        from_version=pointer.version,
+        action="rollout_step",
+        actor=actor,
+        reason=None,
+        request_id=release.request_id,
+        at=now,
+    )
     record(
-        session, actor=actor, action="channel.rollout_advanced", entity_type="channel", entity_id=channel,
-        request_id=release.request_id, before=before, after=_state(pointer),
-    )  # fmt: skip
+        session,
+        actor=actor,
+        action="channel.rollout_advanced",
+        entity_type="channel",
+        entity_id=channel,
+        request_id=release.request_id,
+        before=before,
+        after=_state(pointer),
+    )
     return pointer.rollout_percent
 
 
 def _move_back(
-    session: Session, *, pointer: ChannelPointer, target: str, action: str, actor: Actor, reason: str,
-    request_id: str | None, at: datetime,
-) -> ChannelHistory:  # fmt: skip
+    session: Session,
+    *,
+    pointer: ChannelPointer,
+    target: str,
+    action: str,
+    actor: Actor,
+    reason: str,
+    request_id: str | None,
+    at: datetime,
+) -> ChannelHistory:
     """Serve `target` to everyone again; its own predecessor becomes the next one-step revert target."""
     replaced = pointer.version
     target_release = session.get(Release, target)
     pointer.previous_version = session.scalar(
         select(ChannelHistory.from_version)
-        .where(ChannelHistory.channel == pointer.channel, ChannelHistory.to_version == target,
-               ChannelHistory.action == "publish")
+        .where(
+            ChannelHistory.channel == pointer.channel,
+            ChannelHistory.to_version == target,
+            ChannelHistory.action == "publish",
+        )
         .order_by(ChannelHistory.id.desc())
         .limit(1)
-    )  # fmt: skip
+    )
     if pointer.previous_version in (replaced, target):
         pointer.previous_version = None  # never offer the version we are leaving as the way back
     pointer.version = target
@@ -383,8 +455,16 @@ def _move_back(
     pointer.published_at = pointer.step_started_at = pointer.updated_at = at
     pointer.pointer_version += 1
     pointer.updated_by = actor.name
-    return _history(session, pointer=pointer, from_version=replaced, action=action, actor=actor, reason=reason,
-                    request_id=request_id, at=at)  # fmt: skip
+    return _history(
+        session,
+        pointer=pointer,
+        from_version=replaced,
+        action=action,
+        actor=actor,
+        reason=reason,
+        request_id=request_id,
+        at=at,
+    )
 
 
 def revert(
@@ -423,16 +503,41 @@ def revert(
         raise NotFound(f"no request '{request_id}'")
     before = _state(pointer)
     now = db_now(session)
-    entry = _move_back(session, pointer=pointer, target=target, action="revert", actor=actor, reason=reason,
-                       request_id=request_id, at=now)  # fmt: skip
+    entry = _move_back(
+        session,
+        pointer=pointer,
+        target=target,
+        action="revert",
+        actor=actor,
+        reason=reason,
+        request_id=request_id,
+        at=now,
+    )
     record(
-        session, actor=actor, action="channel.reverted", entity_type="channel", entity_id=channel,
-        request_id=request_id, before=before, after=_state(pointer), reason=reason,
-    )  # fmt: skip
+        session,
+        actor=actor,
+        action="channel.reverted",
+        entity_type="channel",
+        entity_id=channel,
+        request_id=request_id,
+        before=before,
+        after=_state(pointer),
+        reason=reason,
+    )
     if request is not None:
-        _announce(session, event="release.reverted", request=request, pointer=pointer, from_version=reverted.version,
-                  reason=reason, actor=actor, customer=pointer.private_to == request.customer_id, key=str(entry.id),
-                  config=config, at=now)  # fmt: skip
+        _announce(
+            session,
+            event="release.reverted",
+            request=request,
+            pointer=pointer,
+            from_version=reverted.version,
+            reason=reason,
+            actor=actor,
+            customer=pointer.private_to == request.customer_id,
+            key=str(entry.id),
+            config=config,
+            at=now,
+        )
     return pointer
 
 
@@ -449,41 +554,95 @@ def halt(session: Session, *, channel: str, decision: HaltDecision, config: AppC
         return pointer
     before = _state(pointer)
     if decision.revert_to is not None:
-        _move_back(session, pointer=pointer, target=decision.revert_to, action="halt", actor=TELEMETRY,
-                   reason=decision.reason, request_id=decision.request_id, at=now)  # fmt: skip
+        _move_back(
+            session,
+            pointer=pointer,
+            target=decision.revert_to,
+            action="halt",
+            actor=TELEMETRY,
+            reason=decision.reason,
+            request_id=decision.request_id,
+            at=now,
+        )
     request = None
     if decision.request_id is not None:
         request = session.get(ReleaseRequest, decision.request_id, with_for_update=True)
     failed = request is not None and Status.failed in TRANSITIONS[Status(request.status)]
     if failed:
         transition(
-            session, actor=TELEMETRY, request=request, target=Status.failed, action="request.failed",
-            reason=decision.reason, details={"channel": channel, "halted_version": decision.version},
-        )  # fmt: skip
+            session,
+            actor=TELEMETRY,
+            request=request,
+            target=Status.failed,
+            action="request.failed",
+            reason=decision.reason,
+            details={"channel": channel, "halted_version": decision.version},
+        )
     record(
-        session, actor=TELEMETRY, action="channel.halted", entity_type="channel", entity_id=channel,
-        request_id=decision.request_id, before=before,
-        after={**_state(pointer), "reverted": decision.revert_to is not None, "request_failed": failed,
-               "request_status": request.status if request else None, "evidence": decision.evidence},
+        session,
+        actor=TELEMETRY,
+        action="channel.halted",
+        entity_type="channel",
+        entity_id=channel,
+        request_id=decision.request_id,
+        before=before,
+        after={
+            **_state(pointer),
+            "reverted": decision.revert_to is not None,
+            "request_failed": failed,
+            "request_status": request.status if request else None,
+            "evidence": decision.evidence,
+        },
         reason=decision.reason,
-    )  # fmt: skip
+    )
     if request is not None:
-        _announce(session, event="release.halted", request=request, pointer=pointer, from_version=decision.version,
-                  reason=decision.reason, actor=TELEMETRY, customer=True, key=f"{channel}:{decision.version}",
-                  config=config, at=now)  # fmt: skip
+        _announce(
+            session,
+            event="release.halted",
+            request=request,
+            pointer=pointer,
+            from_version=decision.version,
+            reason=decision.reason,
+            actor=TELEMETRY,
+            customer=True,
+            key=f"{channel}:{decision.version}",
+            config=config,
+            at=now,
+        )
     return pointer
 
 
 def _announce(
-    session: Session, *, event: str, request: ReleaseRequest, pointer: ChannelPointer, from_version: str,
-    reason: str, actor: Actor, customer: bool, key: str, config: AppConfig, at: datetime,
-) -> None:  # fmt: skip
+    session: Session,
+    *,
+    event: str,
+    request: ReleaseRequest,
+    pointer: ChannelPointer,
+    from_version: str,
+    reason: str,
+    actor: Actor,
+    customer: bool,
+    key: str,
+    config: AppConfig,
+    at: datetime,
+) -> None:
     notify(
-        session, request=request, event=event, targets=["internal_channel", "customer"] if customer else
-        ["internal_channel"], config=config, at=at, key=key,
-        context={"channel": pointer.channel, "from_version": from_version, "to_version": pointer.version,
-                 "reverted": pointer.version != from_version, "reason": reason, "actor": actor.name},
-    )  # fmt: skip
+        session,
+        request=request,
+        event=event,
+        targets=["internal_channel", "customer"] if customer else ["internal_channel"],
+        config=config,
+        at=at,
+        key=key,
+        context={
+            "channel": pointer.channel,
+            "from_version": from_version,
+            "to_version": pointer.version,
+            "reverted": pointer.version != from_version,
+            "reason": reason,
+            "actor": actor.name,
+        },
+    )
 
 
 # ------------------------------------------------------------------------------------------------ serving
@@ -598,8 +757,7 @@ def revert_as(
 ) -> ChannelPointer:
     """A person's revert (API, CLI): release managers, admins and the emergency role may do it."""
     access.require_role(person, REVERTS, to="revert update channels")
-    return revert(session, actor=actor_of(person), channel=channel, to_version=to_version, reason=reason,
-                  config=config)  # fmt: skip
+    return revert(session, actor=actor_of(person), channel=channel, to_version=to_version, reason=reason, config=config)
 
 
 def add_known_clean(session: Session, *, actor: Person, data: KnownCleanIn) -> KnownCleanFile:
@@ -614,7 +772,12 @@ def add_known_clean(session: Session, *, actor: Person, data: KnownCleanIn) -> K
     row = session.get(KnownCleanFile, data.sha256, populate_existing=True)
     if inserted is not None:
         record(
-            session, actor=actor_of(actor), action="known_clean.added", entity_type="file", entity_id=data.sha256,
-            after={"sha256": data.sha256}, reason=data.reason,
-        )  # fmt: skip
+            session,
+            actor=actor_of(actor),
+            action="known_clean.added",
+            entity_type="file",
+            entity_id=data.sha256,
+            after={"sha256": data.sha256},
+            reason=data.reason,
+        )
     return row

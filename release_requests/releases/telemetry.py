@@ -108,8 +108,9 @@ def evaluate_halt(session: Session, *, channel: str, config: AppConfig, now: dat
             f"{clean_hits} detections by {release.version} on known-clean or allowlisted files "
             f"(more than {policy.max_clean_file_detections})"
         )
-    spikes = _spikes(session, detecting=detecting, version=release.version, since=since, window=now - since,
-                     config=config)  # fmt: skip
+    spikes = _spikes(
+        session, detecting=detecting, version=release.version, since=since, window=now - since, config=config
+    )
     if spikes:
         reasons.append(
             "sharp rise of "

@@ -47,9 +47,22 @@ ROUTER = Actor.system("routing")
 
 # Fields whose history the audit log carries; replaying their `after` values rebuilds the request.
 TRACKED_FIELDS = (
-    "customer_id", "kind", "severity", "channel", "title", "description", "product", "product_version",
-    "detection_name", "status", "owner_id", "assignee_id", "duplicate_of_id", "received_at", "version",
-)  # fmt: skip
+    "customer_id",
+    "kind",
+    "severity",
+    "channel",
+    "title",
+    "description",
+    "product",
+    "product_version",
+    "detection_name",
+    "status",
+    "owner_id",
+    "assignee_id",
+    "duplicate_of_id",
+    "received_at",
+    "version",
+)
 
 
 def snapshot(request: ReleaseRequest, fields: tuple[str, ...] = TRACKED_FIELDS) -> dict:
@@ -121,26 +134,46 @@ def submit_request(session: Session, *, actor: Person, data: SubmitRequest, conf
 
 
 def _announce_routing(
-    session: Session, *, request: ReleaseRequest, decision: RoutingDecision, customer: Customer, config: AppConfig,
+    session: Session,
+    *,
+    request: ReleaseRequest,
+    decision: RoutingDecision,
+    customer: Customer,
+    config: AppConfig,
     now: datetime,
-) -> None:  # fmt: skip
+) -> None:
     """Record why this owner was chosen, and tell the customer, the owner and the team that it arrived."""
     owner = decision.owner
     record(
-        session, actor=ROUTER, action="request.routed", entity_type="request", entity_id=request.id,
-        request_id=request.id, after={"owner_id": request.owner_id, "owner": owner.name if owner else None},
+        session,
+        actor=ROUTER,
+        action="request.routed",
+        entity_type="request",
+        entity_id=request.id,
+        request_id=request.id,
+        after={"owner_id": request.owner_id, "owner": owner.name if owner else None},
         reason=decision.reason,
-    )  # fmt: skip
+    )
     sla = status_of(session, request=request, config=config, now=now)
     context = {
-        "title": request.title, "severity": request.severity, "kind": request.kind, "customer": customer.name,
-        "owner": owner.name if owner else None, "due_at": sla.due_at if sla else None,
-        "due_at_local": sla.due_at_local if sla else None, "routing_reason": decision.reason,
-    }  # fmt: skip
+        "title": request.title,
+        "severity": request.severity,
+        "kind": request.kind,
+        "customer": customer.name,
+        "owner": owner.name if owner else None,
+        "due_at": sla.due_at if sla else None,
+        "due_at_local": sla.due_at_local if sla else None,
+        "routing_reason": decision.reason,
+    }
     notify(
-        session, request=request, event="request.received", targets=["customer", "owner", "internal_channel"],
-        context=context, config=config, at=now,
-    )  # fmt: skip
+        session,
+        request=request,
+        event="request.received",
+        targets=["customer", "owner", "internal_channel"],
+        context=context,
+        config=config,
+        at=now,
+    )
 
 
 def respond(session: Session, *, actor: Person, request_id: str, data: Respond, config: AppConfig) -> ReleaseRequest:
@@ -150,13 +183,24 @@ def respond(session: Session, *, actor: Person, request_id: str, data: Respond, 
     if request.status not in OPEN_STATES:
         raise InvalidInput(f"request {request.id} is {request.status}; there is nobody waiting for an answer")
     event = record(
-        session, actor=actor_of(actor), action="request.responded", entity_type="request", entity_id=request.id,
-        request_id=request.id, after={"message": data.message},
-    )  # fmt: skip
+        session,
+        actor=actor_of(actor),
+        action="request.responded",
+        entity_type="request",
+        entity_id=request.id,
+        request_id=request.id,
+        after={"message": data.message},
+    )
     notify(
-        session, request=request, event="request.response", targets=["customer"], config=config,
-        at=event.occurred_at, key=str(event.seq), context={"message": data.message, "from": actor.name},
-    )  # fmt: skip
+        session,
+        request=request,
+        event="request.response",
+        targets=["customer"],
+        config=config,
+        at=event.occurred_at,
+        key=str(event.seq),
+        context={"message": data.message, "from": actor.name},
+    )
     return request
 
 
@@ -169,9 +213,14 @@ def change_severity(session: Session, *, actor: Person, request_id: str, data: S
     if data.severity == request.severity:
         raise InvalidInput(f"request {request.id} already has severity {data.severity}", field="severity")
     return change(
-        session, actor=actor_of(actor), request=request, action="request.severity_changed",
-        changes={"severity": data.severity}, reason=data.reason, expected_version=data.version,
-    )  # fmt: skip
+        session,
+        actor=actor_of(actor),
+        request=request,
+        action="request.severity_changed",
+        changes={"severity": data.severity},
+        reason=data.reason,
+        expected_version=data.version,
+    )
 
 
 def _check_version(request: ReleaseRequest, expected_version: int | None) -> None:
@@ -232,9 +281,14 @@ def transition(
     _check_version(request, expected_version)
     check_transition(request.status, target)
     return change(
-        session, actor=actor, request=request, action=action, changes={**(changes or {}), "status": target},
-        reason=reason, details=details,
-    )  # fmt: skip
+        session,
+        actor=actor,
+        request=request,
+        action=action,
+        changes={**(changes or {}), "status": target},
+        reason=reason,
+        details=details,
+    )
 
 
 def triage(
@@ -251,14 +305,22 @@ def triage(
     else:
         event = "request.triaged"
         context = {
-            "decision": request.status, "reason": getattr(decision, "reason", None),
-            "note": getattr(decision, "note", None), "duplicate_of": request.duplicate_of_id,
+            "decision": request.status,
+            "reason": getattr(decision, "reason", None),
+            "note": getattr(decision, "note", None),
+            "duplicate_of": request.duplicate_of_id,
             "assignee": _name(session, request.assignee_id),
-        }  # fmt: skip
+        }
     notify(
-        session, request=request, event=event, targets=["customer"], context=context, config=config or get_config(),
-        at=db_now(session), key=str(request.version),
-    )  # fmt: skip
+        session,
+        request=request,
+        event=event,
+        targets=["customer"],
+        context=context,
+        config=config or get_config(),
+        at=db_now(session),
+        key=str(request.version),
+    )
     return request
 
 
@@ -365,9 +427,15 @@ def list_requests(session: Session, *, actor: Person, filters: RequestFilters) -
 
 
 def _add_sample_row(
-    session: Session, *, actor: Person, request: ReleaseRequest, sha256: str, size: int | None,
-    filename: str | None, stored: bool,
-) -> Sample:  # fmt: skip
+    session: Session,
+    *,
+    actor: Person,
+    request: ReleaseRequest,
+    sha256: str,
+    size: int | None,
+    filename: str | None,
+    stored: bool,
+) -> Sample:
     sample = session.scalar(select(Sample).where(Sample.request_id == request.id, Sample.sha256 == sha256))
     if sample is not None and (sample.stored or not stored):
         return sample  # the same evidence again: nothing new to record
@@ -389,9 +457,16 @@ def _add_sample_row(
 
 
 def add_sample(
-    session: Session, *, actor: Person, request_id: str, config: AppConfig, samples_dir,
-    stream: BinaryIO | None, filename: str | None, declared_sha256: str | None,
-) -> Sample:  # fmt: skip
+    session: Session,
+    *,
+    actor: Person,
+    request_id: str,
+    config: AppConfig,
+    samples_dir,
+    stream: BinaryIO | None,
+    filename: str | None,
+    declared_sha256: str | None,
+) -> Sample:
     """Attach evidence: an uploaded file (hash checked) or, with no file, a hash alone."""
     access.require_role(actor, access.FILES_REQUESTS | {"build_engineer"}, to="add samples")
     request = get_visible(session, actor=actor, request_id=request_id)
@@ -405,9 +480,14 @@ def add_sample(
         if not declared_sha256:
             raise InvalidInput("send a file, a sha256, or both", field="file")
         return _add_sample_row(
-            session, actor=actor, request=request, sha256=declared_sha256.lower(), size=None, filename=None,
+            session,
+            actor=actor,
+            request=request,
+            sha256=declared_sha256.lower(),
+            size=None,
+            filename=None,
             stored=False,
-        )  # fmt: skip
+        )
     sha256, size = store_sample(
         samples_dir, stream, max_bytes=config.intake.samples.max_bytes, declared_sha256=declared_sha256
     )
@@ -480,7 +560,7 @@ def request_timeline(session: Session, *, actor: Person, request_id: str) -> lis
             before=e.before,
             after=e.after,
             reason=e.reason,
-        )  # fmt: skip
+        )
         for e in events
     ]
 

@@ -77,9 +77,13 @@ def add_shifts(session: Session, *, actor: Actor, person: Person, data: ShiftCre
     session.add_all(shifts)
     session.flush()
     record(
-        session, actor=actor, action="duty.shifts_added", entity_type="person", entity_id=str(person.id),
+        session,
+        actor=actor,
+        action="duty.shifts_added",
+        entity_type="person",
+        entity_id=str(person.id),
         after={"person": person.name, "shifts": [[s.isoformat(), e.isoformat()] for s, e in spans]},
-    )  # fmt: skip
+    )
     return shifts
 
 
@@ -105,9 +109,14 @@ def set_fallback(session: Session, *, actor: Actor, person: Person) -> None:
     else:
         current.person_id = person.id
     record(
-        session, actor=actor, action="duty.fallback_set", entity_type="duty", entity_id="fallback", before=before,
+        session,
+        actor=actor,
+        action="duty.fallback_set",
+        entity_type="duty",
+        entity_id="fallback",
+        before=before,
         after={"person_id": person.id, "person": person.name},
-    )  # fmt: skip
+    )
 
 
 def add_leave(session: Session, *, actor: Actor, person: Person, data: LeaveCreate) -> Leave:
@@ -115,9 +124,13 @@ def add_leave(session: Session, *, actor: Actor, person: Person, data: LeaveCrea
     session.add(leave)
     session.flush()
     record(
-        session, actor=actor, action="person.leave_added", entity_type="person", entity_id=str(person.id),
+        session,
+        actor=actor,
+        action="person.leave_added",
+        entity_type="person",
+        entity_id=str(person.id),
         after=data.model_dump(mode="json"),
-    )  # fmt: skip
+    )
     return leave
 
 

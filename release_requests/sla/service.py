@@ -109,13 +109,22 @@ def compute(facts: ClockFacts, *, policy: SeverityPolicy, cal: calendar.Business
         delta = (due - now).total_seconds()
         remaining, overdue = (int(delta), None) if delta > 0 else (None, int(-delta))
     return SlaStatus(
-        state=state, severity=facts.severity, clock=policy.clock, target_minutes=policy.response_minutes,
-        started_at=facts.started_at, due_at=due,
+        state=state,
+        severity=facts.severity,
+        clock=policy.clock,
+        target_minutes=policy.response_minutes,
+        started_at=facts.started_at,
+        due_at=due,
         due_at_local=due.astimezone(cal.zone).strftime(f"%Y-%m-%d %H:%M %Z ({cal.timezone})") if due else None,
-        met_at=facts.met_at, paused=any(e is None for _, e in pauses), paused_seconds=int(paused_seconds),
-        elapsed_seconds=int(spent.total_seconds()), remaining_seconds=remaining, overdue_seconds=overdue,
-        elapsed_fraction=round(fraction, 4), thresholds_crossed=crossed,
-    )  # fmt: skip
+        met_at=facts.met_at,
+        paused=any(e is None for _, e in pauses),
+        paused_seconds=int(paused_seconds),
+        elapsed_seconds=int(spent.total_seconds()),
+        remaining_seconds=remaining,
+        overdue_seconds=overdue,
+        elapsed_fraction=round(fraction, 4),
+        thresholds_crossed=crossed,
+    )
 
 
 def status_of_many(

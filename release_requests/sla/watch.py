@@ -62,13 +62,23 @@ def _reroute_if_owner_away(
     if decision.owner is None or decision.owner.id == request.owner_id:
         return None
     change(
-        session, actor=WATCHER, request=request, action="request.rerouted",
-        changes={"owner_id": decision.owner.id}, reason=f"{away}; {decision.reason}",
-    )  # fmt: skip
+        session,
+        actor=WATCHER,
+        request=request,
+        action="request.rerouted",
+        changes={"owner_id": decision.owner.id},
+        reason=f"{away}; {decision.reason}",
+    )
     notify(
-        session, request=request, event="sla.rerouted", targets=["owner", "internal_channel"], config=config, at=now,
-        key=str(decision.owner.id), context={"owner": decision.owner.name, "reason": f"{away}; {decision.reason}"},
-    )  # fmt: skip
+        session,
+        request=request,
+        event="sla.rerouted",
+        targets=["owner", "internal_channel"],
+        config=config,
+        at=now,
+        key=str(decision.owner.id),
+        context={"owner": decision.owner.name, "reason": f"{away}; {decision.reason}"},
+    )
     return decision.owner.name
 
 
@@ -97,7 +107,7 @@ def _watch_request(session: Session, *, request_id: str, config: AppConfig, now:
                 severity=status.severity,
                 threshold=label,
                 crossed_at=_crossing_time(status, fraction, customer, facts.pauses),
-            )  # fmt: skip
+            )
             .on_conflict_do_nothing(constraint="uq_sla_crossings_once")
             .returning(SlaCrossing.crossed_at)
         ).scalar_one_or_none()
@@ -105,17 +115,38 @@ def _watch_request(session: Session, *, request_id: str, config: AppConfig, now:
             continue
         action = "sla.breached" if label == "breach" else "sla.warning"
         record(
-            session, actor=WATCHER, action=action, entity_type="request", entity_id=request.id, request_id=request.id,
-            after={"threshold": label, "severity": status.severity, "crossed_at": inserted, "due_at": status.due_at,
-                   "elapsed_fraction": str(status.elapsed_fraction)},
-        )  # fmt: skip
+            session,
+            actor=WATCHER,
+            action=action,
+            entity_type="request",
+            entity_id=request.id,
+            request_id=request.id,
+            after={
+                "threshold": label,
+                "severity": status.severity,
+                "crossed_at": inserted,
+                "due_at": status.due_at,
+                "elapsed_fraction": str(status.elapsed_fraction),
+            },
+        )
         rerouted = _reroute_if_owner_away(session, request=request, now=now, config=config)
         notify(
-            session, request=request, event="sla.breach" if label == "breach" else "sla.warning", targets=targets,
-            config=config, at=now, key=f"{status.severity}:{label}",
-            context={"threshold": label, "due_at": status.due_at, "due_at_local": status.due_at_local,
-                     "severity": status.severity, "title": request.title, "customer": customer.name},
-        )  # fmt: skip
+            session,
+            request=request,
+            event="sla.breach" if label == "breach" else "sla.warning",
+            targets=targets,
+            config=config,
+            at=now,
+            key=f"{status.severity}:{label}",
+            context={
+                "threshold": label,
+                "due_at": status.due_at,
+                "due_at_local": status.due_at_local,
+                "severity": status.severity,
+                "title": request.title,
+                "customer": customer.name,
+            },
+        )
         crossings.append(Crossing(request.id, label, inserted, rerouted))
     return crossings
 

@@ -67,10 +67,14 @@ class Scene:
         """A customer whose Slack channel exists in the local Slack (unless `channel_exists` is False)."""
         suffix = uuid.uuid4().hex[:8]
         values = {
-            "id": f"cust-{suffix}", "name": f"Customer {suffix}", "tier": "enterprise", "timezone": "Europe/Moscow",
-            "country": "RU", "slack_channel": f"cust-{suffix}",
+            "id": f"cust-{suffix}",
+            "name": f"Customer {suffix}",
+            "tier": "enterprise",
+            "timezone": "Europe/Moscow",
+            "country": "RU",
+            "slack_channel": f"cust-{suffix}",
             "email_contacts": [f"soc-{suffix}@example.com", f"cto-{suffix}@example.com"],
-        }  # fmt: skip
+        }
         values.update(overrides)
         if channel_exists and values["slack_channel"]:
             self.slack.add_channel(values["slack_channel"])
@@ -79,8 +83,13 @@ class Scene:
 
     def person(self, role: str, *, customer_id: str | None = None, tam_for: tuple[str, ...] = (), **extra) -> int:
         suffix = uuid.uuid4().hex[:8]
-        data = PersonCreate(name=f"{role.title()} {suffix}", role=role, email=f"{role}-{suffix}@vendor.example",
-                            customer_id=customer_id, **extra)  # fmt: skip
+        data = PersonCreate(
+            name=f"{role.title()} {suffix}",
+            role=role,
+            email=f"{role}-{suffix}@vendor.example",
+            customer_id=customer_id,
+            **extra,
+        )
         with db.transaction(self.sessions) as s:
             person = create_person(s, actor=SYSTEM, data=data)
             for cid in tam_for:
@@ -91,8 +100,9 @@ class Scene:
         from release_requests.people.models import Person
 
         with db.transaction(self.sessions) as s:
-            data = SubmitRequest(customer_id=customer_id, kind="false_positive", severity=severity, channel="phone",
-                                 title=title)  # fmt: skip
+            data = SubmitRequest(
+                customer_id=customer_id, kind="false_positive", severity=severity, channel="phone", title=title
+            )
             return submit_request(s, actor=s.get(Person, by), data=data, config=self.config).id
 
     def rows(self, **where) -> list[Notification]:
@@ -104,9 +114,13 @@ class Scene:
 
     def events(self, request_id: str, prefix: str = "notification.") -> list[AuditEvent]:
         with db.transaction(self.sessions) as s:
-            return list(s.scalars(select(AuditEvent).where(AuditEvent.request_id == request_id,
-                                                           AuditEvent.action.startswith(prefix))
-                                  .order_by(AuditEvent.seq)))  # fmt: skip
+            return list(
+                s.scalars(
+                    select(AuditEvent)
+                    .where(AuditEvent.request_id == request_id, AuditEvent.action.startswith(prefix))
+                    .order_by(AuditEvent.seq)
+                )
+            )
 
 
 @pytest.fixture
@@ -120,10 +134,13 @@ def make_deliverer(engine, config, slack, smtp):
 
     def make(**overrides) -> Deliverer:
         kwargs = {
-            "engine": engine, "config": config, "slack": SlackSender(token=slack.token, base_url=slack.base_url,
-                                                                     timeout=5),
-            "smtp": SmtpSender(smtp.url, timeout=5), "lease_seconds": 5, "backoff_seconds": [0.2, 0.4],
-        }  # fmt: skip
+            "engine": engine,
+            "config": config,
+            "slack": SlackSender(token=slack.token, base_url=slack.base_url, timeout=5),
+            "smtp": SmtpSender(smtp.url, timeout=5),
+            "lease_seconds": 5,
+            "backoff_seconds": [0.2, 0.4],
+        }
         kwargs.update(overrides)
         return Deliverer(**kwargs)
 

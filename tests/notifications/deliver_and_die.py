@@ -20,10 +20,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 def main(db_url: str, slack_url: str, smtp_url: str, lease: str) -> None:
     deliverer = Deliverer(
-        engine=db.make_engine(db_url), config=load_config(REPO / "config"),
-        slack=SlackSender(token="xoxb-local", base_url=slack_url), smtp=SmtpSender(smtp_url),
-        lease_seconds=float(lease), backoff_seconds=[0.1],
-    )  # fmt: skip
+        engine=db.make_engine(db_url),
+        config=load_config(REPO / "config"),
+        slack=SlackSender(token="xoxb-local", base_url=slack_url),
+        smtp=SmtpSender(smtp_url),
+        lease_seconds=float(lease),
+        backoff_seconds=[0.1],
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         deliverer.deliver_due()

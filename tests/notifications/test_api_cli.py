@@ -12,8 +12,13 @@ from tests.conftest import last_line
 
 
 def submit(world, user, customer_id: str, severity: int = 1) -> str:
-    body = {"customer_id": customer_id, "kind": "false_positive", "severity": severity, "channel": "phone",
-            "title": "Payroll app flagged"}  # fmt: skip
+    body = {
+        "customer_id": customer_id,
+        "kind": "false_positive",
+        "severity": severity,
+        "channel": "phone",
+        "title": "Payroll app flagged",
+    }
     with world.client(user) as c:
         response = c.post("/api/v1/requests", json=body)
     assert response.status_code == 201, response.text
@@ -31,13 +36,25 @@ def test_preferences_api_validation_and_access(world):
         shown = c.get(path).json()
         assert shown["slack_enabled"] and shown["email_enabled"] and shown["effective_language"] == "ru"
         assert shown["effective_email_recipients"] == [f"soc-{customer.removeprefix('cust-')}@example.com"]
-        changed = c.put(path, json={"slack_enabled": False, "email_recipients": ["Night.Shift@Example.com"],
-                                    "language": "en", "quiet_hours": "22:00-08:00"})  # fmt: skip
+        changed = c.put(
+            path,
+            json={
+                "slack_enabled": False,
+                "email_recipients": ["Night.Shift@Example.com"],
+                "language": "en",
+                "quiet_hours": "22:00-08:00",
+            },
+        )
         assert changed.status_code == 200, changed.text
         assert changed.json()["effective_email_recipients"] == ["Night.Shift@example.com"]
         assert changed.json()["effective_language"] == "en"
-        for bad in ({"email_recipients": ["not-an-address"]}, {"quiet_hours": "25:00-08:00"},
-                    {"quiet_hours": "08:00-08:00"}, {"language": "de"}, {"sms": True}):  # fmt: skip
+        for bad in (
+            {"email_recipients": ["not-an-address"]},
+            {"quiet_hours": "25:00-08:00"},
+            {"quiet_hours": "08:00-08:00"},
+            {"language": "de"},
+            {"sms": True},
+        ):
             assert c.put(path, json=bad).status_code == 422, bad
     with world.client(stranger) as c:  # another customer's users do not even learn it exists
         assert c.get(path).status_code == 404 and c.put(path, json={}).status_code == 404
@@ -73,7 +90,9 @@ def test_triage_decisions_tell_the_customer(world):
         needs = c.get("/api/v1/notifications", params={"request_id": asked}).json()
         done = c.get("/api/v1/notifications", params={"request_id": accepted}).json()
     assert {(r["event"], r["channel"]) for r in needs if r["event"] == "request.needs_info"} == {
-        ("request.needs_info", "slack"), ("request.needs_info", "email")}  # fmt: skip
+        ("request.needs_info", "slack"),
+        ("request.needs_info", "email"),
+    }
     assert {r["event"] for r in done if r["audience"] == "customer"} == {"request.received", "request.triaged"}
     with world.client(tam) as c:
         timeline = c.get(f"/api/v1/requests/{asked}/timeline").json()
@@ -83,15 +102,34 @@ def test_triage_decisions_tell_the_customer(world):
 def test_cli_prefs_list_and_retry(world, relreq, app_engine):
     customer = world.customer(slack_channel="cli-support")
     admin, tam, triage = world.user("admin"), world.user("tam", tam_for=[customer]), world.user("triage")
-    code, out, err = relreq("notifications", "prefs", "set", customer, "--no-slack", "--recipient", "x@example.com",
-                            "--recipient", "y@example.com", "--language", "ru", "--quiet-hours", "21:30-07:00",
-                            "--json", token=tam.token)  # fmt: skip
+    code, out, err = relreq(
+        "notifications",
+        "prefs",
+        "set",
+        customer,
+        "--no-slack",
+        "--recipient",
+        "x@example.com",
+        "--recipient",
+        "y@example.com",
+        "--language",
+        "ru",
+        "--quiet-hours",
+        "21:30-07:00",
+        "--json",
+        token=tam.token,
+    )
     assert code == 0, err
     prefs = json.loads(out)
     assert (prefs["slack_enabled"], prefs["email_recipients"], prefs["language"], prefs["quiet_hours"]) == (
-        False, ["x@example.com", "y@example.com"], "ru", "21:30-07:00")  # fmt: skip
-    code, out, _ = relreq("notifications", "prefs", "set", customer, "--email", "--contacts", "--language", "default",
-                          token=tam.token)  # fmt: skip
+        False,
+        ["x@example.com", "y@example.com"],
+        "ru",
+        "21:30-07:00",
+    )
+    code, out, _ = relreq(
+        "notifications", "prefs", "set", customer, "--email", "--contacts", "--language", "default", token=tam.token
+    )
     assert code == 0 and "customer default" in out and "21:30-07:00" in out
     code, out, _ = relreq("notifications", "prefs", "show", customer, token=tam.token)
     assert code == 0 and "quiet hours" in out
@@ -101,9 +139,11 @@ def test_cli_prefs_list_and_retry(world, relreq, app_engine):
     request_id = submit(world, tam, customer)
     with db.transaction(db.make_sessionmaker(app_engine)) as s:
         dead_id = s.scalars(
-            update(Notification).where(Notification.request_id == request_id, Notification.audience == "customer")
-            .values(status="dead", attempts=6, last_error="SMTP login refused").returning(Notification.id)
-        ).first()  # fmt: skip
+            update(Notification)
+            .where(Notification.request_id == request_id, Notification.audience == "customer")
+            .values(status="dead", attempts=6, last_error="SMTP login refused")
+            .returning(Notification.id)
+        ).first()
     code, out, _ = relreq("notifications", "list", "--request", request_id, "--status", "dead", token=triage.token)
     assert code == 0 and "SMTP login refused" in out
     code, _, err = relreq("notifications", "retry", dead_id, token=triage.token)

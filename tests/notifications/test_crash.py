@@ -22,8 +22,12 @@ LEASE = "0.5"
 def run_deliverer(committed_db: str, slack, smtp, crash: str) -> int:
     result = subprocess.run(
         [sys.executable, "-m", "tests.notifications.deliver_and_die", committed_db, slack.base_url, smtp.url, LEASE],
-        cwd=REPO, capture_output=True, text=True, timeout=60, env={**os.environ, "RR_CRASH_AT": crash},
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "RR_CRASH_AT": crash},
+    )
     assert result.returncode in (0, -signal.SIGKILL), result.stderr[-2000:]
     return result.returncode
 
@@ -54,6 +58,7 @@ def test_killed_deliverer_loses_nothing_and_duplicates_nothing(committed_db, sce
     assert set(smtp.message_ids()) == {f"<{r.id}@release-requests>" for r in email_rows}
     assert len(smtp.message_ids()) > len(email_rows)  # the crash after acceptance really happened
     # the recovered Slack posts were found in the channel history, not posted again
-    found = [e for r in requests for e in scene.events(r) if e.action == "notification.sent"
-             and e.after["already_delivered"]]  # fmt: skip
+    found = [
+        e for r in requests for e in scene.events(r) if e.action == "notification.sent" and e.after["already_delivered"]
+    ]
     assert found

@@ -29,14 +29,17 @@ def test_received_notice_reaches_slack_and_email(scene, setup, slack, smtp, make
     customer, _, request_id = setup
     rows = scene.rows(request_id=request_id)
     assert sorted((r.audience, r.channel) for r in rows) == [
-        ("customer", "email"), ("customer", "email"), ("customer", "slack"), ("internal", "slack")]  # fmt: skip
+        ("customer", "email"),
+        ("customer", "email"),
+        ("customer", "slack"),
+        ("internal", "slack"),
+    ]
     outcome = make_deliverer().deliver_due()
     assert outcome == {"sent": 4}
     assert {r.status for r in scene.rows(request_id=request_id)} == {"sent"}
 
     # e-mail: right recipients, authenticated over STARTTLS, both MIME parts, Russian, id and due time in MSK
-    assert sorted(m.rcpt_tos[0] for m in smtp.received) == sorted(
-        r.recipient for r in rows if r.channel == "email")  # fmt: skip
+    assert sorted(m.rcpt_tos[0] for m in smtp.received) == sorted(r.recipient for r in rows if r.channel == "email")
     for mail in smtp.received:
         assert mail.authenticated_as == "relreq"
         msg = mail.message
@@ -71,9 +74,10 @@ def test_retries_with_backoff_on_500_and_dropped_connection(scene, setup, slack,
     assert first["failed"] == 2
     failed = scene.rows(request_id=request_id, channel="slack")
     assert {r.status for r in failed} == {"failed"} and all(r.next_attempt_at > r.created_at for r in failed)
-    assert {r.last_error for r in failed} == {"Slack chat.postMessage: fatal_error",
-                                               "Slack chat.postMessage: RemoteDisconnected: Remote end closed "
-                                               "connection without response"}  # fmt: skip
+    assert {r.last_error for r in failed} == {
+        "Slack chat.postMessage: fatal_error",
+        "Slack chat.postMessage: RemoteDisconnected: Remote end closed connection without response",
+    }
     deliver_until_quiet(deliverer)
     for row in scene.rows(request_id=request_id, channel="slack"):
         assert row.status == "sent" and row.attempts == 2
@@ -121,8 +125,13 @@ def test_smtp_outage_then_recovery(scene, setup, smtp, make_deliverer):
 
 def test_dead_letter_after_max_attempts_alerts_the_team(scene, setup, slack, smtp, make_deliverer, config):
     customer, _, request_id = setup
-    config = config.model_copy(update={"notifications": config.notifications.model_copy(
-        update={"delivery": config.notifications.delivery.model_copy(update={"max_attempts": 2})})})  # fmt: skip
+    config = config.model_copy(
+        update={
+            "notifications": config.notifications.model_copy(
+                update={"delivery": config.notifications.delivery.model_copy(update={"max_attempts": 2})}
+            )
+        }
+    )
     deliverer = make_deliverer(config=config)
     [customer_slack] = scene.rows(request_id=request_id, audience="customer", channel="slack")
     slack.fail("server_error", method="chat.postMessage", channel=customer_slack.recipient, times=5)
@@ -132,7 +141,9 @@ def test_dead_letter_after_max_attempts_alerts_the_team(scene, setup, slack, smt
     assert dead.attempts == 2 and dead.last_error == "Slack chat.postMessage: fatal_error"
     alerts = scene.rows(request_id=request_id, event="notification.dead")
     assert sorted((a.channel, a.recipient, a.status) for a in alerts) == [
-        ("email", config.notifications.internal.email, "sent"), ("slack", INTERNAL, "sent")]  # fmt: skip
+        ("email", config.notifications.internal.email, "sent"),
+        ("slack", INTERNAL, "sent"),
+    ]
     alert_mail = next(m for m in smtp.received if m.rcpt_tos == [config.notifications.internal.email])
     assert f"relreq notifications retry {dead.id}" in alert_mail.message.get_body(("plain",)).get_content()
     assert "fatal_error" in slack.messages(INTERNAL)[-1]["blocks"][1]["text"]["text"]
@@ -163,8 +174,11 @@ def test_unknown_channel_invalid_address_and_missing_variable(scene, slack, smtp
     with db.transaction(scene.sessions) as s:
         request = s.get(ReleaseRequest, request_id)
         # an address that passed intake long ago but does not validate now, and a template variable missing
-        s.execute(update(Notification).where(Notification.request_id == request_id, Notification.channel == "email")
-                  .values(recipient="not an address@@example"))  # fmt: skip
+        s.execute(
+            update(Notification)
+            .where(Notification.request_id == request_id, Notification.channel == "email")
+            .values(recipient="not an address@@example")
+        )
         notify(
             s,
             request=request,
@@ -174,8 +188,15 @@ def test_unknown_channel_invalid_address_and_missing_variable(scene, slack, smtp
             at=db_now(s),
             context={"how_to_get": "update"},
         )  # fmt: skip  (no "version")
-        notify(s, request=request, event="request.response", targets=["internal_channel"], config=config,
-               at=db_now(s), context={"message": "still flowing", "from": "Olga"})  # fmt: skip
+        notify(
+            s,
+            request=request,
+            event="request.response",
+            targets=["internal_channel"],
+            config=config,
+            at=db_now(s),
+            context={"message": "still flowing", "from": "Olga"},
+        )
     deliver_until_quiet(make_deliverer())
     rows = {(r.event, r.channel, r.recipient): r for r in scene.rows(request_id=request_id)}
     unknown = rows[("request.received", "slack", "no-such-channel")]
@@ -208,14 +229,17 @@ def test_quiet_hours_delay_low_severity_customer_notices(scene, slack, config):
         local = now.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Tokyo"))
         start = (local - timedelta(hours=1)).strftime("%H:%M")
         end = (local + timedelta(hours=2)).strftime("%H:%M")
-        set_preferences(s, actor=s.get(Person, admin), customer_id=customer,
-                        data=PreferencesIn(quiet_hours=f"{start}-{end}"))  # fmt: skip
+        set_preferences(
+            s, actor=s.get(Person, admin), customer_id=customer, data=PreferencesIn(quiet_hours=f"{start}-{end}")
+        )
     low = scene.request(customer, by=engineer, severity=3)
     high = scene.request(customer, by=engineer, severity=2)
     low_customer = [r for r in scene.rows(request_id=low) if r.audience == "customer"]
-    assert low_customer and all(timedelta(hours=1.9) < r.next_attempt_at - now < timedelta(hours=2.1)
-                                for r in low_customer)  # fmt: skip
+    assert low_customer and all(
+        timedelta(hours=1.9) < r.next_attempt_at - now < timedelta(hours=2.1) for r in low_customer
+    )
     # staff notices and higher severities are not held back
-    assert all(r.next_attempt_at - now < timedelta(minutes=1) for r in scene.rows(request_id=low) if
-               r.audience == "internal")  # fmt: skip
+    assert all(
+        r.next_attempt_at - now < timedelta(minutes=1) for r in scene.rows(request_id=low) if r.audience == "internal"
+    )
     assert all(r.next_attempt_at - now < timedelta(minutes=1) for r in scene.rows(request_id=high))

@@ -24,8 +24,9 @@ SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 
 @pytest.fixture
 def api(engine, committed_db, config, tmp_path):
-    settings = Settings(database_url=committed_db, data_dir=tmp_path, config_dir=REPO / "config",
-                        slack_signing_secret=SECRET)  # fmt: skip
+    settings = Settings(
+        database_url=committed_db, data_dir=tmp_path, config_dir=REPO / "config", slack_signing_secret=SECRET
+    )
     app = create_app(settings=settings, config=config, sessions=db.make_sessionmaker(engine))
     with serve_app(app) as url, httpx.Client(base_url=url, timeout=30) as client:
         yield client
@@ -40,19 +41,32 @@ def asked(scene, slack, make_deliverer, config):
     with db.transaction(scene.sessions) as s:
         request = s.get(ReleaseRequest, request_id)
         context = {"request_id": request_id, "stage": "triage", "title": request.title}
-        [row] = notify(s, request=request, event="approval.requested", targets=["internal_channel"], config=config,
-                       at=db_now(s), context=context)  # fmt: skip
+        [row] = notify(
+            s,
+            request=request,
+            event="approval.requested",
+            targets=["internal_channel"],
+            config=config,
+            at=db_now(s),
+            context=context,
+        )
     deliver_until_quiet(make_deliverer())
     message = next(m for m in slack.messages(INTERNAL) if m["metadata"]["event_payload"]["notification_id"] == row.id)
     return request_id, row.id, message
 
 
 def press(message: dict, *, action: str = "approve", user: str = "U0TRIAGE1", channel: str) -> dict:
-    button = next(e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]
-                  if e["action_id"] == action)  # fmt: skip
-    return {"type": "block_actions", "user": {"id": user}, "channel": {"id": channel},
-            "container": {"type": "message", "message_ts": message["ts"], "channel_id": channel},
-            "message": {"ts": message["ts"]}, "actions": [{"action_id": action, "value": button["value"]}]}  # fmt: skip
+    button = next(
+        e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"] if e["action_id"] == action
+    )
+    return {
+        "type": "block_actions",
+        "user": {"id": user},
+        "channel": {"id": channel},
+        "container": {"type": "message", "message_ts": message["ts"], "channel_id": channel},
+        "message": {"ts": message["ts"]},
+        "actions": [{"action_id": action, "value": button["value"]}],
+    }
 
 
 def status_of(scene, request_id: str) -> str:
@@ -88,8 +102,9 @@ def test_approve_from_slack_applies_triage_updates_message_and_audits(api, scene
     again = api.post("/slack/interactions", content=body, headers=headers)
     assert again.status_code == 403 and "replay" in again.json()["message"]
     # a fresh press by the same person on the message they decided (new timestamp, valid signature): refused
-    body2, headers2 = signed_interaction(press(message, action="reject", channel=channel), signing_secret=SECRET,
-                                         timestamp=int(time.time()) - 1)  # fmt: skip
+    body2, headers2 = signed_interaction(
+        press(message, action="reject", channel=channel), signing_secret=SECRET, timestamp=int(time.time()) - 1
+    )
     second = api.post("/slack/interactions", content=body2, headers=headers2)
     assert second.status_code == 403 and "already decided this message (approve)" in second.json()["message"]
     assert status_of(scene, request_id) == "accepted"
@@ -98,8 +113,9 @@ def test_approve_from_slack_applies_triage_updates_message_and_audits(api, scene
 
 def test_reject_from_slack(api, scene, slack, asked):
     request_id, _, message = asked
-    body, headers = signed_interaction(press(message, action="reject", channel=slack.add_channel(INTERNAL)),
-                                       signing_secret=SECRET)  # fmt: skip
+    body, headers = signed_interaction(
+        press(message, action="reject", channel=slack.add_channel(INTERNAL)), signing_secret=SECRET
+    )
     assert api.post("/slack/interactions", content=body, headers=headers).json()["status"] == "rejected"
     rejected = next(e for e in scene.events(request_id, prefix="request.rejected"))
     assert rejected.reason.startswith("rejected in Slack by Triage")
@@ -110,8 +126,9 @@ def test_forged_stale_replayed_unknown_and_unauthorized_presses_change_nothing(a
     channel = slack.add_channel(INTERNAL)
 
     def send(*, secret=SECRET, stamp=None, user="U0TRIAGE1", drop_signature=False, tamper_body=False):
-        body, headers = signed_interaction(press(message, user=user, channel=channel), signing_secret=secret,
-                                           timestamp=stamp)  # fmt: skip
+        body, headers = signed_interaction(
+            press(message, user=user, channel=channel), signing_secret=secret, timestamp=stamp
+        )
         if drop_signature:
             headers.pop("X-Slack-Signature")
         if tamper_body:
@@ -126,7 +143,7 @@ def test_forged_stale_replayed_unknown_and_unauthorized_presses_change_nothing(a
         send(drop_signature=True),
         send(tamper_body=True),
     ):
-        assert refused[0] == 401 and refused[1]["error"] == "unauthenticated"  # fmt: skip
+        assert refused[0] == 401 and refused[1]["error"] == "unauthenticated"
     code, body = send(user="U0NOBODY")
     assert code == 403 and "U0NOBODY" in body["message"]
     scene.person("build_engineer", slack_user_id="U0BUILDER")  # same rules as the API: may not triage

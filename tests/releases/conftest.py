@@ -56,9 +56,13 @@ class Bundles:
     def build_base(self, settings) -> Path:
         """Another base from the fixed commit (a new version, same rules): for tests that own their release."""
         manifest = build_base(
-            repo_path=self.repo, ref=f"fix/{FP_REQUEST}", out_dir=self.out,
-            key=signing_key(data_dir=settings.data_dir), store=LocalStore(settings.artifacts_dir), builder="ci@tests",
-        )  # fmt: skip
+            repo_path=self.repo,
+            ref=f"fix/{FP_REQUEST}",
+            out_dir=self.out,
+            key=signing_key(data_dir=settings.data_dir),
+            store=LocalStore(settings.artifacts_dir),
+            builder="ci@tests",
+        )
         return self.out / manifest.version
 
 
@@ -83,9 +87,12 @@ def _product_repo(root: Path) -> tuple[ProductSpec, str]:
     _git(repo, "add", ".")
     _git(repo, "commit", "-qm", "fix crash on scan")
     spec = ProductSpec(
-        name=PRODUCT, repo=repo, build=["sh", "-c", "mkdir -p dist && cat src/*.c > dist/agent.bin"],
-        timeout_seconds=30, output="dist/*.bin",
-    )  # fmt: skip
+        name=PRODUCT,
+        repo=repo,
+        build=["sh", "-c", "mkdir -p dist && cat src/*.c > dist/agent.bin"],
+        timeout_seconds=30,
+        output="dist/*.bin",
+    )
     return spec, _git(repo, "rev-parse", "HEAD")
 
 
@@ -107,15 +114,25 @@ def bundles(settings, world, tmp_path_factory) -> Bundles:
     customer = world.customer()
     spec, fix_commit = _product_repo(root)
     hotfix = build_hotfix(
-        product=spec, version="11.2.0", commits=[fix_commit], customer=customer,
-        grants=[{"product": PRODUCT, "versions": ""}], out_dir=root / "hotfixes", key=key, store=store,
+        product=spec,
+        version="11.2.0",
+        commits=[fix_commit],
+        customer=customer,
+        grants=[{"product": PRODUCT, "versions": ""}],
+        out_dir=root / "hotfixes",
+        key=key,
+        store=store,
         builder="ci@tests",
-    )  # fmt: skip
+    )
     return Bundles(
-        repo=repo, out=out, v1=out / v1.version, v2=out / v2.version,
+        repo=repo,
+        out=out,
+        v1=out / v1.version,
+        v2=out / v2.version,
         hotfix=root / "hotfixes" / customer / PRODUCT / hotfix.version,
-        fp_sha256=hashlib.sha256(fp.read_bytes()).hexdigest(), hotfix_customer=customer,
-    )  # fmt: skip
+        fp_sha256=hashlib.sha256(fp.read_bytes()).hexdigest(),
+        hotfix_customer=customer,
+    )
 
 
 @dataclass
@@ -133,11 +150,15 @@ def releases(bundles, settings, world) -> Registered:
     with db.transaction(world.sessions) as s:
         keys = [
             service.register_release(
-                s, actor=SYSTEM, bundle_dir=path, store=store, request_id=None,
+                s,
+                actor=SYSTEM,
+                bundle_dir=path,
+                store=store,
+                request_id=None,
                 public_key=service.server_public_key(settings.data_dir),
             ).version
             for path in (bundles.v1, bundles.v2, bundles.hotfix)
-        ]  # fmt: skip
+        ]
     return Registered(*keys, hotfix_customer=bundles.hotfix_customer, fp_sha256=bundles.fp_sha256)
 
 
@@ -150,9 +171,14 @@ def put(session: Session, channel: str, *versions: str, config, actor: Actor = S
     for i, version in enumerate(versions):
         current = session.get(ChannelPointer, channel, populate_existing=True)
         pointer = service.publish(
-            session, actor=actor, channel=channel, version=version,
-            expected_current=current.version if current else None, request_id=None, config=config,
-        )  # fmt: skip
+            session,
+            actor=actor,
+            channel=channel,
+            version=version,
+            expected_current=current.version if current else None,
+            request_id=None,
+            config=config,
+        )
         if i < len(versions) - 1:
             later = db_now(session) + timedelta(days=1)
             for _ in config.stages.canary.steps:
@@ -168,8 +194,13 @@ def release_request_in(
     from release_requests.people.models import Person
 
     submitter = session.get(Person, submitter_id)
-    data = SubmitRequest(customer_id=customer_id, kind="false_positive", severity=2, channel="portal",
-                         title=f"FP on in-house tool {uuid.uuid4().hex[:6]}")  # fmt: skip
+    data = SubmitRequest(
+        customer_id=customer_id,
+        kind="false_positive",
+        severity=2,
+        channel="portal",
+        title=f"FP on in-house tool {uuid.uuid4().hex[:6]}",
+    )
     request = submit_request(session, actor=submitter, data=data, config=config)
     path = [Status.accepted, Status.building, Status.verifying, Status.awaiting_approval, Status.releasing]
     for step in path[: path.index(status) + 1]:

@@ -23,18 +23,21 @@ def test_revert_one_step_and_to_a_version_from_the_cli(relreq, world, releases, 
 
     with db.transaction(world.sessions) as s:
         put(s, channel, releases.v2, config=config)
-    code, out, err = relreq("release", "revert", channel, "--to", releases.v1, "--reason", "still bad", "--json",
-                            token=manager.token)  # fmt: skip
+    code, out, err = relreq(
+        "release", "revert", channel, "--to", releases.v1, "--reason", "still bad", "--json", token=manager.token
+    )
     assert code == 0, err
     assert json.loads(out)["version"] == releases.v1
 
     code, out, err = relreq("release", "history", channel, "--json", token=manager.token)
     moves = [(h["action"], h["to_version"], h["reason"]) for h in json.loads(out)]
     assert moves == [
-        ("publish", releases.v1, None), ("publish", releases.v2, None),
-        ("revert", releases.v1, "FP storm at the customer"), ("publish", releases.v2, None),
+        ("publish", releases.v1, None),
+        ("publish", releases.v2, None),
+        ("revert", releases.v1, "FP storm at the customer"),
+        ("publish", releases.v2, None),
         ("revert", releases.v1, "still bad"),
-    ]  # fmt: skip
+    ]
     code, out, err = relreq("release", "history", channel, token=manager.token)
     assert code == 0 and "FP storm" in out
 

@@ -28,30 +28,67 @@ def history(session, channel: str) -> list[tuple]:
 
 def test_publish_is_compare_and_swap_with_history_and_audit(session, releases, world, config):
     channel = f"customer-{world.customer()}"
-    first = service.publish(session, actor=SYSTEM, channel=channel, version=releases.v1, expected_current=None,
-                            request_id=None, config=config)  # fmt: skip
+    first = service.publish(
+        session,
+        actor=SYSTEM,
+        channel=channel,
+        version=releases.v1,
+        expected_current=None,
+        request_id=None,
+        config=config,
+    )
     assert (first.version, first.previous_version, first.pointer_version) == (releases.v1, None, 1)
-    second = service.publish(session, actor=SYSTEM, channel=channel, version=releases.v2,
-                             expected_current=releases.v1, request_id=None, reason="FP fix", config=config)  # fmt: skip
+    second = service.publish(
+        session,
+        actor=SYSTEM,
+        channel=channel,
+        version=releases.v2,
+        expected_current=releases.v1,
+        request_id=None,
+        reason="FP fix",
+        config=config,
+    )
     assert (second.version, second.previous_version, second.pointer_version) == (releases.v2, releases.v1, 2)
     assert second.rollout_percent == 100 and second.private_to == channel.removeprefix("customer-")
 
     with pytest.raises(StaleVersion, match=f"is at {releases.v2}, not {releases.v1}") as stale:
-        service.publish(session, actor=SYSTEM, channel=channel, version=releases.v1, expected_current=releases.v1,
-                        request_id=None, config=config)  # fmt: skip
+        service.publish(
+            session,
+            actor=SYSTEM,
+            channel=channel,
+            version=releases.v1,
+            expected_current=releases.v1,
+            request_id=None,
+            config=config,
+        )
     assert stale.value.details["current_version"] == releases.v2
     with pytest.raises(StaleVersion, match="not nothing"):
-        service.publish(session, actor=SYSTEM, channel=channel, version=releases.v1, expected_current=None,
-                        request_id=None, config=config)  # fmt: skip
+        service.publish(
+            session,
+            actor=SYSTEM,
+            channel=channel,
+            version=releases.v1,
+            expected_current=None,
+            request_id=None,
+            config=config,
+        )
 
-    again = service.publish(session, actor=SYSTEM, channel=channel, version=releases.v2, expected_current=releases.v1,
-                            request_id=None, config=config)  # fmt: skip
+    again = service.publish(
+        session,
+        actor=SYSTEM,
+        channel=channel,
+        version=releases.v2,
+        expected_current=releases.v1,
+        request_id=None,
+        config=config,
+    )
     assert again.pointer_version == 2, "republishing the current version is a no-op"
     assert history(session, channel) == [("publish", None, releases.v1), ("publish", releases.v1, releases.v2)]
     events = session.scalars(select(AuditEvent).where(AuditEvent.entity_id == channel).order_by(AuditEvent.seq)).all()
     assert [(e.action, e.after["version"]) for e in events] == [
-        ("channel.published", releases.v1), ("channel.published", releases.v2),
-    ]  # fmt: skip
+        ("channel.published", releases.v1),
+        ("channel.published", releases.v2),
+    ]
     assert events[1].reason == "FP fix"
 
 
@@ -66,31 +103,65 @@ def test_a_base_reaching_global_stays_on_the_channels_it_passed(session, release
 @pytest.mark.parametrize("channel", ["global", "canary", "internal", "customer-{customer}"])
 def test_a_private_hotfix_never_leaves_its_customer_channels(session, releases, config, channel):
     with pytest.raises(InvalidInput, match="private to"):
-        service.publish(session, actor=SYSTEM, channel=channel.format(customer=releases.hotfix_customer),
-                        version=releases.hotfix, expected_current=None, request_id=None, config=config)  # fmt: skip
+        service.publish(
+            session,
+            actor=SYSTEM,
+            channel=channel.format(customer=releases.hotfix_customer),
+            version=releases.hotfix,
+            expected_current=None,
+            request_id=None,
+            config=config,
+        )
 
 
 def test_hotfix_channels_follow_the_signed_customer_and_product(session, releases, world, config):
     other = world.customer()
     with pytest.raises(InvalidInput, match="private to"):
-        service.publish(session, actor=SYSTEM, channel=f"hotfix-{other}-endpoint-agent", version=releases.hotfix,
-                        expected_current=None, request_id=None, config=config)  # fmt: skip
+        service.publish(
+            session,
+            actor=SYSTEM,
+            channel=f"hotfix-{other}-endpoint-agent",
+            version=releases.hotfix,
+            expected_current=None,
+            request_id=None,
+            config=config,
+        )
     own = f"hotfix-{releases.hotfix_customer}-endpoint-agent"
     pointer = put(session, own, releases.hotfix, config=config)
     assert (pointer.version, pointer.private_to) == (releases.hotfix, releases.hotfix_customer)
     with pytest.raises(InvalidInput, match="base channels"):
-        service.publish(session, actor=SYSTEM, channel=own, version=releases.v1, expected_current=releases.hotfix,
-                        request_id=None, config=config)  # fmt: skip
+        service.publish(
+            session,
+            actor=SYSTEM,
+            channel=own,
+            version=releases.v1,
+            expected_current=releases.hotfix,
+            request_id=None,
+            config=config,
+        )
     with pytest.raises(InvalidInput, match="no customer"):
-        service.publish(session, actor=SYSTEM, channel="customer-nobody-here", version=releases.v1,
-                        expected_current=None, request_id=None, config=config)  # fmt: skip
+        service.publish(
+            session,
+            actor=SYSTEM,
+            channel="customer-nobody-here",
+            version=releases.v1,
+            expected_current=None,
+            request_id=None,
+            config=config,
+        )
 
 
 def test_channel_for_renders_the_configured_templates(config):
-    assert service.channel_for(config=config, kind="false_positive", stage="customer", customer_id="acme",
-                               product=None) == "customer-acme"  # fmt: skip
-    assert service.channel_for(config=config, kind="private_hotfix", stage="customer", customer_id="acme",
-                               product="endpoint-agent") == "hotfix-acme-endpoint-agent"  # fmt: skip
+    assert (
+        service.channel_for(config=config, kind="false_positive", stage="customer", customer_id="acme", product=None)
+        == "customer-acme"
+    )
+    assert (
+        service.channel_for(
+            config=config, kind="private_hotfix", stage="customer", customer_id="acme", product="endpoint-agent"
+        )
+        == "hotfix-acme-endpoint-agent"
+    )
     with pytest.raises(InvalidInput, match="no stage 'global'"):
         service.channel_for(config=config, kind="private_hotfix", stage="global", customer_id="acme", product="x")
 
@@ -122,8 +193,9 @@ def test_revert_one_step_then_to_a_named_version(session, releases, world, confi
     put(session, channel, releases.v2, config=config)
     with pytest.raises(InvalidInput, match="never served"):
         service.revert(session, actor=SYSTEM, channel=channel, to_version=releases.hotfix, reason="x", config=config)
-    named = service.revert(session, actor=SYSTEM, channel=channel, to_version=releases.v1, reason="v2 again bad",
-                           config=config)  # fmt: skip
+    named = service.revert(
+        session, actor=SYSTEM, channel=channel, to_version=releases.v1, reason="v2 again bad", config=config
+    )
     assert named.version == releases.v1
     assert [h[0] for h in history(session, channel)] == ["publish", "publish", "revert", "publish", "revert"]
 
@@ -133,8 +205,9 @@ def test_register_is_idempotent_and_refuses_another_manifest_under_a_known_versi
 ):
     store = LocalStore(settings.artifacts_dir)
     key = service.server_public_key(settings.data_dir)
-    again = service.register_release(session, actor=SYSTEM, bundle_dir=bundles.v1, store=store, request_id=None,
-                                     public_key=key)  # fmt: skip
+    again = service.register_release(
+        session, actor=SYSTEM, bundle_dir=bundles.v1, store=store, request_id=None, public_key=key
+    )
     assert again.version == releases.v1
     assert bundles.fp_sha256 in session.get(type(again), releases.v2).allowlist
     tampered = tmp_path / "tampered"
@@ -143,8 +216,9 @@ def test_register_is_idempotent_and_refuses_another_manifest_under_a_known_versi
         (tampered / f.name).write_bytes(f.read_bytes())
     (tampered / "rules.yarc").write_bytes(b"not the rules")
     with pytest.raises(InvalidInput, match="does not match manifest"):
-        service.register_release(session, actor=SYSTEM, bundle_dir=tampered, store=store, request_id=None,
-                                 public_key=key)  # fmt: skip
+        service.register_release(
+            session, actor=SYSTEM, bundle_dir=tampered, store=store, request_id=None, public_key=key
+        )
 
     # properly signed, but another manifest under a version that is already registered
     resigned = tmp_path / "resigned"
@@ -155,8 +229,9 @@ def test_register_is_idempotent_and_refuses_another_manifest_under_a_known_versi
     private = signing_key(data_dir=settings.data_dir)
     seal(resigned, original.model_copy(update=manifest_fields(resigned, key=private)), key=private, store=store)
     with pytest.raises(Conflict, match=f"release {releases.v1} is already registered with another manifest"):
-        service.register_release(session, actor=SYSTEM, bundle_dir=resigned, store=store, request_id=None,
-                                 public_key=key)  # fmt: skip
+        service.register_release(
+            session, actor=SYSTEM, bundle_dir=resigned, store=store, request_id=None, public_key=key
+        )
 
 
 def _race(world, config, *, channel: str, expected: str | None, versions: list[str]) -> list[tuple]:
@@ -167,8 +242,15 @@ def _race(world, config, *, channel: str, expected: str | None, versions: list[s
         try:
             with db.transaction(world.sessions) as s:
                 barrier.wait()
-                p = service.publish(s, actor=SYSTEM, channel=channel, version=version, expected_current=expected,
-                                    request_id=None, config=config)  # fmt: skip
+                p = service.publish(
+                    s,
+                    actor=SYSTEM,
+                    channel=channel,
+                    version=version,
+                    expected_current=expected,
+                    request_id=None,
+                    config=config,
+                )
                 time.sleep(0.2)  # keep the row locked until the other publisher waits on it
                 outcomes.append(("won", p.version))
         except StaleVersion as exc:

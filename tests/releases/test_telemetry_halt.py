@@ -100,8 +100,9 @@ def test_detections_on_known_clean_files_halt_the_canary(world, api_url, release
     customer = world.customer()
     submitter = world.user("customer", customer)
     with db.transaction(world.sessions) as s:
-        request = release_request_in(s, customer_id=customer, submitter_id=submitter.id, config=config,
-                                     status=Status.releasing)  # fmt: skip
+        request = release_request_in(
+            s, customer_id=customer, submitter_id=submitter.id, config=config, status=Status.releasing
+        )
         bad = service.register_release(
             s,
             actor=SYSTEM,
@@ -150,22 +151,29 @@ def test_detections_on_known_clean_files_halt_the_canary(world, api_url, release
         assert service.halt(s, channel="canary", decision=decision, config=config, now=now).version == releases.v1
         failed = s.get(ReleaseRequest, request.id)
         assert failed.status == Status.failed
-        last = s.scalars(select(ChannelHistory).where(ChannelHistory.channel == "canary")
-                         .order_by(ChannelHistory.id.desc())).first()  # fmt: skip
+        last = s.scalars(
+            select(ChannelHistory).where(ChannelHistory.channel == "canary").order_by(ChannelHistory.id.desc())
+        ).first()
         assert (last.action, last.from_version, last.to_version, last.actor) == (
-            "halt", bad.version, releases.v1, "system:telemetry",
-        )  # fmt: skip
+            "halt",
+            bad.version,
+            releases.v1,
+            "system:telemetry",
+        )
         events = {e.action: e for e in s.scalars(select(AuditEvent).where(AuditEvent.request_id == request.id))}
         assert events["request.failed"].reason == decision.reason
         assert events["channel.halted"].after["request_failed"] is True
-        notices = s.scalars(select(Notification).where(Notification.request_id == request.id,
-                                                       Notification.event == "release.halted")).all()  # fmt: skip
+        notices = s.scalars(
+            select(Notification).where(Notification.request_id == request.id, Notification.event == "release.halted")
+        ).all()
         assert {(n.audience, n.channel) for n in notices} == {("internal", "slack"), ("customer", "email")}
         assert notices[0].context["to_version"] == releases.v1
         assert verify_chain(s).ok
     with world.client() as http:
-        every = [http.get("/updates/canary/manifest.json", params={"client_id": f"ws-{i:04d}"}).json()["version"]
-                 for i in range(30)]  # fmt: skip
+        every = [
+            http.get("/updates/canary/manifest.json", params={"client_id": f"ws-{i:04d}"}).json()["version"]
+            for i in range(30)
+        ]
         assert set(every) == {releases.v1}, "the halted base is no longer served to anyone"
 
 
@@ -176,10 +184,16 @@ def test_a_rule_firing_on_many_clients_is_a_spike(session, releases, config):
     rule = f"generic.Spike_{uuid.uuid4().hex[:8]}"
     before = 4  # the same rule on other bases just before: 4 clients × factor 5 = 20 is the bar
     session.add_all(
-        TelemetryDetection(client_id=client_id(), base_version=releases.v1, rule=rule, file_sha256=f"{i:064x}",
-                           verdict="detected", received_at=pointer.published_at - timedelta(minutes=5))
+        TelemetryDetection(
+            client_id=client_id(),
+            base_version=releases.v1,
+            rule=rule,
+            file_sha256=f"{i:064x}",
+            verdict="detected",
+            received_at=pointer.published_at - timedelta(minutes=5),
+        )
         for i in range(before)
-    )  # fmt: skip
+    )
     later = pointer.published_at + timedelta(minutes=10)
 
     def report(n: int) -> None:
@@ -202,17 +216,25 @@ def test_a_rule_firing_on_many_clients_is_a_spike(session, releases, config):
 def test_revert_is_announced_to_the_team_and_the_customer(session, world, fresh_base, settings, config, releases):
     customer = world.customer()
     submitter = world.user("customer", customer)
-    request = release_request_in(session, customer_id=customer, submitter_id=submitter.id, config=config,
-                                 status=Status.releasing)  # fmt: skip
-    release = service.register_release(session, actor=SYSTEM, bundle_dir=fresh_base, request_id=request.id,
-                                       store=LocalStore(settings.artifacts_dir),
-                                       public_key=service.server_public_key(settings.data_dir))  # fmt: skip
+    request = release_request_in(
+        session, customer_id=customer, submitter_id=submitter.id, config=config, status=Status.releasing
+    )
+    release = service.register_release(
+        session,
+        actor=SYSTEM,
+        bundle_dir=fresh_base,
+        request_id=request.id,
+        store=LocalStore(settings.artifacts_dir),
+        public_key=service.server_public_key(settings.data_dir),
+    )
     channel = f"customer-{customer}"
     put(session, channel, releases.v1, release.version, config=config)
-    service.revert(session, actor=SYSTEM, channel=channel, to_version=None, reason="customer reports slowdown",
-                   config=config)  # fmt: skip
-    notices = session.scalars(select(Notification).where(Notification.request_id == request.id,
-                                                         Notification.event == "release.reverted")).all()  # fmt: skip
+    service.revert(
+        session, actor=SYSTEM, channel=channel, to_version=None, reason="customer reports slowdown", config=config
+    )
+    notices = session.scalars(
+        select(Notification).where(Notification.request_id == request.id, Notification.event == "release.reverted")
+    ).all()
     assert {n.audience for n in notices} == {"internal", "customer"}
     assert notices[0].context["reason"] == "customer reports slowdown"
     # the request is untouched by a manual revert: people decide what happens next

@@ -78,8 +78,18 @@ def setup(world, releases, config, tmp_path):
 
 def test_install_then_update_then_nothing_to_do(setup, relreq, releases, world, config, bundles):
     channel, user, dest = setup
-    code, out, err = relreq("client", "fetch", "--channel", channel, "--client-id", "ws-0001", "--dest", str(dest),
-                            "--json", token=user.token)  # fmt: skip
+    code, out, err = relreq(
+        "client",
+        "fetch",
+        "--channel",
+        channel,
+        "--client-id",
+        "ws-0001",
+        "--dest",
+        str(dest),
+        "--json",
+        token=user.token,
+    )
     assert code == 0, err
     result = json.loads(out)
     assert (result["version"], result["installed"], result["previous"]) == (releases.v1, True, None)
@@ -89,16 +99,27 @@ def test_install_then_update_then_nothing_to_do(setup, relreq, releases, world, 
 
     with db.transaction(world.sessions) as s:
         put(s, channel, releases.v2, config=config)
-    code, out, err = relreq("client", "fetch", "--channel", channel, "--client-id", "ws-0001", "--dest", str(dest),
-                            "--json", token=user.token)  # fmt: skip
+    code, out, err = relreq(
+        "client",
+        "fetch",
+        "--channel",
+        channel,
+        "--client-id",
+        "ws-0001",
+        "--dest",
+        str(dest),
+        "--json",
+        token=user.token,
+    )
     assert code == 0, err
     assert json.loads(out)["previous"] == releases.v1
     assert os.readlink(dest / "current") == f"versions/{releases.v2}"
     assert sorted(p.name for p in (dest / "versions").iterdir()) == sorted([releases.v1, releases.v2])
     assert (dest / "trusted-key.pem").read_text().startswith("-----BEGIN PUBLIC KEY-----")
 
-    code, out, err = relreq("client", "fetch", "--channel", channel, "--client-id", "ws-0001", "--dest", str(dest),
-                            token=user.token)  # fmt: skip
+    code, out, err = relreq(
+        "client", "fetch", "--channel", channel, "--client-id", "ws-0001", "--dest", str(dest), token=user.token
+    )
     assert code == 0 and "already installed" in out
 
 
@@ -160,8 +181,19 @@ def test_a_wrong_pinned_key_is_refused_by_the_cli(setup, relreq, tmp_path):
     channel, user, dest = setup
     wrong = tmp_path / "wrong.pem"
     wrong.write_bytes(public_key_pem(Ed25519PrivateKey.generate()))
-    code, out, err = relreq("client", "fetch", "--channel", channel, "--client-id", "ws-0003", "--dest", str(dest),
-                            "--public-key", str(wrong), token=user.token)  # fmt: skip
+    code, out, err = relreq(
+        "client",
+        "fetch",
+        "--channel",
+        channel,
+        "--client-id",
+        "ws-0003",
+        "--dest",
+        str(dest),
+        "--public-key",
+        str(wrong),
+        token=user.token,
+    )
     assert code == 2
     assert err.startswith("error: nothing installed: refused:") and "signature does not verify" in err
     assert snapshot(dest) == (None, [])
@@ -171,8 +203,20 @@ def test_the_right_pinned_key_installs(setup, relreq, settings, tmp_path, releas
     channel, user, dest = setup
     pinned = tmp_path / "vendor.pem"
     pinned.write_text(service.server_public_key_pem(settings.data_dir))
-    code, out, err = relreq("client", "fetch", "--channel", channel, "--client-id", "ws-0004", "--dest", str(dest),
-                            "--public-key", str(pinned), "--json", token=user.token)  # fmt: skip
+    code, out, err = relreq(
+        "client",
+        "fetch",
+        "--channel",
+        channel,
+        "--client-id",
+        "ws-0004",
+        "--dest",
+        str(dest),
+        "--public-key",
+        str(pinned),
+        "--json",
+        token=user.token,
+    )
     assert code == 0, err
     assert json.loads(out)["version"] == releases.v1
     assert not (dest / "trusted-key.pem").exists(), "a pinned key is never replaced by the server's"
@@ -190,8 +234,14 @@ def test_a_rotten_object_in_the_server_store_is_never_shipped(world, api_url, fr
     store = LocalStore(settings.artifacts_dir)
     channel = f"customer-{world.customer()}"
     with db.transaction(world.sessions) as s:
-        release = service.register_release(s, actor=SYSTEM, bundle_dir=fresh_base, store=store, request_id=None,
-                                           public_key=service.server_public_key(settings.data_dir))  # fmt: skip
+        release = service.register_release(
+            s,
+            actor=SYSTEM,
+            bundle_dir=fresh_base,
+            store=store,
+            request_id=None,
+            public_key=service.server_public_key(settings.data_dir),
+        )
         put(s, channel, release.version, config=config)
     user = world.user("customer", channel.removeprefix("customer-"))
     sha = next(sha for sha, f in release.files.items() if f["name"] == "allowlist.tsv")

@@ -75,8 +75,12 @@ def test_rotation_gap_falls_back_and_without_fallback_says_so(build, session):
 def test_shift_validation(build, session):
     duty, tam = build.person("duty_manager"), build.person("tam")
     start = datetime.fromisoformat("2026-12-07T09:00+03:00")
-    add_shifts(session, actor=SYSTEM, person=duty, data=ShiftCreate(starts_at=start, ends_at=start + timedelta(days=7),
-                                                                     weeks=3))  # fmt: skip
+    add_shifts(
+        session,
+        actor=SYSTEM,
+        person=duty,
+        data=ShiftCreate(starts_at=start, ends_at=start + timedelta(days=7), weeks=3),
+    )
     with pytest.raises(InvalidInput, match="overlaps"):
         clash = ShiftCreate(starts_at=start + timedelta(days=8), ends_at=start + timedelta(days=9))
         add_shifts(session, actor=SYSTEM, person=duty, data=clash)

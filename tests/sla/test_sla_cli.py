@@ -32,20 +32,48 @@ def people(world):
     ],
 )
 def test_sla_due_cases_from_the_service_description(relreq, people, customer_key, severity, filed, due_local, due_utc):
-    code, out, err = relreq("sla", "due", "--customer", people[customer_key], "--severity", str(severity), "--at",
-                            filed, "--json", token=people["tam"].token)  # fmt: skip
+    code, out, err = relreq(
+        "sla",
+        "due",
+        "--customer",
+        people[customer_key],
+        "--severity",
+        str(severity),
+        "--at",
+        filed,
+        "--json",
+        token=people["tam"].token,
+    )
     assert code == 0, err
     due = json.loads(out)
     assert due["due_at_local"] == due_local
     assert due["due_at"].replace("Z", "+00:00") == due_utc
-    code, out, _ = relreq("sla", "due", "--customer", people[customer_key], "--severity", str(severity), "--at",
-                          filed, token=people["tam"].token)  # fmt: skip
+    code, out, _ = relreq(
+        "sla",
+        "due",
+        "--customer",
+        people[customer_key],
+        "--severity",
+        str(severity),
+        "--at",
+        filed,
+        token=people["tam"].token,
+    )
     assert code == 0 and due_local in out and "UTC" in out
 
 
 def test_sla_due_refuses_a_time_without_zone_and_strangers(relreq, people, world):
-    code, _, err = relreq("sla", "due", "--customer", people["customer"], "--severity", "1", "--at",
-                          "2026-11-28T03:00", token=people["tam"].token)  # fmt: skip
+    code, _, err = relreq(
+        "sla",
+        "due",
+        "--customer",
+        people["customer"],
+        "--severity",
+        "1",
+        "--at",
+        "2026-11-28T03:00",
+        token=people["tam"].token,
+    )
     assert code == 1 and "--at" in err and "time zone" in err
     stranger = world.user("customer", world.customer())
     code, _, err = relreq("sla", "due", "--customer", people["customer"], "--severity", "1", token=stranger.token)
@@ -54,8 +82,20 @@ def test_sla_due_refuses_a_time_without_zone_and_strangers(relreq, people, world
 
 def test_respond_severity_and_queue(relreq, people, world):
     tam = people["tam"]
-    code, out, _ = relreq("submit", "--customer", people["customer"], "--kind", "false-positive", "--severity", "3",
-                          "--channel", "email", "--title", "Scanner flags our ERP", token=tam.token)  # fmt: skip
+    code, out, _ = relreq(
+        "submit",
+        "--customer",
+        people["customer"],
+        "--kind",
+        "false-positive",
+        "--severity",
+        "3",
+        "--channel",
+        "email",
+        "--title",
+        "Scanner flags our ERP",
+        token=tam.token,
+    )
     request_id = last_line(out)
     code, out, _ = relreq("show", request_id, token=tam.token)
     assert "SLA" in out and ("on_track" in out or "at_risk" in out)
@@ -73,23 +113,71 @@ def test_duty_rotation_commands(relreq, people, world):
     duty = people["duty"]
     other = world.user("duty_manager")
     email = f"{duty.role}-{duty.name.split()[-1]}@example.com"
-    code, out, err = relreq("duty", "add", "--person", email, "--from", "2031-01-05T09:00+03:00", "--to",
-                            "2031-01-12T09:00+03:00", "--weeks", "2", "--json", token=duty.token)  # fmt: skip
+    code, out, err = relreq(
+        "duty",
+        "add",
+        "--person",
+        email,
+        "--from",
+        "2031-01-05T09:00+03:00",
+        "--to",
+        "2031-01-12T09:00+03:00",
+        "--weeks",
+        "2",
+        "--json",
+        token=duty.token,
+    )
     assert code == 0, err
     assert len(json.loads(out)) == 2
-    code, _, err = relreq("duty", "add", "--person", email, "--from", "2031-01-06T09:00+03:00", "--to",
-                          "2031-01-07T09:00+03:00", token=duty.token)  # fmt: skip
+    code, _, err = relreq(
+        "duty",
+        "add",
+        "--person",
+        email,
+        "--from",
+        "2031-01-06T09:00+03:00",
+        "--to",
+        "2031-01-07T09:00+03:00",
+        token=duty.token,
+    )
     assert code == 1 and "overlaps" in err
-    code, _, err = relreq("duty", "add", "--person", email, "--from", "2031-01-06T09:00", "--to",
-                          "2031-01-07T09:00+03:00", token=duty.token)  # fmt: skip
+    code, _, err = relreq(
+        "duty",
+        "add",
+        "--person",
+        email,
+        "--from",
+        "2031-01-06T09:00",
+        "--to",
+        "2031-01-07T09:00+03:00",
+        token=duty.token,
+    )
     assert code == 1 and "--from" in err
     code, out, _ = relreq("duty", "now", "--at", "2031-01-13T12:00+03:00", "--json", token=duty.token)
     assert json.loads(out)["person_id"] == duty.id
     code, out, _ = relreq("duty", "list", "--from", "2031-01-01T00:00Z", "--days", "30", token=duty.token)
     assert code == 0 and out.count(duty.name) == 2
-    code, _, err = relreq("duty", "add", "--person", str(other.id), "--from", "2031-02-01T09:00Z", "--to",
-                          "2031-02-01T10:00Z", token=people["tam"].token)  # fmt: skip
+    code, _, err = relreq(
+        "duty",
+        "add",
+        "--person",
+        str(other.id),
+        "--from",
+        "2031-02-01T09:00Z",
+        "--to",
+        "2031-02-01T10:00Z",
+        token=people["tam"].token,
+    )
     assert code == 1 and "403" in err
-    code, out, _ = relreq("leave", "add", "--person", str(people["tam"].id), "--from", "2031-03-01", "--to",
-                          "2031-03-10", token=people["tam"].token)  # fmt: skip
+    code, out, _ = relreq(
+        "leave",
+        "add",
+        "--person",
+        str(people["tam"].id),
+        "--from",
+        "2031-03-01",
+        "--to",
+        "2031-03-10",
+        token=people["tam"].token,
+    )
     assert code == 0 and "on leave" in out

@@ -53,8 +53,9 @@ def test_business_clock_across_the_weekend(build, session, config):
 
 def test_standard_tier_gets_its_own_target(build, session, config):
     customer = build.customer(tier="standard")
-    request = build.request(by=build.person("duty_manager"), customer=customer, severity=2,
-                            received_at=at("2026-11-25T10:00+00:00"))  # fmt: skip
+    request = build.request(
+        by=build.person("duty_manager"), customer=customer, severity=2, received_at=at("2026-11-25T10:00+00:00")
+    )
     sla = status_of(session, request=request, config=config, now=at("2026-11-25T10:01+00:00"))
     assert sla.target_minutes == 480 and sla.due_at == at("2026-11-25T18:00+00:00")
 
@@ -72,8 +73,12 @@ def test_first_qualified_response_meets_the_clock(build, session, config):
 def test_late_response_is_still_a_breach(build, session, config):
     customer = build.customer()
     triage = build.person("triage")
-    request = build.request(by=build.person("duty_manager"), customer=customer, severity=1,
-                            received_at=datetime.now(UTC) - timedelta(hours=2))  # fmt: skip
+    request = build.request(
+        by=build.person("duty_manager"),
+        customer=customer,
+        severity=1,
+        received_at=datetime.now(UTC) - timedelta(hours=2),
+    )
     service.triage(session, actor=triage, request_id=request.id, decision=Accept(decision="accept"))
     assert status_of(session, request=request, config=config, now=datetime.now(UTC)).state == "breached"
 
@@ -82,8 +87,9 @@ def test_needs_info_pauses_the_clock_until_the_customer_answers(build, session, 
     customer = build.customer()
     triage, user = build.person("triage"), build.person("customer", customer_id=customer.id)
     request = build.request(by=user, customer=customer, severity=2, received_at=datetime.now(UTC) - timedelta(hours=1))
-    service.triage(session, actor=triage, request_id=request.id,
-                   decision=NeedsInfo(decision="needs_info", question="Which build?"))  # fmt: skip
+    service.triage(
+        session, actor=triage, request_id=request.id, decision=NeedsInfo(decision="needs_info", question="Which build?")
+    )
     paused = status_of(session, request=request, config=config, now=datetime.now(UTC) + timedelta(hours=10))
     assert paused.paused and paused.due_at is None and paused.state != "breached"
     assert paused.met_at is None  # asking a question is not the qualified answer
@@ -98,8 +104,9 @@ def test_pause_arithmetic_on_the_business_clock():
     cal = BusinessCalendar(timezone="Europe/Moscow", country="RU")
     policy = load_config(REPO / "config").severity.for_request(severity=3, tier="enterprise")
     start = at(f"2026-11-24T09:00{MSK}")
-    facts = ClockFacts(started_at=start, severity=3, met_at=None,
-                       pauses=[(at(f"2026-11-24T10:00{MSK}"), at(f"2026-11-24T12:00{MSK}"))])  # fmt: skip
+    facts = ClockFacts(
+        started_at=start, severity=3, met_at=None, pauses=[(at(f"2026-11-24T10:00{MSK}"), at(f"2026-11-24T12:00{MSK}"))]
+    )
     sla = compute(facts, policy=policy, cal=cal, now=at(f"2026-11-24T13:00{MSK}"))
     assert sla.due_at == at(f"2026-11-24T17:00{MSK}")  # 6 business hours + 2 paused
     assert sla.paused_seconds == 7200 and sla.elapsed_seconds == 2 * 3600
@@ -110,15 +117,17 @@ def test_severity_change_retargets_from_the_same_start(build, session, config):
     tam = build.person("tam", tam_for=[customer.id])
     received = datetime.now(UTC) - timedelta(minutes=10)
     request = build.request(by=tam, customer=customer, severity=2, received_at=received)
-    service.change_severity(session, actor=tam, request_id=request.id,
-                            data=SeverityChange(severity=1, reason="whole payroll down"))  # fmt: skip
+    service.change_severity(
+        session, actor=tam, request_id=request.id, data=SeverityChange(severity=1, reason="whole payroll down")
+    )
     sla = status_of(session, request=request, config=config, now=datetime.now(UTC))
     assert sla.severity == 1 and sla.due_at == received + timedelta(minutes=30)
     event = timeline(session, request_id=request.id)[-1]
     assert event.action == "request.severity_changed" and event.reason == "whole payroll down"
     with pytest.raises(Exception, match="already has severity 1"):
-        service.change_severity(session, actor=tam, request_id=request.id,
-                                data=SeverityChange(severity=1, reason="again"))  # fmt: skip
+        service.change_severity(
+            session, actor=tam, request_id=request.id, data=SeverityChange(severity=1, reason="again")
+        )
 
 
 def test_queue_order_breached_then_severity_then_enterprise_then_due(build, session, config):
@@ -129,6 +138,7 @@ def test_queue_order_breached_then_severity_then_enterprise_then_due(build, sess
     ent_sev1 = build.request(by=duty, customer=enterprise, severity=1, received_at=now - timedelta(minutes=1))
     ent_sev1_older = build.request(by=duty, customer=enterprise, severity=1, received_at=now - timedelta(minutes=5))
     breached_sev2 = build.request(by=duty, customer=standard, severity=2, received_at=now - timedelta(hours=9))
-    items = [r.id for r in service.queue(session, actor=duty, config=config)
-             if r.customer_id in (enterprise.id, standard.id)]  # fmt: skip
+    items = [
+        r.id for r in service.queue(session, actor=duty, config=config) if r.customer_id in (enterprise.id, standard.id)
+    ]
     assert items == [breached_sev2.id, ent_sev1_older.id, ent_sev1.id, std_sev1.id]

@@ -44,19 +44,24 @@ def test_each_threshold_is_recorded_once_even_with_overlapping_watchers(sessions
     assert recorded == ["80%", "breach"]
 
     with db.transaction(sessions) as s:
-        crossings = s.execute(select(SlaCrossing.threshold, SlaCrossing.crossed_at).where(
-            SlaCrossing.request_id == request_id).order_by(SlaCrossing.crossed_at)).all()  # fmt: skip
+        crossings = s.execute(
+            select(SlaCrossing.threshold, SlaCrossing.crossed_at)
+            .where(SlaCrossing.request_id == request_id)
+            .order_by(SlaCrossing.crossed_at)
+        ).all()
         events = [e for e in timeline(s, request_id=request_id) if e.action.startswith("sla.")]
         notices = s.execute(
-            select(Notification.event, func.count()).where(Notification.request_id == request_id)
+            select(Notification.event, func.count())
+            .where(Notification.request_id == request_id)
             .group_by(Notification.event)
-        ).all()  # fmt: skip
+        ).all()
         assert verify_chain(s).ok
     received = now - timedelta(minutes=20)
     assert [(t, c) for t, c in crossings] == [
-        ("50%", received + timedelta(minutes=15)), ("80%", received + timedelta(minutes=24)),
+        ("50%", received + timedelta(minutes=15)),
+        ("80%", received + timedelta(minutes=24)),
         ("breach", received + timedelta(minutes=30)),
-    ]  # fmt: skip
+    ]
     assert [e.action for e in events] == ["sla.warning", "sla.warning", "sla.breached"]
     counts = dict(notices)
     assert counts["sla.warning"] >= 2 and counts["sla.breach"] >= 2  # owner + internal channel (+ duty manager)

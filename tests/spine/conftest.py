@@ -36,9 +36,12 @@ def cast(world: World) -> Cast:
 
 def new_request(world: World, user: User, customer_id: str, **overrides) -> dict:
     body = {
-        "customer_id": customer_id, "kind": "false_positive", "severity": 1, "channel": "phone",
+        "customer_id": customer_id,
+        "kind": "false_positive",
+        "severity": 1,
+        "channel": "phone",
         "title": "Payroll application detected as Trojan.Win32.Generic",
-    }  # fmt: skip
+    }
     body.update(overrides)
     with world.client(user) as c:
         response = c.post("/api/v1/requests", json=body)

@@ -60,7 +60,7 @@ def test_tam_of_another_customer_sees_nothing(world, cast):
                 "severity": 2,
                 "channel": "tam",
                 "title": "x",
-            },  # fmt: skip
+            },
         )
     assert refused.status_code == 422 and refused.json()["field"] == "customer_id"
 
@@ -75,8 +75,15 @@ def test_list_filters_and_pagination(world, cast):
         assert [r["id"] for r in second.json()["items"]] == ids[::-1][2:]
         sev2 = c.get("/api/v1/requests", params={"customer_id": cast.customer_id, "severity": 2}).json()
         assert sorted(r["id"] for r in sev2["items"]) == sorted(ids[1:3])
-        both = c.get("/api/v1/requests", params=[("customer_id", cast.customer_id), ("status", "submitted"),
-                                                  ("status", "accepted"), ("kind", "false_positive")])  # fmt: skip
+        both = c.get(
+            "/api/v1/requests",
+            params=[
+                ("customer_id", cast.customer_id),
+                ("status", "submitted"),
+                ("status", "accepted"),
+                ("kind", "false_positive"),
+            ],
+        )
         assert both.json()["total"] == 4
         bad = c.get("/api/v1/requests", params={"status": "nonsense"})
     assert bad.status_code == 422 and bad.json()["field"] == "status"
@@ -87,22 +94,29 @@ def test_needs_info_round_trip_and_other_decisions(world, cast):
     second = new_request(world, cast.tam, cast.customer_id)
     third = new_request(world, cast.tam, cast.customer_id)
     with world.client(cast.triage) as t, world.client(cast.customer_user) as cu:
-        asked = t.post(f"/api/v1/requests/{first['id']}/triage",
-                       json={"decision": "needs_info", "question": "Which build of the payroll app?"})  # fmt: skip
+        asked = t.post(
+            f"/api/v1/requests/{first['id']}/triage",
+            json={"decision": "needs_info", "question": "Which build of the payroll app?"},
+        )
         assert asked.json()["status"] == "needs_info"
         answered = cu.post(f"/api/v1/requests/{first['id']}/answers", json={"message": "Build 4.2.1"})
         assert answered.status_code == 200 and answered.json()["status"] == "submitted"
-        dup = t.post(f"/api/v1/requests/{second['id']}/triage", json={"decision": "duplicate",
-                                                                      "duplicate_of": first["id"]})  # fmt: skip
+        dup = t.post(
+            f"/api/v1/requests/{second['id']}/triage", json={"decision": "duplicate", "duplicate_of": first["id"]}
+        )
         assert dup.json()["status"] == "duplicate" and dup.json()["duplicate_of"] == first["id"]
-        rejected = t.post(f"/api/v1/requests/{third['id']}/triage",
-                          json={"decision": "reject", "reason": "not a detection problem"})  # fmt: skip
+        rejected = t.post(
+            f"/api/v1/requests/{third['id']}/triage", json={"decision": "reject", "reason": "not a detection problem"}
+        )
         assert rejected.json()["status"] == "rejected"
         timeline = cu.get(f"/api/v1/requests/{first['id']}/timeline").json()
     timeline = [e for e in timeline if e["entity"].startswith("request:")]
     assert [e["action"] for e in timeline] == [
-        "request.submitted", "request.routed", "request.needs_info", "request.answered"
-    ]  # fmt: skip
+        "request.submitted",
+        "request.routed",
+        "request.needs_info",
+        "request.answered",
+    ]
     assert timeline[2]["after"]["question"] == "Which build of the payroll app?"
 
 
@@ -148,8 +162,14 @@ def test_stale_version_is_409_and_changes_nothing(world, cast):
     ],
 )
 def test_bad_intake_is_422_naming_the_field_and_creates_nothing(world, cast, change, field):
-    body = {"customer_id": cast.customer_id, "kind": "false_positive", "severity": 1, "channel": "phone",
-            "title": "Payroll flagged", **change}  # fmt: skip
+    body = {
+        "customer_id": cast.customer_id,
+        "kind": "false_positive",
+        "severity": 1,
+        "channel": "phone",
+        "title": "Payroll flagged",
+        **change,
+    }
     with world.client(cast.tam) as c:
         response = c.post("/api/v1/requests", json=body)
         total = c.get("/api/v1/requests", params={"customer_id": cast.customer_id}).json()["total"]
@@ -160,11 +180,22 @@ def test_bad_intake_is_422_naming_the_field_and_creates_nothing(world, cast, cha
 
 def test_unknown_customer_is_422(world, cast):
     with world.client(cast.admin) as c:
-        response = c.post("/api/v1/requests", json={"customer_id": "no-such-customer", "kind": "false_positive",
-                                                     "severity": 1, "channel": "phone", "title": "x"})  # fmt: skip
+        response = c.post(
+            "/api/v1/requests",
+            json={
+                "customer_id": "no-such-customer",
+                "kind": "false_positive",
+                "severity": 1,
+                "channel": "phone",
+                "title": "x",
+            },
+        )
     assert response.status_code == 422
-    assert response.json() == {"error": "invalid_input", "message": "unknown customer 'no-such-customer'",
-                                "field": "customer_id"}  # fmt: skip
+    assert response.json() == {
+        "error": "invalid_input",
+        "message": "unknown customer 'no-such-customer'",
+        "field": "customer_id",
+    }
 
 
 def test_authentication_and_roles(world, cast):
@@ -178,8 +209,16 @@ def test_authentication_and_roles(world, cast):
         refused = c.post(f"/api/v1/requests/{created['id']}/triage", json={"decision": "accept"})
     assert refused.status_code == 403 and "triage" in refused.json()["message"]
     with world.client(cast.build_engineer) as c:
-        filed = c.post("/api/v1/requests", json={"customer_id": cast.customer_id, "kind": "false_positive",
-                                                 "severity": 1, "channel": "phone", "title": "x"})  # fmt: skip
+        filed = c.post(
+            "/api/v1/requests",
+            json={
+                "customer_id": cast.customer_id,
+                "kind": "false_positive",
+                "severity": 1,
+                "channel": "phone",
+                "title": "x",
+            },
+        )
     assert filed.status_code == 403
 
 

@@ -25,9 +25,10 @@ CONFIG = load_config(REPO / "config")
 def _seed(sessions):
     with db.transaction(sessions) as s:
         customer = create_customer(
-            s, actor=Actor.system("tests"),
+            s,
+            actor=Actor.system("tests"),
             data=CustomerCreate(id="acme", name="Acme", tier="enterprise", timezone="Europe/Moscow", country="RU"),
-        )  # fmt: skip
+        )
         tam = create_person(s, actor=Actor.system("tests"), data=PersonCreate(name="Tam", role="admin"))
         return customer.id, tam
 
@@ -39,8 +40,9 @@ def test_many_parallel_submitters_keep_one_linear_chain(committed_db):
 
     def submit(i: int) -> str:
         with db.transaction(sessions) as s:
-            data = SubmitRequest(kind="false_positive", severity=1 + i % 4, channel="portal", title=f"FP {i}",
-                                 customer_id=customer_id)  # fmt: skip
+            data = SubmitRequest(
+                kind="false_positive", severity=1 + i % 4, channel="portal", title=f"FP {i}", customer_id=customer_id
+            )
             return service.submit_request(s, actor=person, data=data, config=CONFIG).id
 
     with ThreadPoolExecutor(max_workers=10) as pool:
@@ -124,8 +126,14 @@ def test_replaying_events_gives_the_current_state(session, config):
 
 
 def test_secrets_never_reach_the_log(session):
-    event = record(session, actor=Actor.system("t"), action="x", entity_type="t", entity_id="1",
-                   after={"token": "rr_secret", "nested": {"password": "p"}, "ok": 1})  # fmt: skip
+    event = record(
+        session,
+        actor=Actor.system("t"),
+        action="x",
+        entity_type="t",
+        entity_id="1",
+        after={"token": "rr_secret", "nested": {"password": "p"}, "ok": 1},
+    )
     assert event.after == {"token": "[redacted]", "nested": {"password": "[redacted]"}, "ok": 1}
 
 

@@ -16,14 +16,42 @@ from tests.conftest import REPO, last_line
 def test_newcomer_story_from_the_issue(relreq, tmp_path):
     """Admin creates a customer, a TAM and a customer user; the TAM files a critical phone FP with the
     sample; lists, shows, reads the timeline; triage accepts; the audit log verifies."""
-    code, out, _ = relreq("customers", "add", "--name", "Moscow Bank CLI", "--tier", "enterprise", "--timezone",
-                          "Europe/Moscow", "--country", "RU", "--slack-channel", "mb-support", "--email",
-                          "soc@mb.example", "--language", "ru", "--licence", "endpoint-agent:>=11,<12")  # fmt: skip
+    code, out, _ = relreq(
+        "customers",
+        "add",
+        "--name",
+        "Moscow Bank CLI",
+        "--tier",
+        "enterprise",
+        "--timezone",
+        "Europe/Moscow",
+        "--country",
+        "RU",
+        "--slack-channel",
+        "mb-support",
+        "--email",
+        "soc@mb.example",
+        "--language",
+        "ru",
+        "--licence",
+        "endpoint-agent:>=11,<12",
+    )
     assert code == 0
     customer_id = last_line(out)
     assert customer_id == "moscow-bank-cli"
-    code, out, _ = relreq("users", "add", "Tanya TAM", "--role", "tam", "--customer", customer_id,
-                          "--email", "tanya.cli@vendor.example", "--timezone", "Europe/Moscow")  # fmt: skip
+    code, out, _ = relreq(
+        "users",
+        "add",
+        "Tanya TAM",
+        "--role",
+        "tam",
+        "--customer",
+        customer_id,
+        "--email",
+        "tanya.cli@vendor.example",
+        "--timezone",
+        "Europe/Moscow",
+    )
     tam_token = last_line(out)
     assert code == 0 and tam_token.startswith("rr_")
     _, out, _ = relreq("users", "add", "Ivan Customer", "--role", "customer", "--customer", customer_id)
@@ -34,10 +62,23 @@ def test_newcomer_story_from_the_issue(relreq, tmp_path):
     sample = tmp_path / "payroll.exe"
     sample.write_bytes(b"MZ payroll application build 4.2.1")
     code, out, err = relreq(
-        "submit", "--customer", customer_id, "--kind", "false-positive", "--severity", "1", "--channel", "phone",
-        "--title", "Payroll app quarantined", "--detection", "Trojan.Win32.Agent", "--sample", str(sample),
+        "submit",
+        "--customer",
+        customer_id,
+        "--kind",
+        "false-positive",
+        "--severity",
+        "1",
+        "--channel",
+        "phone",
+        "--title",
+        "Payroll app quarantined",
+        "--detection",
+        "Trojan.Win32.Agent",
+        "--sample",
+        str(sample),
         token=tam_token,
-    )  # fmt: skip
+    )
     assert code == 0, err
     request_id = last_line(out)
     assert request_id.startswith("RR-")
@@ -118,14 +159,50 @@ def test_api_commands_report_errors_in_one_line(relreq, world):
     customer_id = world.customer()
     other = world.user("customer", world.customer())
     tam = world.user("tam", tam_for=[customer_id])
-    code, _, err = relreq("submit", "--customer", customer_id, "--kind", "false-positive", "--severity", "5",
-                          "--channel", "phone", "--title", "x", token=tam.token)  # fmt: skip
+    code, _, err = relreq(
+        "submit",
+        "--customer",
+        customer_id,
+        "--kind",
+        "false-positive",
+        "--severity",
+        "5",
+        "--channel",
+        "phone",
+        "--title",
+        "x",
+        token=tam.token,
+    )
     assert code == 1 and "severity" in err and err.count("\n") == 1
-    code, _, err = relreq("submit", "--customer", customer_id, "--kind", "virus", "--severity", "1",
-                          "--channel", "phone", "--title", "x", token=tam.token)  # fmt: skip
+    code, _, err = relreq(
+        "submit",
+        "--customer",
+        customer_id,
+        "--kind",
+        "virus",
+        "--severity",
+        "1",
+        "--channel",
+        "phone",
+        "--title",
+        "x",
+        token=tam.token,
+    )
     assert code == 1 and "--kind" in err
-    code, out, _ = relreq("submit", "--customer", customer_id, "--kind", "false-negative", "--severity", "2",
-                          "--channel", "tam", "--title", "missed", token=tam.token)  # fmt: skip
+    code, out, _ = relreq(
+        "submit",
+        "--customer",
+        customer_id,
+        "--kind",
+        "false-negative",
+        "--severity",
+        "2",
+        "--channel",
+        "tam",
+        "--title",
+        "missed",
+        token=tam.token,
+    )
     request_id = last_line(out)
     code, _, err = relreq("show", request_id, token=other.token)
     assert code == 1 and "404" in err
@@ -155,11 +232,16 @@ def test_every_command_has_help():
 
 def test_installed_console_script_runs(settings, api_url):
     """The real `relreq` executable, as a separate process (no in-process shortcuts)."""
-    env = {**os.environ, "RR_DATABASE_URL": settings.database_url, "RR_DATA_DIR": str(settings.data_dir),
-           "RR_API_URL": api_url}  # fmt: skip
+    env = {
+        **os.environ,
+        "RR_DATABASE_URL": settings.database_url,
+        "RR_DATA_DIR": str(settings.data_dir),
+        "RR_API_URL": api_url,
+    }
     relreq = Path(sys.executable).parent / "relreq"
-    verified = subprocess.run([relreq, "audit", "verify", "--json"], env=env, capture_output=True, text=True,
-                              cwd=REPO, timeout=60)  # fmt: skip
+    verified = subprocess.run(
+        [relreq, "audit", "verify", "--json"], env=env, capture_output=True, text=True, cwd=REPO, timeout=60
+    )
     assert verified.returncode == 0, verified.stderr
     assert json.loads(verified.stdout)["ok"] is True
     helped = subprocess.run([relreq, "triage", "--help"], capture_output=True, text=True, timeout=60)
