@@ -30,6 +30,7 @@ class SamplesPolicy(_Strict):
 
 class RequestsPolicy(_Strict):
     id_prefix: str = Field(default="RR", pattern=r"^[A-Z]{1,8}$")
+    max_backdate_hours: int = Field(default=168, gt=0)
 
 
 class IntakePolicy(_Strict):

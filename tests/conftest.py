@@ -299,6 +299,10 @@ class Builder:
 
     def __init__(self, session, config) -> None:
         self.session, self.config = session, config
+        # tests file requests at fixed dates (a Sunday night, a holiday) that age: no back-dating limit here
+        requests = config.intake.requests.model_copy(update={"max_backdate_hours": 10**7})
+        intake = config.intake.model_copy(update={"requests": requests})
+        self.intake_config = config.model_copy(update={"intake": intake})
 
     def customer(self, *, tier="enterprise", timezone="Europe/Moscow", country="RU", **extra):
         suffix = uuid.uuid4().hex[:8]
@@ -341,7 +345,7 @@ class Builder:
             received_at=received_at,
             **extra,
         )
-        return submit_request(self.session, actor=by, data=data, config=self.config)
+        return submit_request(self.session, actor=by, data=data, config=self.intake_config)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ way a request changes state; later features (SLA, builds, releases) go through i
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
 from sqlalchemy import func, select, text
@@ -102,6 +102,12 @@ def submit_request(session: Session, *, actor: Person, data: SubmitRequest, conf
     received_at = data.received_at or now
     if received_at > now:
         raise InvalidInput("received_at is in the future", field="received_at")
+    oldest = now - timedelta(hours=config.intake.requests.max_backdate_hours)
+    if received_at < oldest:
+        raise InvalidInput(
+            f"received_at is more than {config.intake.requests.max_backdate_hours} h ago; check the date",
+            field="received_at",
+        )
     # Routing looks at who was available when the customer reached us (a call at 02:00 on Sunday goes to the
     # manager on duty even if it is typed in later); the SLA watcher re-routes if that person is away later.
     decision = choose_owner(session, customer_id=customer.id, at=received_at)

@@ -159,6 +159,8 @@ def test_stale_version_is_409_and_changes_nothing(world, cast):
         ({"sample_sha256": ["abc123"]}, "sample_sha256.0"),
         ({"colour": "red"}, "colour"),
         ({"received_at": "2026-01-01T10:00:00"}, "received_at"),
+        ({"received_at": "2020-01-01T10:00:00Z"}, "received_at"),
+        ({"received_at": "2099-01-01T10:00:00Z"}, "received_at"),
     ],
 )
 def test_bad_intake_is_422_naming_the_field_and_creates_nothing(world, cast, change, field):
@@ -174,7 +176,8 @@ def test_bad_intake_is_422_naming_the_field_and_creates_nothing(world, cast, cha
         response = c.post("/api/v1/requests", json=body)
         total = c.get("/api/v1/requests", params={"customer_id": cast.customer_id}).json()["total"]
     assert response.status_code == 422, response.text
-    assert response.json()["fields"][0]["field"] == field
+    body = response.json()
+    assert (body.get("field") or body["fields"][0]["field"]) == field
     assert total == 0
 
 
