@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, field_validator
 
 from artifacts.digest import sha256_file
 from artifacts.errors import IntegrityError, InvalidInput, first_problem
@@ -42,6 +42,16 @@ class Manifest(BaseModel):
     builder: str
     built_at: datetime
     signing_key_id: str
+
+    @field_validator("files")
+    @classmethod
+    def _relative_names(cls, files: dict[str, FileEntry]) -> dict[str, FileEntry]:
+        """Names become paths on the client: never absolute, never climbing out of the bundle."""
+        for name in files:
+            parts = name.split("/")
+            if not name or name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
+                raise ValueError(f"file name {name!r} is not a plain relative path inside the bundle")
+        return files
 
 
 class BaseManifest(Manifest):

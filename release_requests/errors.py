@@ -64,3 +64,9 @@ class RateLimited(DomainError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message, retry_after=retry_after)
         self.retry_after = retry_after
+
+
+class ServiceUnavailable(DomainError):
+    """A feature that is not configured on this server (503): the caller did nothing wrong."""
+
+    code = "service_unavailable"

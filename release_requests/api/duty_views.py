@@ -109,9 +109,11 @@ def set_fallback(body: FallbackIn, me: Person = Depends(caller), ctx: AppContext
 
 @router.post("/people/{person_ref}/leave", status_code=201)
 def add_leave(person_ref: str, body: LeaveCreate, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
+    """Record leave: staff for themselves, duty managers and admins for anybody (routing skips them)."""
+    access.require_role(me, access.STAFF, to="record leave")
     with ctx.unit_of_work() as session:
-        person = find_person(session, ref=person_ref)
-        if person.id != me.id:
+        if person_ref not in (str(me.id), me.email):
             access.require_role(me, MANAGES_DUTY, to="record other people's leave")
+        person = find_person(session, ref=person_ref)
         leave = service.add_leave(session, actor=actor_of(me), person=person, data=body)
         return {"id": leave.id, "person": person.name, **body.model_dump(mode="json")}

@@ -8,7 +8,10 @@ import uuid
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg.errors import DeadlockDetected, SerializationFailure
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from release_requests import errors
 
@@ -23,6 +26,7 @@ STATUS = {
     errors.RateLimited: 429,
     errors.InvalidInput: 422,
     errors.ConfigError: 500,
+    errors.ServiceUnavailable: 503,
 }
 
 
@@ -67,8 +71,31 @@ def install(app: FastAPI) -> None:
             status_code=409,
         )
 
+    @app.exception_handler(DataError)
+    async def _unstorable(_: Request, exc: DataError) -> JSONResponse:
+        # e.g. a NUL byte in a text, a number beyond bigint: the client's value, not our bug
+        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "value out of range"
+        return JSONResponse(_body("invalid_input", f"a value cannot be stored: {reason}"), status_code=422)
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(_: Request, exc: OverflowError) -> JSONResponse:
+        return JSONResponse(_body("invalid_input", f"a date or number is out of range ({exc})"), status_code=422)
+
+    @app.exception_handler(OperationalError)
+    async def _contention(request: Request, exc: OperationalError) -> JSONResponse:
+        if isinstance(exc.orig, DeadlockDetected | SerializationFailure):
+            log.warning("transaction conflict on %s %r; client asked to retry", request.method, request.url.path)
+            body = _body("conflict", "concurrent changes collided; nothing was saved, retry in a moment")
+            return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+        return await _unexpected(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        return JSONResponse(_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         incident = uuid.uuid4().hex[:12]
-        log.exception("unhandled error %s on %s %s", incident, request.method, request.url.path)
+        log.exception("unhandled error %s on %s %r", incident, request.method, request.url.path)
         return JSONResponse(_body("internal_error", f"internal error (reference {incident})"), status_code=500)

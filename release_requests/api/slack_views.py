@@ -15,7 +15,7 @@ from slack_sdk.signature import SignatureVerifier
 from starlette.concurrency import run_in_threadpool
 
 from release_requests.api.deps import AppContext, context
-from release_requests.errors import ConfigError, InvalidInput, Unauthenticated
+from release_requests.errors import InvalidInput, ServiceUnavailable, Unauthenticated
 from release_requests.notifications.slack import handle_interaction
 
 router = APIRouter(tags=["slack"])
@@ -25,7 +25,7 @@ router = APIRouter(tags=["slack"])
 async def interactions(request: Request, ctx: AppContext = Depends(context)) -> dict:
     secret = ctx.settings.slack_signing_secret
     if not secret:
-        raise ConfigError("Slack interactions are not configured (set RR_SLACK_SIGNING_SECRET)")
+        raise ServiceUnavailable("Slack interactions are not configured on this server (RR_SLACK_SIGNING_SECRET)")
     body = await request.body()
     timestamp = request.headers.get("X-Slack-Request-Timestamp")
     signature = request.headers.get("X-Slack-Signature")

@@ -188,7 +188,8 @@ _SCHEMES = {"smtp": ("plain", 25), "smtp+starttls": ("starttls", 587), "smtps": 
 def parse_smtp_url(url: str) -> SmtpTarget:
     parts = urlsplit(url)
     if parts.scheme not in _SCHEMES or not parts.hostname:
-        raise ConfigError(f"RR_SMTP_URL: expected smtp://, smtp+starttls:// or smtps://host[:port], got '{url}'")
+        scheme = url.split("://", 1)[0] if "://" in url else "no scheme"
+        raise ConfigError(f"RR_SMTP_URL: expected smtp://, smtp+starttls:// or smtps://host[:port], got {scheme}://…")
     security, default_port = _SCHEMES[parts.scheme]
     cafile = parse_qs(parts.query).get("cafile", [None])[0]
     return SmtpTarget(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
@@ -100,7 +101,7 @@ def authenticate(session: Session, *, token: str) -> Person:
 
 def find_person(session: Session, *, ref: str) -> Person:
     """A person by numeric id or e-mail (what people type on the command line)."""
-    if ref.isdigit():
+    if re.fullmatch(r"[0-9]{1,9}", ref):
         person = session.get(Person, int(ref))
     else:
         person = session.scalar(select(Person).where(Person.email == ref))

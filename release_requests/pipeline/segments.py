@@ -75,7 +75,7 @@ class Segment:
 def run_build(seg: Segment, *, request_id: str, attempt: int, trigger_key: str) -> str:
     """Fix commit → bundle → verification → first stage up for sign-off (or failed, with the reason)."""
     with transaction(seg.sessions) as session:
-        request = session.scalar(select(ReleaseRequest).where(ReleaseRequest.id == request_id).with_for_update())
+        request = _locked(session, request_id)
         build = _build(session, request_id, attempt)
         if build.status in ("verified", "failed"):
             finish_trigger(session, key=trigger_key)
@@ -108,6 +108,11 @@ def run_build(seg: Segment, *, request_id: str, attempt: int, trigger_key: str) 
     except artifact_errors.ArtifactError as exc:  # a refusal is a result, not a crash: record it and stop
         _fail(seg, request_id=request_id, attempt=attempt, trigger_key=trigger_key, reason=str(exc))
         return f"build {attempt} failed: {exc}"
+
+
+def _locked(session: Session, request_id: str) -> ReleaseRequest:
+    """The request row, locked against other writers (NO KEY UPDATE: child rows may still reference it)."""
+    return session.scalar(select(ReleaseRequest).where(ReleaseRequest.id == request_id).with_for_update(key_share=True))
 
 
 def _build(session: Session, request_id: str, attempt: int) -> Build:
@@ -200,7 +205,7 @@ def _build_base(seg: Segment, *, request_id: str, attempt: int, trigger_key: str
     manifest = read_verified(bundle, public_key=key.public_key(), model=BaseManifest)
     crash_point("build:built")
     with transaction(seg.sessions) as session:
-        request = session.scalar(select(ReleaseRequest).where(ReleaseRequest.id == request_id).with_for_update())
+        request = _locked(session, request_id)
         build = _build(session, request_id, attempt)
         if build.version is None:
             build.version, build.bundle_dir, build.status = manifest.version, str(bundle), "verifying"
@@ -276,7 +281,7 @@ def _build_hotfix(seg: Segment, *, request_id: str, attempt: int, trigger_key: s
         bundle, manifest = found
     crash_point("build:built")
     with transaction(seg.sessions) as session:
-        locked = session.scalar(select(ReleaseRequest).where(ReleaseRequest.id == request_id).with_for_update())
+        locked = _locked(session, request_id)
         build = _build(session, request_id, attempt)
         if build.version is None:
             build.version, build.bundle_dir, build.branch, build.commit = (
@@ -314,7 +319,7 @@ def _conclude(
     seg: Segment, *, request_id: str, attempt: int, trigger_key: str, bundle: Path, passed: bool, report: dict
 ) -> str:
     with transaction(seg.sessions) as session:
-        request = session.scalar(select(ReleaseRequest).where(ReleaseRequest.id == request_id).with_for_update())
+        request = _locked(session, request_id)
         build = _build(session, request_id, attempt)
         if build.status in ("verified", "failed"):
             finish_trigger(session, key=trigger_key)
@@ -363,7 +368,7 @@ def _conclude(
 
 def _fail(seg: Segment, *, request_id: str, attempt: int, trigger_key: str, reason: str) -> None:
     with transaction(seg.sessions) as session:
-        request = session.scalar(select(ReleaseRequest).where(ReleaseRequest.id == request_id).with_for_update())
+        request = _locked(session, request_id)
         _fail_locked(seg, session, request, _build(session, request_id, attempt), trigger_key, reason=reason)
 
 
@@ -415,7 +420,7 @@ def stage_channels(
 
 def run_publish(seg: Segment, *, request_id: str, stage: str, build_id: int, trigger_key: str) -> str:
     with transaction(seg.sessions) as session:
-        request = session.scalar(select(ReleaseRequest).where(ReleaseRequest.id == request_id).with_for_update())
+        request = _locked(session, request_id)
         build = session.get(Build, build_id)
         run = session.scalar(select(StageRun).where(StageRun.build_id == build_id, StageRun.stage == stage))
         if run is None or run.status == "published":
@@ -449,7 +454,7 @@ def run_publish(seg: Segment, *, request_id: str, stage: str, build_id: int, tri
             )
         crash_point("publish:after_channel")
     with transaction(seg.sessions) as session:
-        request = session.scalar(select(ReleaseRequest).where(ReleaseRequest.id == request_id).with_for_update())
+        request = _locked(session, request_id)
         build, run = (
             session.get(Build, build_id),
             session.scalar(select(StageRun).where(StageRun.build_id == build_id, StageRun.stage == stage)),

@@ -13,7 +13,7 @@ Kind = Literal["false_positive", "false_negative", "private_hotfix"]
 IntakeChannel = Literal["portal", "phone", "email", "tam"]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$", to_lower=True)]
 Severity = Annotated[int, Field(ge=1, le=4, description="1 critical, 2 high, 3 medium, 4 low")]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20000)]
 
 
 class _In(BaseModel):
@@ -40,7 +40,7 @@ class Accept(_In):
     decision: Literal["accept"]
     severity: Severity | None = None
     assignee: str | None = Field(default=None, description="e-mail or id of the engineer; default: you")
-    note: str | None = None
+    note: str | None = Field(default=None, max_length=20000)
     version: int | None = None
 
 
@@ -149,4 +149,4 @@ class RequestFilters(_In):
     severity: Severity | None = None
     kind: Kind | None = None
     limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=1_000_000_000)

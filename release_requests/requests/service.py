@@ -7,6 +7,7 @@ way a request changes state; later features (SLA, builds, releases) go through i
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
@@ -78,7 +79,7 @@ def get_visible(session: Session, *, actor: Person, request_id: str, lock: bool 
     """The request if `actor` may see it; otherwise NotFound (never reveal other customers' ids)."""
     query = select(ReleaseRequest).where(ReleaseRequest.id == request_id)
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=True)  # NO KEY UPDATE: child-row FK checks may proceed
     request = session.scalar(query)
     if request is None or not access.can_see_customer(session, actor, request.customer_id):
         raise NotFound(f"no request '{request_id}'")
@@ -497,7 +498,7 @@ def add_sample(
     sha256, size = store_sample(
         samples_dir, stream, max_bytes=config.intake.samples.max_bytes, declared_sha256=declared_sha256
     )
-    safe_name = (filename or "").replace("/", "_").replace("\\", "_")[:255] or None
+    safe_name = re.sub(r"[\x00-\x1f\x7f/\\]", "_", filename or "")[:255] or None
     return _add_sample_row(
         session, actor=actor, request=request, sha256=sha256, size=size, filename=safe_name, stored=True
     )
@@ -554,21 +555,30 @@ def _internal(event) -> bool:
 def request_timeline(session: Session, *, actor: Person, request_id: str) -> list[TimelineEntry]:
     request = get_visible(session, actor=actor, request_id=request_id)
     events = timeline(session, request_id=request.id)
-    if actor.role == "customer":
+    customer_view = actor.role == "customer"
+    if customer_view:
         events = [e for e in events if not _internal(e)]
     return [
         TimelineEntry(
             seq=e.seq,
             at=e.occurred_at,
-            actor=e.actor,
+            actor=_public_actor(e.actor) if customer_view else e.actor,
             action=e.action,
             entity=f"{e.entity_type}:{e.entity_id}",
             before=e.before,
             after=e.after,
-            reason=e.reason,
+            reason=None if customer_view and e.action in STAFF_ONLY_REASONS else e.reason,
         )
         for e in events
     ]
+
+
+STAFF_ONLY_REASONS = frozenset({"request.routed", "request.rerouted"})  # who is off, on leave, on duty
+
+
+def _public_actor(actor: str) -> str:
+    """'Tanya Smirnova <tanya@vendor.example> (tam)' → 'Tanya Smirnova (tam)': customers see names, not mailboxes."""
+    return re.sub(r" <[^>]*>", "", actor)
 
 
 def replay(session: Session, *, request_id: str) -> dict:
