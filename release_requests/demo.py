@@ -107,8 +107,9 @@ def _setup(data_dir: Path, sample: Path) -> dict[str, str]:
     from release_requests.runtime import local_session
 
     admin = Actor.system("demo")
-    repo = data_dir / "sigrepo"
-    init_sigrepo(path=repo, author="Signature Team <signatures@vendor.example>")
+    repo = data_dir / "sigrepo"  # `relreq serve` creates the starter repository on its first start
+    if not repo.exists():
+        init_sigrepo(path=repo, author="Signature Team <signatures@vendor.example>")
     corpus = load_corpus(git.Repo(repo).head.commit)
     sample.write_bytes(
         b"MZ MoscowBank Payroll 4.2.1 " + next(s for s in corpus.malicious if s.expect == FP_RULE).render()

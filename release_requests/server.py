@@ -37,6 +37,18 @@ def build_app():
     return create_app(settings=get_settings(), config=get_config(), sessions=sessions)
 
 
+def ensure_signature_repo(settings: Settings) -> None:
+    """A newcomer's first `serve` gets the starter signature repository, so a first request can be built;
+    an existing repository (RR_SIGREPO in production) is never touched."""
+    repo = settings.signature_repo
+    if repo.exists():
+        return
+    from artifacts.starter import init_sigrepo
+
+    init_sigrepo(path=repo, author="Signature Team <signatures@vendor.example>")
+    log.info("no signature repository at %s: created the starter one (set RR_SIGREPO to use yours)", repo)
+
+
 def prefect_database_url(app_url: str) -> str:
     """Prefect's own database next to ours (created if missing), as an asyncpg URL."""
     url = make_url(app_url)
@@ -124,6 +136,7 @@ def run(*, host: str, port: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     settings = get_settings()
     app_url = migrated_url()
+    ensure_signature_repo(settings)
     logs = settings.data_dir / "logs"
     with ExitStack() as children:
         api_url = os.environ.get("PREFECT_API_URL")

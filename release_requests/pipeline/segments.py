@@ -108,6 +108,10 @@ def run_build(seg: Segment, *, request_id: str, attempt: int, trigger_key: str) 
     except artifact_errors.ArtifactError as exc:  # a refusal is a result, not a crash: record it and stop
         _fail(seg, request_id=request_id, attempt=attempt, trigger_key=trigger_key, reason=str(exc))
         return f"build {attempt} failed: {exc}"
+    except (git.NoSuchPathError, git.InvalidGitRepositoryError) as exc:  # retrying cannot help: say what to fix
+        reason = f"signature repository {exc} is missing or not a git repository (RR_SIGREPO)"
+        _fail(seg, request_id=request_id, attempt=attempt, trigger_key=trigger_key, reason=reason)
+        return f"build {attempt} failed: {reason}"
 
 
 def _locked(session: Session, request_id: str) -> ReleaseRequest:

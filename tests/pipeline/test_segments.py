@@ -188,3 +188,13 @@ def test_duplicates_share_the_build_and_each_customer_is_told(world_pipeline, fp
     version = state(w, rid)[1].version
     assert pointers[f"customer-{fp_request['customer']}"] == version and pointers[f"customer-{other_id}"] == version
     assert {"build.started", "verification.passed", "release.customer"} <= set(told)
+
+
+def test_a_missing_signature_repository_fails_the_build_with_the_reason(world_pipeline, fp_request):
+    import shutil
+
+    w, rid = world_pipeline, fp_request["id"]
+    shutil.rmtree(w.settings.signature_repo)
+    assert "failed" in run_build(w, rid)
+    status, build, _ = state(w, rid)
+    assert status == Status.failed and "RR_SIGREPO" in build.error
