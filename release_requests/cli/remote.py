@@ -112,7 +112,7 @@ def list_requests(
         return
     table(
         f"Requests ({len(page['items'])} of {page['total']})",
-        ["id", "customer", "kind", "severity", "status", "title", "owner", "received"],
+        ["id", "customer", "kind", "severity", "status", "SLA", "title", "owner", "received"],
         [
             [
                 r["id"],
@@ -120,6 +120,7 @@ def list_requests(
                 r["kind"],
                 SEVERITY_NAMES[r["severity"]],
                 r["status"],
+                sla_text(r["sla"]),
                 r["title"],
                 r["owner"],
                 local_time(r["received_at"]),

@@ -97,6 +97,8 @@ def test_respond_severity_and_queue(relreq, people, world):
         token=tam.token,
     )
     request_id = last_line(out)
+    code, out, _ = relreq("list", "--customer", people["customer"], token=tam.token)
+    assert "SLA" in out and "due" in out
     code, out, _ = relreq("show", request_id, token=tam.token)
     assert "SLA" in out and ("on_track" in out or "at_risk" in out)
     code, out, err = relreq("severity", request_id, "--set", "1", "--reason", "ERP is down", token=tam.token)
