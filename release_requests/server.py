@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy.engine import make_url
 
-from release_requests import db
+from release_requests import db, embedded_pg
 from release_requests.config import get_config
 from release_requests.runtime import migrated_url
 from release_requests.settings import Settings, get_settings
@@ -139,6 +139,10 @@ def run(*, host: str, port: int) -> None:
     ensure_signature_repo(settings)
     logs = settings.data_dir / "logs"
     with ExitStack() as children:
+        if not settings.database_url:
+            # runs last: children killed above may have left their pids in the embedded server's handle list,
+            # which would keep it from stopping when this process exits
+            children.callback(embedded_pg.prune_dead_handles, settings.postgres_dir.resolve())
         api_url = os.environ.get("PREFECT_API_URL")
         if not api_url:
             log.info("starting Prefect server on Postgres (database %s)", PREFECT_DATABASE)
