@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -100,8 +101,6 @@ def fp_request(world_pipeline):
         people = {role: b.person(role) for role in ("triage", "build_engineer", "release_manager")}
         people["release_manager_2"] = b.person("release_manager")
         request = b.request(by=tam, customer=customer, severity=1)
-        import io
-
         add_sample(
             s,
             actor=tam,
