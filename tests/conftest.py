@@ -51,6 +51,7 @@ def pg_server():
     root = Path(tempfile.mkdtemp(prefix="rr-test-pg-"))
     server = embedded_pg.start_server(root / "data")
     yield server
+    embedded_pg.prune_dead_handles(root / "data")  # subprocesses killed by crash tests must not keep it alive
     server.cleanup()
     shutil.rmtree(root, ignore_errors=True)
 
