@@ -127,7 +127,7 @@ def add_sample(
 @router.get("/{request_id}/samples", response_model=list[SampleOut])
 def list_samples(request_id: str, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
     with ctx.unit_of_work() as session:
-        return service.to_out(session, service.get_visible(session, actor=me, request_id=request_id)).samples
+        return _out(session, service.get_visible(session, actor=me, request_id=request_id), ctx).samples
 
 
 @router.get("/{request_id}/samples/{sha256}", response_class=FileResponse)

@@ -42,7 +42,7 @@ from release_requests.requests.schemas import (
 from release_requests.requests.states import OPEN_STATES, TRANSITIONS, Status, check_transition
 from release_requests.routing.service import RoutingDecision, choose_owner
 from release_requests.samples.store import store_sample
-from release_requests.sla.service import SlaStatus, status_of, status_of_many
+from release_requests.sla.service import status_of, status_of_many
 
 ROUTER = Actor.system("routing")
 
@@ -522,26 +522,35 @@ def _name(session: Session, person_id: int | None) -> str | None:
     return f"{person.name} ({person.role})" if person else None
 
 
-def to_out(session: Session, request: ReleaseRequest, *, sla: SlaStatus | None = None) -> RequestOut:
-    samples = session.scalars(select(Sample).where(Sample.request_id == request.id).order_by(Sample.id))
-    customer = session.get(Customer, request.customer_id)
-    return RequestOut(
-        **{name: getattr(request, name) for name in RequestOut.model_fields if hasattr(request, name)},
-        customer_name=customer.name,
-        allowed_transitions=sorted(TRANSITIONS[Status(request.status)]),
-        owner=_name(session, request.owner_id),
-        assignee=_name(session, request.assignee_id),
-        duplicate_of=request.duplicate_of_id,
-        submitted_by=_name(session, request.submitted_by_id) or "?",
-        samples=[SampleOut.model_validate(s) for s in samples],
-        sla=sla,
-    )
-
-
 def present(session: Session, *, requests: list[ReleaseRequest], config: AppConfig) -> list[RequestOut]:
-    """Requests as the API shows them, each with its SLA status computed now from the audit log."""
+    """Requests as the API shows them, with their SLA status computed now from the audit log.
+
+    Samples, customers and people are read once for the whole page, not once per request.
+    """
+    ids = [r.id for r in requests]
     slas = status_of_many(session, requests=requests, config=config, now=db_now(session))
-    return [to_out(session, r, sla=slas.get(r.id)) for r in requests]
+    samples: dict[str, list[Sample]] = {i: [] for i in ids}
+    for sample in session.scalars(select(Sample).where(Sample.request_id.in_(ids)).order_by(Sample.id)):
+        samples[sample.request_id].append(sample)
+    customers = {
+        c.id: c for c in session.scalars(select(Customer).where(Customer.id.in_({r.customer_id for r in requests})))
+    }
+    person_ids = {p for r in requests for p in (r.owner_id, r.assignee_id, r.submitted_by_id) if p is not None}
+    names = {p.id: f"{p.name} ({p.role})" for p in session.scalars(select(Person).where(Person.id.in_(person_ids)))}
+    return [
+        RequestOut(
+            **{name: getattr(r, name) for name in RequestOut.model_fields if hasattr(r, name)},
+            customer_name=customers[r.customer_id].name,
+            allowed_transitions=sorted(TRANSITIONS[Status(r.status)]),
+            owner=names.get(r.owner_id),
+            assignee=names.get(r.assignee_id),
+            duplicate_of=r.duplicate_of_id,
+            submitted_by=names.get(r.submitted_by_id, "?"),
+            samples=[SampleOut.model_validate(x) for x in samples[r.id]],
+            sla=slas.get(r.id),
+        )
+        for r in requests
+    ]
 
 
 def _internal(event) -> bool:
@@ -602,7 +611,8 @@ def queue(session: Session, *, actor: Person, config: AppConfig) -> list[Request
     if visible is not None:
         query = query.where(ReleaseRequest.customer_id.in_(visible))
     requests = list(session.scalars(query))
-    tiers = dict(session.execute(select(Customer.id, Customer.tier)).all())
+    customer_ids = {r.customer_id for r in requests}
+    tiers = dict(session.execute(select(Customer.id, Customer.tier).where(Customer.id.in_(customer_ids))).all())
     items = present(session, requests=requests, config=config)
 
     def order(item: RequestOut) -> tuple:

@@ -25,7 +25,7 @@ from release_requests.requests.states import Status
 from release_requests.routing.service import availability, choose_owner
 from release_requests.sla import calendar
 from release_requests.sla.models import SlaCrossing
-from release_requests.sla.service import SlaStatus, facts_from_events, status_of, threshold_label
+from release_requests.sla.service import SlaStatus, compute, facts_from_events, threshold_label
 
 WATCHER = Actor.system("sla_watch")
 CLOCK_RUNNING = (Status.submitted, Status.needs_info)
@@ -88,12 +88,14 @@ def _watch_request(session: Session, *, request_id: str, config: AppConfig, now:
     )
     if request is None or request.status not in CLOCK_RUNNING:
         return []
-    status = status_of(session, request=request, config=config, now=now)
-    if status is None or status.met_at is not None or not status.thresholds_crossed:
+    facts = facts_from_events(timeline(session, request_id=request.id))
+    if facts is None or facts.met_at is not None:
         return []
     customer = session.get(Customer, request.customer_id)
-    policy = config.severity.for_request(severity=status.severity, tier=customer.tier)
-    facts = facts_from_events(timeline(session, request_id=request.id))
+    policy = config.severity.for_request(severity=facts.severity, tier=customer.tier)
+    status = compute(facts, policy=policy, cal=customer.calendar(), now=now)
+    if not status.thresholds_crossed:
+        return []
     crossings = []
     steps = [(threshold_label(t.at), t.at, t.notify) for t in policy.thresholds]
     steps.append(("breach", 1.0, policy.breach_notify))
