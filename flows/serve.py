@@ -1,6 +1,7 @@
 """The flow runner process started by `relreq serve` (`python -m flows.serve`, PREFECT_API_URL set).
 
-Serves every deployment, keeps the zombie-run automation in place, and runs two listeners in threads:
+Serves this installation's deployments (`<name>@<app database>`, see `release_requests.installation`),
+keeps the zombie-run automation in place, and runs two listeners in threads:
 the segment dispatcher (decisions → deployment runs) and the notification deliverer (outbox → Slack
 and e-mail within seconds). Both also poll, and scheduled flows sweep up whatever a restart missed.
 """
@@ -21,18 +22,23 @@ from prefect.events.schemas.events import ResourceSpecification
 from flows.notifications import deliver_outbox, listen_and_deliver
 from flows.pipeline import build_and_verify, listen_and_dispatch, publish_stage, reconcile
 from flows.sla_watch import sla_watch
+from release_requests.installation import deployment_name, installation_name
+from release_requests.runtime import migrated_url
 
 log = logging.getLogger("flows.serve")
 ZOMBIE_AUTOMATION = "release-requests: crash zombie flow runs"
 
 
-def deployments() -> list:
+def deployments(installation: str) -> list:
+    """This installation's deployments, named `<name>@<installation>`: a runner serves only its own, so two
+    installations on one Prefect server neither run each other's segments nor pause each other's schedules."""
+    every_minute, segment = (deployment_name(base, installation) for base in ("every-minute", "segment"))
     return [
-        sla_watch.to_deployment(name="every-minute", interval=60, description="Record SLA threshold crossings."),
-        deliver_outbox.to_deployment(name="every-minute", interval=60, description="Sweep the notification outbox."),
-        reconcile.to_deployment(name="every-minute", interval=60, description="Restart lost segments; rollouts."),
-        build_and_verify.to_deployment(name="segment", description="Build and verify a request's fix."),
-        publish_stage.to_deployment(name="segment", description="Publish a signed-off release stage."),
+        sla_watch.to_deployment(name=every_minute, interval=60, description="Record SLA threshold crossings."),
+        deliver_outbox.to_deployment(name=every_minute, interval=60, description="Sweep the notification outbox."),
+        reconcile.to_deployment(name=every_minute, interval=60, description="Restart lost segments; rollouts."),
+        build_and_verify.to_deployment(name=segment, description="Build and verify a request's fix."),
+        publish_stage.to_deployment(name=segment, description="Publish a signed-off release stage."),
     ]
 
 
@@ -70,12 +76,13 @@ def ensure_zombie_automation() -> None:
 
 
 def main() -> None:
+    installation = installation_name(migrated_url())
     ensure_zombie_automation()
     stop = threading.Event()
     for target in (listen_and_dispatch, listen_and_deliver):
         threading.Thread(target=target, args=(stop,), name=target.__name__, daemon=True).start()
     try:
-        serve(*deployments(), limit=8)
+        serve(*deployments(installation), limit=8, name=f"release-requests@{installation}")
     finally:
         stop.set()
 

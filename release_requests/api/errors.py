@@ -18,6 +18,7 @@ from release_requests import errors
 log = logging.getLogger("release_requests.api")
 
 STATUS = {
+    errors.BadRequest: 400,
     errors.Unauthenticated: 401,
     errors.Forbidden: 403,
     errors.NotFound: 404,

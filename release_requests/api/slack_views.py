@@ -1,22 +1,20 @@
 """POST /slack/interactions: Slack button presses, verified on the raw body before anything is parsed.
 
-A request whose signature does not match `RR_SLACK_SIGNING_SECRET`, or whose timestamp is more than five
-minutes away from now, is refused with 401; replays and unknown Slack users with 403 (see
-`notifications.slack`).
+A request whose signature does not match `RR_SLACK_SIGNING_SECRET`, whose timestamp is more than five
+minutes away from now, or whose signature headers are malformed is refused with 401; a signed body
+that is not a well-formed button press with 400 (see `notifications.slack_requests`); replays and
+unknown Slack users with 403 (see `notifications.slack`).
 """
 
 from __future__ import annotations
 
-import json
-from urllib.parse import parse_qs
-
 from fastapi import APIRouter, Depends, Request
-from slack_sdk.signature import SignatureVerifier
 from starlette.concurrency import run_in_threadpool
 
 from release_requests.api.deps import AppContext, context
-from release_requests.errors import InvalidInput, ServiceUnavailable, Unauthenticated
+from release_requests.errors import ServiceUnavailable
 from release_requests.notifications.slack import handle_interaction
+from release_requests.notifications.slack_requests import parse_interaction, verify
 
 router = APIRouter(tags=["slack"])
 
@@ -27,18 +25,17 @@ async def interactions(request: Request, ctx: AppContext = Depends(context)) -> 
     if not secret:
         raise ServiceUnavailable("Slack interactions are not configured on this server (RR_SLACK_SIGNING_SECRET)")
     body = await request.body()
-    timestamp = request.headers.get("X-Slack-Request-Timestamp")
-    signature = request.headers.get("X-Slack-Signature")
-    if not (timestamp or "").isdigit() or not SignatureVerifier(secret).is_valid(body, timestamp, signature):
-        raise Unauthenticated("Slack signature invalid or request older than 5 minutes")
-    try:
-        payload = json.loads(parse_qs(body.decode())["payload"][0])
-    except (KeyError, IndexError, ValueError):
-        raise InvalidInput("expected a form field 'payload' holding JSON", field="payload") from None
+    signature = verify(
+        signing_secret=secret,
+        body=body,
+        timestamp=request.headers.get("X-Slack-Request-Timestamp"),
+        signature_header=request.headers.get("X-Slack-Signature"),
+    )
+    press = parse_interaction(body)
 
     def decide() -> dict:
         with ctx.unit_of_work() as session:
-            decided = handle_interaction(session, signature=signature, payload=payload, config=ctx.config)
+            decided = handle_interaction(session, signature=signature, press=press, config=ctx.config)
             return {"ok": True, "request_id": decided.id, "status": decided.status}
 
     return await run_in_threadpool(decide)  # the database work must not block the event loop

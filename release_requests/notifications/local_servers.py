@@ -10,8 +10,6 @@ stopped and started again (an outage) or told to answer 451.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import itertools
 import json
 import logging
@@ -26,6 +24,8 @@ from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+from release_requests.notifications.slack_requests import signature as slack_signature
 
 FAILURES = {"rate_limited", "server_error", "drop", "invalid_auth", "channel_not_found"}
 
@@ -321,14 +321,16 @@ def _public(message: dict, *, with_metadata: bool) -> dict:
     return shown
 
 
-def signed_interaction(payload: dict, *, signing_secret: str, timestamp: int | None = None) -> tuple[bytes, dict]:
-    """The body and headers Slack would send to /slack/interactions for `payload` (a button press)."""
-    body = urlencode({"payload": json.dumps(payload)}).encode()
+def signed_interaction(
+    payload: dict | bytes, *, signing_secret: str, timestamp: int | None = None
+) -> tuple[bytes, dict]:
+    """The body and headers Slack would send to /slack/interactions for `payload` (a button press), signed
+    the way Slack signs; raw `bytes` are sent as they are (for tests of bodies Slack would never send)."""
+    body = payload if isinstance(payload, bytes) else urlencode({"payload": json.dumps(payload)}).encode()
     ts = str(int(time.time()) if timestamp is None else timestamp)
-    digest = hmac.new(signing_secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
     headers = {
         "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": f"v0={digest}",
+        "X-Slack-Signature": slack_signature(signing_secret, ts, body),
         "Content-Type": "application/x-www-form-urlencoded",
     }
     return body, headers

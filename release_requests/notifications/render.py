@@ -97,10 +97,11 @@ class RenderError(DomainError):
 
 @dataclass(frozen=True)
 class Rendered:
-    subject: str
+    subject: str  # plain: the e-mail subject
     text: str
     html: str
     blocks: list[dict]
+    slack_text: str  # the subject escaped for Slack: chat.postMessage's `text`, shown in notifications
 
 
 def duration(seconds: int, units: tuple[str, str, str]) -> str:
@@ -132,9 +133,22 @@ def _paragraphs(value: str) -> Markup:
     return Markup("\n").join(Markup("<p>{}</p>").format(Markup("<br>\n").join(escape(p).split("\n"))) for p in parts)
 
 
-def _mrkdwn(value: str) -> str:
-    """Slack's three control characters, escaped so that customer text cannot mention @channel or forge links."""
-    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def slack_escape(value: str, limit: int | None = None) -> str:
+    """Slack's three control characters escaped, so that customer text cannot mention @channel or forge links.
+
+    Slack parses `<!channel>`, `<@U…>` and `<url|label>` in every text it shows, the notification fallback
+    `text` included (https://api.slack.com/reference/surfaces/formatting#escaping). With `limit`, the
+    escaped text is cut to at most that many characters without splitting an entity (a dangling `&am`
+    would show as garbage), ending in "…".
+    """
+    escaped = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if limit is None or len(escaped) <= limit:
+        return escaped
+    cut = escaped[: limit - 1]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + "…"
 
 
 def _environment() -> jinja2.Environment:
@@ -147,7 +161,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["paragraphs"] = _paragraphs
-    env.filters["mrkdwn"] = _mrkdwn
+    env.filters["slack"] = slack_escape
     return env
 
 
@@ -201,8 +215,9 @@ def render(
         raise RenderError(f"template {name}: the Slack part is not valid JSON ({exc})") from None
     if not isinstance(blocks, list) or not all(isinstance(b, dict) and "type" in b for b in blocks):
         raise RenderError(f"template {name}: the Slack part must be a list of blocks")
+    subject = " ".join(parts["subject"].split())
     return Rendered(
-        subject=" ".join(parts["subject"].split()), text=parts["text"] + "\n", html=parts["html"], blocks=blocks
+        subject=subject, text=parts["text"] + "\n", html=parts["html"], blocks=blocks, slack_text=slack_escape(subject)
     )
 
 

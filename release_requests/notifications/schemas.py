@@ -1,11 +1,11 @@
-"""Pydantic I/O for notifications and customer notification preferences."""
+"""Pydantic I/O for notifications, customer notification preferences and Slack button presses."""
 
 from __future__ import annotations
 
 from datetime import datetime, time
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
 
 Status = Literal["queued", "sending", "sent", "failed", "dead"]
 QuietHoursSpec = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\d\d:\d\d-\d\d:\d\d$")]
@@ -80,3 +80,55 @@ class NotificationFilters(BaseModel):
     request_id: str | None = None
     status: Status | None = None
     limit: int = Field(default=100, ge=1, le=1000)
+
+
+# --- Slack interactions (what POST /slack/interactions accepts, after its signature was verified) ----------
+
+
+class _SlackPart(BaseModel):
+    """Slack sends many more fields than we read; unknown ones are ignored, the ones we read are checked."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class SlackUser(_SlackPart):
+    id: str = Field(min_length=1, max_length=40)
+
+
+class SlackChannel(_SlackPart):
+    id: str = Field(min_length=1, max_length=40)
+
+
+class SlackAction(_SlackPart):
+    action_id: str = Field(min_length=1, max_length=255)
+    value: str = Field(default="", max_length=2000)  # Slack's limit for a button value
+
+
+class SlackContainer(_SlackPart):
+    message_ts: str | None = Field(default=None, max_length=40)
+
+
+class SlackMessage(_SlackPart):
+    ts: str | None = Field(default=None, max_length=40)
+
+
+class BlockActions(_SlackPart):
+    """A button press on one of our messages (`block_actions`): who pressed what, where."""
+
+    type: Literal["block_actions"]
+    user: SlackUser
+    channel: SlackChannel
+    actions: list[SlackAction] = Field(min_length=1, max_length=25)
+    container: SlackContainer | None = None
+    message: SlackMessage | None = None
+
+    @model_validator(mode="after")
+    def _message_known(self) -> BlockActions:
+        if not self.message_ts:
+            raise ValueError("neither container.message_ts nor message.ts: the pressed message is unknown")
+        return self
+
+    @property
+    def message_ts(self) -> str | None:
+        """The pressed message's ts (the decision edits that message)."""
+        return (self.container.message_ts if self.container else None) or (self.message.ts if self.message else None)

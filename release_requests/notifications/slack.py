@@ -1,6 +1,7 @@
 """Decisions made with Slack buttons: the same rules as the API, the person behind the Slack user.
 
-The caller (the HTTP view) has verified Slack's signature and timestamp on the raw body. Here the Slack
+The caller (the HTTP view) has verified Slack's signature and timestamp on the raw body and parsed it into
+a `BlockActions` (`notifications.slack_requests`), so its shape is known here. Here the Slack
 user is mapped to a person (`people.slack_user_id`), the decision is applied by the same service the
 API uses (so the same roles and state rules hold), the button press is stored in `slack_decisions`
 (a replayed request — same signature — or a second press on a decided message is refused by its unique
@@ -22,6 +23,7 @@ from release_requests.config import AppConfig
 from release_requests.errors import Forbidden, InvalidInput
 from release_requests.notifications.models import Notification, SlackDecision
 from release_requests.notifications.render import BUTTON_EVENTS
+from release_requests.notifications.schemas import BlockActions
 from release_requests.notifications.service import Recipient, queue
 from release_requests.people.models import Person
 from release_requests.people.service import actor_of
@@ -32,19 +34,17 @@ from release_requests.requests.service import db_now, triage
 ACTIONS = ("approve", "reject")
 
 
-def _button(payload: dict) -> tuple[str, dict]:
-    """(action, {"notification_id", "request_id", "stage"}) of a block_actions payload from our buttons."""
-    if payload.get("type") != "block_actions" or not payload.get("actions"):
-        raise InvalidInput(f"unsupported Slack interaction '{payload.get('type')}'")
-    action = payload["actions"][0]
-    if action.get("action_id") not in ACTIONS:
-        raise InvalidInput(f"unknown Slack action '{action.get('action_id')}'")
+def _button(press: BlockActions) -> tuple[str, dict]:
+    """(action, {"notification_id", "request_id", "stage"}) of a press on one of our buttons."""
+    action = press.actions[0]
+    if action.action_id not in ACTIONS:
+        raise InvalidInput(f"unknown Slack action '{action.action_id}'", field="actions.0.action_id")
     try:
-        value = json.loads(action.get("value") or "")
+        value = json.loads(action.value)
         ref = {k: str(value[k]) for k in ("notification_id", "request_id", "stage")}
-    except (ValueError, KeyError, TypeError):
-        raise InvalidInput("the button carries no decision reference") from None
-    return action["action_id"], ref
+    except (ValueError, KeyError, TypeError, RecursionError):
+        raise InvalidInput("the button carries no decision reference", field="actions.0.value") from None
+    return action.action_id, ref
 
 
 def _decide(session: Session, *, person: Person, request_id: str, stage: str, approve: bool, config: AppConfig):
@@ -68,9 +68,9 @@ def _decide(session: Session, *, person: Person, request_id: str, stage: str, ap
     return triage(session, actor=person, request_id=request_id, decision=decision, config=config)
 
 
-def handle_interaction(session: Session, *, signature: str, payload: dict, config: AppConfig) -> ReleaseRequest:
-    action, ref = _button(payload)
-    slack_user = str((payload.get("user") or {}).get("id") or "")
+def handle_interaction(session: Session, *, signature: str, press: BlockActions, config: AppConfig) -> ReleaseRequest:
+    action, ref = _button(press)
+    slack_user = press.user.id
     person = session.scalar(select(Person).where(Person.slack_user_id == slack_user, Person.active.is_(True)))
     if person is None:
         raise Forbidden(f"Slack user '{slack_user}' is not linked to anyone here (people.slack_user_id)")
@@ -105,8 +105,7 @@ def handle_interaction(session: Session, *, signature: str, payload: dict, confi
         approve=action == "approve",
         config=config,
     )
-    channel = str((payload.get("channel") or {}).get("id") or "")
-    message_ts = str((payload.get("container") or {}).get("message_ts") or (payload.get("message") or {}).get("ts"))
+    channel, message_ts = press.channel.id, press.message_ts
     now = db_now(session)
     record(
         session,

@@ -158,7 +158,7 @@ class SlackSender:
         data = self._call(
             "chat_postMessage",
             channel=channel,
-            text=rendered.subject,
+            text=rendered.slack_text,
             blocks=rendered.blocks,
             unfurl_links=False,
             metadata={
@@ -169,7 +169,7 @@ class SlackSender:
         return data["ts"]
 
     def update(self, *, channel: str, ts: str, rendered: Rendered) -> None:
-        self._call("chat_update", channel=channel, ts=ts, text=rendered.subject, blocks=rendered.blocks)
+        self._call("chat_update", channel=channel, ts=ts, text=rendered.slack_text, blocks=rendered.blocks)
 
 
 @dataclass(frozen=True)

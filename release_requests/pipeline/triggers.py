@@ -9,6 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from release_requests.config import AppConfig
+from release_requests.installation import deployment_name
+from release_requests.installation import idempotency_key as scoped_key
 from release_requests.pipeline.models import Build, SegmentTrigger, StageRun
 from release_requests.pipeline.service import enqueue, readiness
 from release_requests.requests.models import ReleaseRequest
@@ -27,13 +29,16 @@ class SegmentCall:
     idempotency_key: str
 
 
-def segment_call(trigger: SegmentTrigger) -> SegmentCall:
+def segment_call(trigger: SegmentTrigger, *, installation: str) -> SegmentCall:
+    """The run for a trigger, on this installation's own deployments (`installation.installation_name`)."""
     kind, _, rest = trigger.step.partition(":")
-    # every (re)dispatch has its own idempotency key: the same key would return the lost run again
-    idempotency_key = f"{trigger.key}#{trigger.dispatches + 1}"
+    # every (re)dispatch has its own idempotency key: the same key would return the lost run again; and the
+    # installation's name in it, or another installation's run for the same request id would be returned
+    idempotency_key = scoped_key(installation, f"{trigger.key}#{trigger.dispatches + 1}")
+    segment = deployment_name("segment", installation)
     if kind == "build":
         params = {"request_id": trigger.request_id, "attempt": int(rest), "trigger_key": trigger.key}
-        return SegmentCall(trigger.id, trigger.key, "build_and_verify/segment", params, idempotency_key)
+        return SegmentCall(trigger.id, trigger.key, f"build_and_verify/{segment}", params, idempotency_key)
     if kind == "publish":
         stage, _, build_id = rest.partition(":")
         params = {
@@ -42,7 +47,7 @@ def segment_call(trigger: SegmentTrigger) -> SegmentCall:
             "build_id": int(build_id),
             "trigger_key": trigger.key,
         }
-        return SegmentCall(trigger.id, trigger.key, "publish_stage/segment", params, idempotency_key)
+        return SegmentCall(trigger.id, trigger.key, f"publish_stage/{segment}", params, idempotency_key)
     raise ValueError(f"unknown segment step {trigger.step!r}")
 
 

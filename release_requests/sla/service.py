@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from release_requests.audit.models import AuditEvent
 from release_requests.config import AppConfig, SeverityPolicy
 from release_requests.customers.models import Customer
+from release_requests.errors import InvalidInput
 from release_requests.requests.models import ReleaseRequest
 from release_requests.sla import calendar
 
@@ -160,9 +161,28 @@ def status_of(session: Session, *, request: ReleaseRequest, config: AppConfig, n
 
 
 def due_for(*, customer: Customer, severity: int, at: datetime, config: AppConfig) -> tuple[datetime, SeverityPolicy]:
-    """When a request filed at `at` would be due (what a TAM tells the customer on the phone)."""
+    """When a request filed at `at` would be due (what a TAM tells the customer on the phone).
+
+    `at` is the caller's input, so a due time outside the representable years 0001–9999 (in UTC, and in
+    the customer's zone where it is shown) is an InvalidInput naming `at`. Without this check the 24x7
+    clock found no instant at all (and the caller failed on None) while the business-hours clock
+    overflowed inside the calendar: two different failures of the same mistake.
+    """
     policy = config.severity.for_request(severity=severity, tier=customer.tier)
-    due = calendar.due_at(
-        start=at, target=timedelta(minutes=policy.response_minutes), clock=policy.clock, calendar=customer.calendar()
-    )
+    cal = customer.calendar()
+    target = timedelta(minutes=policy.response_minutes)
+    try:
+        due = calendar.due_at(start=at, target=target, clock=policy.clock, calendar=cal)
+        if due is not None:
+            due.astimezone(cal.zone)  # shown in the customer's zone too: it must exist there
+    except OverflowError:
+        due = None
+    if due is None:
+        edge = "end" if at.year > 5000 else "start"
+        raise InvalidInput(
+            f"'at' {at.isoformat()} is too close to the {edge} of the calendar: the due time of a severity "
+            f"{severity} request ({policy.response_minutes} min on the {policy.clock} clock, in {customer.timezone}) "
+            "would fall outside the years 0001-9999",
+            field="at",
+        )
     return due, policy

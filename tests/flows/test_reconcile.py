@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from release_requests import db, runtime
 from release_requests.config import get_config
+from release_requests.installation import deployment_name, installation_name
 from release_requests.pipeline.models import SegmentTrigger
 from release_requests.pipeline.service import enqueue
 from release_requests.settings import get_settings
@@ -23,7 +24,9 @@ def test_lost_segment_runs_are_dispatched_again_with_a_fresh_idempotency_key(
         cache.cache_clear()
     from flows.pipeline import build_and_verify, dispatch_pending, reconcile
 
-    build_and_verify.to_deployment(name="segment").apply()  # registered; no runner: runs stay scheduled
+    installation = installation_name(committed_db)
+    # registered; no runner: runs stay scheduled
+    build_and_verify.to_deployment(name=deployment_name("segment", installation)).apply()
     sessions = runtime.session_factory()
     with db.transaction(sessions) as s:
         b = Builder(s, get_config())
@@ -51,6 +54,6 @@ def test_lost_segment_runs_are_dispatched_again_with_a_fresh_idempotency_key(
         assert again.dispatches == 2 and again.flow_run_id != first_run and again.status == "dispatched"
     run = httpx.get(f"{prefect_client_env}/flow_runs/{again.flow_run_id}").json()
     assert run["parameters"] == {"request_id": request.id, "attempt": 1, "trigger_key": key}
-    assert run["idempotency_key"] == f"{key}#2"
+    assert run["idempotency_key"] == f"{installation}:{key}#2"
     for cache in (get_settings, runtime.session_factory, get_config):
         cache.cache_clear()

@@ -13,11 +13,11 @@ def test_zombie_automation_is_created_once_and_spares_paused_and_suspended_runs(
     automation = Automation.read(name=ZOMBIE_AUTOMATION)
     assert {"prefect.flow-run.Suspended", "prefect.flow-run.Paused"} <= set(automation.trigger.expect)
     assert automation.actions[0].state.value == "CRASHED"
-    names = {f"{d.flow_name}/{d.name}" for d in deployments()}
+    names = {f"{d.flow_name}/{d.name}" for d in deployments("rr_staging")}
     assert names == {
-        "sla_watch/every-minute",
-        "deliver-outbox/every-minute",
-        "reconcile/every-minute",
-        "build_and_verify/segment",
-        "publish_stage/segment",
+        "sla_watch/every-minute@rr_staging",
+        "deliver-outbox/every-minute@rr_staging",
+        "reconcile/every-minute@rr_staging",
+        "build_and_verify/segment@rr_staging",
+        "publish_stage/segment@rr_staging",
     }

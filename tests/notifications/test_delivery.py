@@ -3,6 +3,7 @@ retries, Retry-After, outages, dead letters, and bad input that must not stop th
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -243,3 +244,29 @@ def test_quiet_hours_delay_low_severity_customer_notices(scene, slack, config):
         r.next_attempt_at - now < timedelta(minutes=1) for r in scene.rows(request_id=low) if r.audience == "internal"
     )
     assert all(r.next_attempt_at - now < timedelta(minutes=1) for r in scene.rows(request_id=high))
+
+
+HOSTILE_TITLE = "<!channel> <@U123> & <https://evil|x>"
+HOSTILE_ESCAPED = "&lt;!channel&gt; &lt;@U123&gt; &amp; &lt;https://evil|x&gt;"
+
+
+def test_customer_text_reaches_slack_escaped_in_the_fallback_text_and_every_block(scene, slack, smtp, make_deliverer):
+    """A title that would page a whole channel (`<!channel>`), mention someone and forge a link arrives as
+    text in the notification fallback, the header and the body, in the customer's and the internal channel."""
+    customer = scene.customer(language="ru")
+    request_id = scene.request(customer, by=scene.person("triage"), title=HOSTILE_TITLE)
+    deliver_until_quiet(make_deliverer())
+
+    rows = scene.rows(request_id=request_id, audience="customer", channel="slack")
+    customer_channel = rows[0].recipient
+    posted = slack.messages(customer_channel) + slack.messages(INTERNAL)
+    assert len(posted) == 2
+    for message in posted:
+        assert HOSTILE_ESCAPED in message["text"]
+        header, section = message["blocks"][0]["text"]["text"], message["blocks"][1]["text"]["text"]
+        assert HOSTILE_ESCAPED in header and HOSTILE_ESCAPED in section
+        sent = json.dumps(message["text"]) + json.dumps(message["blocks"])
+        for raw in ("<!channel>", "<@U123>", "<https://evil|x>", "&amp;amp;"):
+            assert raw not in sent  # not live, and not escaped twice either
+    # e-mail is not Slack: its subject keeps the title as written (the HTML part escapes it for HTML)
+    assert all(HOSTILE_TITLE in mail.message["Subject"] for mail in smtp.received)

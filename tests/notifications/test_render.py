@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from release_requests.notifications.render import LANGUAGES, RenderError, duration, render
+from release_requests.notifications.render import LANGUAGES, RenderError, duration, render, slack_escape
 
 REQUEST = {
     "id": "RR-2026-000042",
@@ -204,3 +204,25 @@ def test_countdown_states():
     assert "overdue by 3 d 1 h" in render(sla=overdue, **base).text
     assert "not applicable" in render(sla=None, **base).text
     assert duration(59, ("d", "h", "min")) == "0 min"
+
+
+def test_slack_limits_apply_to_escaped_text_without_cutting_an_entity():
+    """Slack counts the escaped text; a cut through `&amp;` would show `&am` (or a bare `&`) in the channel."""
+    title = "&" * 100 + "<b>" * 100
+    r = render(
+        notification_id="n-1",
+        event="request.received",
+        language="en",
+        audience="internal",
+        context={**EVENTS["request.received"], "title": title},
+        request={**REQUEST, "title": title},
+        sla=SLA,
+        status_url=URL,
+    )
+    header = r.blocks[0]["text"]["text"]
+    assert len(header) <= 150 and header.endswith("&amp;…") and "&amp;&amp;" in header
+    assert "<" not in r.slack_text and r.slack_text.count("&lt;b&gt;") == 100
+    for cut in (149, 150, 151, 152, 153):
+        escaped = slack_escape("x" * 140 + "&<>" * 5, cut)
+        assert len(escaped) <= cut and escaped.endswith("…")
+        assert escaped[:-1].rsplit("&", 1)[-1] in ("", "amp;", "lt;", "gt;") or "&" not in escaped

@@ -80,6 +80,31 @@ def test_sla_due_refuses_a_time_without_zone_and_strangers(relreq, people, world
     assert code == 1 and "404" in err
 
 
+@pytest.mark.parametrize("severity", [1, 2, 3, 4])
+@pytest.mark.parametrize(
+    ("at", "edge"),
+    [
+        ("9999-12-31T23:59:00+00:00", "end"),
+        ("9999-12-31T18:00:00-05:00", "end"),
+        ("0001-01-01T00:00:00+14:00", "start"),
+    ],
+)
+def test_sla_due_at_the_edge_of_the_calendar_is_a_422_for_every_severity(world, people, severity, at, edge):
+    """Severities 1-2 (24x7) used to find no due time and answer 500; 3-4 (business hours) overflowed."""
+    with world.client(people["tam"]) as c:
+        response = c.get("/api/v1/sla/due", params={"customer_id": people["customer"], "severity": severity, "at": at})
+        inside = c.get(
+            "/api/v1/sla/due",
+            params={"customer_id": people["customer"], "severity": severity, "at": "9999-12-01T00:00Z"},
+        )
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error"] == "invalid_input" and body["field"] == "at"
+    assert f"too close to the {edge} of the calendar" in body["message"]
+    assert f"severity {severity} request" in body["message"] and "0001-9999" in body["message"]
+    assert inside.status_code == 200 and inside.json()["due_at"].startswith("9999-12-0")
+
+
 def test_respond_severity_and_queue(relreq, people, world):
     tam = people["tam"]
     code, out, _ = relreq(

@@ -92,3 +92,52 @@ def test_other_customer_cannot_attach_samples(world, cast):
     created = new_request(world, cast.tam, cast.customer_id)
     with world.client(cast.other_customer_user) as c:
         assert upload(c, created["id"], b"x").status_code == 404
+
+
+def multipart(name: bytes, content: bytes) -> tuple[bytes, dict]:
+    """A multipart body with the file name's raw bytes: httpx would percent-escape control characters."""
+    boundary = b"rr-test-boundary"
+    body = (
+        b"--" + boundary + b"\r\n"
+        b'Content-Disposition: form-data; name="file"; filename="' + name + b'"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n" + content + b"\r\n--" + boundary + b"--\r\n"
+    )
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary.decode()}"}
+
+
+def test_file_names_cannot_spoof_their_extension_or_break_a_display(world, cast):
+    """`invoice<RLO>gpj.exe` reads `invoiceexe.jpg` on screen: bidi controls and control characters are
+    stored and shown as visible [U+XXXX] escapes, in the sample list, the request and the timeline."""
+    created = new_request(world, cast.tam, cast.customer_id)
+    with world.client(cast.tam) as c:
+        spoofed = upload(c, created["id"], b"MZ spoofed", name="invoice\u202egpj.exe")
+        isolate = upload(c, created["id"], b"MZ isolate", name="\u2067\u200fpay\u2069roll\u061c\u200e\u202a.exe")
+        body, headers = multipart("bell\x07\x1b[31mred\x7f\u0085.exe".encode(), b"MZ control")
+        control = c.post(f"/api/v1/requests/{created['id']}/samples", content=body, headers=headers)
+        shown = c.get(f"/api/v1/requests/{created['id']}").json()["samples"]
+        listed = c.get(f"/api/v1/requests/{created['id']}/samples").json()
+        timeline = c.get(f"/api/v1/requests/{created['id']}/timeline").json()
+    expected = {
+        "invoice[U+202E]gpj.exe",
+        "[U+2067][U+200F]pay[U+2069]roll[U+061C][U+200E][U+202A].exe",
+        "bell[U+0007][U+001B][31mred[U+007F][U+0085].exe",
+    }
+    assert {spoofed.json()["filename"], isolate.json()["filename"], control.json()["filename"]} == expected
+    assert {s["filename"] for s in shown} == {s["filename"] for s in listed} == expected
+    assert {e["after"]["filename"] for e in timeline if e["action"] == "sample.added"} == expected
+
+
+def test_names_stored_before_the_cleaning_are_shown_escaped(world, cast):
+    from sqlalchemy import update
+
+    from release_requests import db
+    from release_requests.requests.models import Sample
+
+    created = new_request(world, cast.tam, cast.customer_id)
+    with world.client(cast.tam) as c:
+        digest = upload(c, created["id"], b"MZ old upload", name="old.exe").json()["sha256"]
+    with db.transaction(world.sessions) as s:  # as an older version stored it
+        s.execute(update(Sample).where(Sample.sha256 == digest).values(filename="report\u202efdp.scr"))
+    with world.client(cast.tam) as c:
+        [sample] = c.get(f"/api/v1/requests/{created['id']}").json()["samples"]
+    assert sample["filename"] == "report[U+202E]fdp.scr"
