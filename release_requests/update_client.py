@@ -9,12 +9,17 @@ Layout of DEST:
     DEST/current -> versions/<release>      symlink, switched atomically (rename over the old link)
     DEST/versions/<release>/                manifest.json + manifest.sig + the files: a verifiable bundle
     DEST/trusted-key.pem                    the key trusted on first use when no --public-key is given
+    DEST/client.json                        this install's enrolled client id and secret (mode 0600)
     DEST/.incoming-*/                       downloads in progress (removed on success and on failure)
 
 Downloads go into `.incoming-*` on the same file system; the verified bundle is renamed into `versions/`
 and the `current` link is replaced with one rename, so a reader of `DEST/current` sees the old release or
 the new one, never a mix. Any failure leaves `current` and the installed versions untouched. The
 current and the previous release are kept (a local rollback is re-pointing the link); older ones are removed.
+
+An enrolled install (`relreq client enrol --dest DEST`) keeps the credential the server issued in
+`DEST/client.json`: fetches use its client id (the canary cohort), and `report` sends detections with it,
+each batch with a fresh id and the time it was sent, so the server can refuse replays.
 """
 
 from __future__ import annotations
@@ -28,24 +33,73 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
+from typing import Annotated
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from artifacts.bundle import MANIFEST, SIGNATURE, BaseManifest, HotfixManifest, read_verified
 from artifacts.errors import ArtifactError
 from artifacts.progress import Progress, silent
 from artifacts.signing import load_public_key, verify
-from release_requests.releases.naming import release_key
+from release_requests.releases.naming import CLIENT_ID_PATTERN, release_key
 
 TRUSTED_KEY = "trusted-key.pem"
+CREDENTIAL = "client.json"
 _CHUNK = 1 << 16
 
 
 class UpdateFailed(Exception):
     """Nothing was installed: the message says what was refused or what failed."""
+
+
+class ReportFailed(Exception):
+    """The batch was not accepted (nothing counted): the message says why."""
+
+
+class Credential(BaseModel):
+    """What `DEST/client.json` holds: the server-chosen client id and its secret (the bearer credential)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    client_id: Annotated[str, StringConstraints(pattern=CLIENT_ID_PATTERN)]
+    secret: Annotated[str, StringConstraints(min_length=16, max_length=200)]
+
+
+def save_credential(dest: Path, credential: Credential) -> Path:
+    """Write `DEST/client.json` readable by its owner only; an existing credential is never overwritten."""
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / CREDENTIAL
+    tmp = dest / f".{CREDENTIAL}.{uuid.uuid4().hex}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(credential.model_dump_json(indent=2) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.link(tmp, path)  # fails if a credential appeared meanwhile: one install, one identity
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(dest)
+    return path
+
+
+def load_credential(dest: Path) -> Credential | None:
+    """The install's credential, None if it is not enrolled; refused if others may read it or it is broken."""
+    path = dest / CREDENTIAL
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    if mode & 0o077:
+        raise PermissionError(f"{path} is readable by others (mode {mode & 0o777:o}); run: chmod 600 {path}")
+    try:
+        return Credential.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        raise ValueError(f"{path} is not a client credential ({exc.error_count()} problems); enrol again") from None
 
 
 @dataclass(frozen=True)
@@ -66,7 +120,7 @@ def fetch(
     *,
     api_url: str,
     channel: str,
-    client_id: str,
+    client_id: str | None,
     dest: Path,
     public_key_pem: bytes | None = None,
     token: str | None = None,
@@ -75,10 +129,13 @@ def fetch(
 ) -> InstallResult:
     """Install the release `channel` serves to `client_id` into `dest`; UpdateFailed if anything is off.
 
-    `public_key_pem` pins the signing key (the secure choice). Without it the key saved in
-    `dest/trusted-key.pem` is used, and on the very first run it is fetched from the server and saved
-    (trust on first use: that first answer must not come from an attacker).
+    `client_id` defaults to the enrolled one in `dest/client.json` (and may not differ from it: the cohort
+    that gets a base first must be the one whose telemetry can stop it). `public_key_pem` pins the
+    signing key (the secure choice). Without it the key saved in `dest/trusted-key.pem` is used, and on the
+    very first run it is fetched from the server and saved (trust on first use: that first answer must not
+    come from an attacker).
     """
+    client_id = _client_id(dest, client_id)
     dest.mkdir(parents=True, exist_ok=True)
     headers = {"X-Client-Id": client_id} | ({"Authorization": f"Bearer {token}"} if token else {})
     try:
@@ -102,6 +159,43 @@ def fetch(
             )
     except httpx.HTTPError as exc:
         raise UpdateFailed(f"cannot talk to {api_url}: {exc}") from exc
+
+
+def _client_id(dest: Path, given: str | None) -> str:
+    try:
+        credential = load_credential(dest)
+    except (OSError, ValueError) as exc:
+        raise UpdateFailed(str(exc)) from None
+    if credential is None:
+        if given is None:
+            raise UpdateFailed(f"no client id: give one, or enrol {dest} first (relreq client enrol --dest {dest})")
+        return given
+    if given is not None and given != credential.client_id:
+        raise UpdateFailed(f"{dest} is enrolled as client {credential.client_id}, not {given}; leave the id out")
+    return credential.client_id
+
+
+def report(*, api_url: str, dest: Path, detections: list[dict], timeout: float = 30) -> int:
+    """Send one batch of detections as the install enrolled in `dest`; the number accepted, or ReportFailed.
+
+    Each call is a new batch (fresh `batch_id`, `sent_at` now in UTC); the server refuses one it has seen.
+    """
+    try:
+        credential = load_credential(dest)
+    except (OSError, ValueError) as exc:
+        raise ReportFailed(str(exc)) from None
+    if credential is None:
+        raise ReportFailed(f"{dest} is not enrolled: run relreq client enrol --dest {dest}")
+    batch = {"batch_id": str(uuid.uuid4()), "sent_at": datetime.now(UTC).isoformat(), "detections": detections}
+    headers = {"Authorization": f"Bearer {credential.secret}"}
+    try:
+        with httpx.Client(base_url=api_url, headers=headers, timeout=timeout) as http:
+            response = http.post("/api/v1/telemetry/detections", json=batch)
+    except httpx.HTTPError as exc:
+        raise ReportFailed(f"cannot talk to {api_url}: {exc}") from exc
+    if response.status_code != 202:
+        raise ReportFailed(f"HTTP {response.status_code} {_message(response)}")
+    return response.json()["accepted"]
 
 
 def _get_json(http: httpx.Client, path: str) -> dict:

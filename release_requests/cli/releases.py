@@ -1,7 +1,9 @@
-"""`relreq release …` (update channels, over the API) and `relreq client fetch` (the update client)."""
+"""`relreq release …` and `relreq channels resume` (update channels, over the API) and `relreq client …`
+(enrolment over the API, and the update client: fetch, report)."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +24,9 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable J
 EXIT_REFUSED = 2
 
 release_app = typer.Typer(help="Update channels: what they serve, their history, revert.", no_args_is_help=True)
-client_app = typer.Typer(help="The update client a customer's IT runs.", no_args_is_help=True)
+channels_app = typer.Typer(help="Update channels stopped by an automatic halt.", no_args_is_help=True)
+client_app = typer.Typer(help="The update client a customer's IT runs, and its enrolment.", no_args_is_help=True)
+Dest = Annotated[Path, typer.Option(help="Install directory; DEST/client.json holds the enrolled credential.")]
 
 
 def _show_channels(rows: list[dict]) -> None:
@@ -34,7 +38,7 @@ def _show_channels(rows: list[dict]) -> None:
                 c["channel"],
                 c["version"],
                 c["previous_version"],
-                f"{c['rollout_percent']} %",
+                f"{c['rollout_percent']} %" + (f", halted ({c['halted_version']})" if c["halted_at"] else ""),
                 c["private_to"],
                 local_time(c["published_at"]),
                 c["updated_by"],
@@ -107,6 +111,118 @@ def known_clean(
     print_json(row) if json_out else console.print(f"{row['sha256']}: known clean (added by {row['added_by']})")
 
 
+@channels_app.command("resume")
+def resume(
+    channel: Annotated[str, typer.Argument(help="Channel name.")],
+    reason: Annotated[str, typer.Option(help="Why publishing may continue (kept in the audit log).")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Let a halted channel take publishes again (release manager, admin); audited."""
+    pointer = api_call("POST", f"/api/v1/channels/{channel}/resume", json={"reason": reason})
+    if json_out:
+        print_json(pointer)
+    else:
+        console.print(f"{channel}: resumed; serves {pointer['version']}, publishing is open again")
+
+
+@client_app.command("enrol")
+def enrol(
+    dest: Dest,
+    name: Annotated[str | None, typer.Option(help="A label for this install, e.g. its host name.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Enrol this install (RR_TOKEN: you): the server issues a client id and secret, saved to DEST/client.json.
+
+    Only enrolled installs may report telemetry. A customer's user enrols machines of that customer; staff
+    enrol the vendor's machines. The secret is shown to nobody: it goes straight into the file (mode 0600).
+    """
+    try:
+        existing = update_client.load_credential(dest)
+    except (OSError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    if existing is not None:
+        raise CliError(
+            f"{dest} is already enrolled as {existing.client_id}; to enrol again, revoke it "
+            f"(relreq client revoke {existing.client_id}) and delete {dest / update_client.CREDENTIAL}"
+        )
+    enrolled = api_call("POST", "/api/v1/clients", json={"name": name} if name else {})
+    credential = update_client.Credential(client_id=enrolled["client_id"], secret=enrolled.pop("secret"))
+    try:
+        path = update_client.save_credential(dest, credential)
+    except OSError as exc:
+        raise CliError(
+            f"enrolled as {credential.client_id} but cannot save the credential ({exc}); "
+            f"revoke it: relreq client revoke {credential.client_id}"
+        ) from None
+    if json_out:
+        print_json(enrolled | {"credential_file": str(path)})
+    else:
+        console.print(f"enrolled as {enrolled['client_id']} ({enrolled['organisation']}); credential in {path}")
+
+
+def _show_clients(rows: list[dict]) -> None:
+    table(
+        f"Update clients ({len(rows)})",
+        ["client", "organisation", "name", "enrolled", "by", "revoked"],
+        [
+            [
+                c["client_id"],
+                c["organisation"],
+                c["name"],
+                local_time(c["enrolled_at"]),
+                c["enrolled_by"],
+                c["revoked_at"] and local_time(c["revoked_at"]),
+            ]
+            for c in rows
+        ],
+    )
+
+
+@client_app.command("list")
+def list_clients(json_out: JsonFlag = False) -> None:
+    """Enrolled update clients (all for staff, your organisation's for customers)."""
+    rows = api_call("GET", "/api/v1/clients")
+    print_json(rows) if json_out else _show_clients(rows)
+
+
+@client_app.command("revoke")
+def revoke_client(
+    client_id: Annotated[str, typer.Argument(help="Client id (relreq client list).")], json_out: JsonFlag = False
+) -> None:
+    """Revoke a client (staff, or its customer's users): its reports are refused and no longer count."""
+    row = api_call("DELETE", f"/api/v1/clients/{client_id}")
+    print_json(row) if json_out else console.print(f"{row['client_id']}: revoked at {local_time(row['revoked_at'])}")
+
+
+@client_app.command("report")
+def report(
+    dest: Dest,
+    detections: Annotated[
+        Path,
+        typer.Option(
+            help="JSON list of detections ({base_version, rule, file_sha256, verdict}); '-' reads standard input."
+        ),
+    ],
+    api_url: Annotated[str | None, typer.Option(help="Server URL (default: $RR_API_URL).")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Report detections as this enrolled install (one batch; refused as a whole, then nothing counts)."""
+    try:
+        text = sys.stdin.read() if str(detections) == "-" else detections.read_text(encoding="utf-8")
+        batch = json.loads(text)
+    except OSError as exc:
+        raise CliError(f"--detections: cannot read {detections} ({exc.strerror})") from None
+    except ValueError as exc:
+        raise CliError(f"--detections: not JSON ({exc})") from None
+    if not isinstance(batch, list):
+        raise CliError("--detections: expected a JSON list of detections")
+    try:
+        accepted = update_client.report(api_url=api_url or get_settings().api_url, dest=dest, detections=batch)
+    except update_client.ReportFailed as exc:
+        raise CliError(f"not reported: {exc}") from None
+    print_json({"accepted": accepted}) if json_out else console.print(f"{accepted} detections reported")
+
+
 @contextmanager
 def _download_bar(enabled: bool) -> Iterator:
     """A transient byte-progress bar on a terminal's stderr; silent for `--json` runs, pipes and logs."""
@@ -122,8 +238,11 @@ def _download_bar(enabled: bool) -> Iterator:
 @client_app.command("fetch")
 def fetch(
     channel: Annotated[str, typer.Option(help="Update channel, e.g. global, canary, customer-<id>.")],
-    client_id: Annotated[str, typer.Option(help="This machine's stable id (decides its canary cohort).")],
     dest: Annotated[Path, typer.Option(help="Install directory; DEST/current points at the installed release.")],
+    client_id: Annotated[
+        str | None,
+        typer.Option(help="This machine's stable id (decides its canary cohort). Default: the enrolled one."),
+    ] = None,
     public_key: Annotated[
         Path | None,
         typer.Option(help="Pinned signing key (PEM): the secure choice. Default: trust the server's key on first use."),

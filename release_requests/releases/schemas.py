@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
+from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from release_requests.releases.naming import CLIENT_ID_PATTERN, SHA256_PATTERN
 
@@ -54,6 +55,10 @@ class ChannelOut(BaseModel):
     pointer_version: int
     updated_by: str
     updated_at: datetime
+    halted_at: datetime | None = Field(description="Set by an automatic halt; nothing is published until resumed")
+    halted_reason: str | None
+    halted_version: str | None
+    resumed_at: datetime | None
 
 
 class HistoryOut(BaseModel):
@@ -76,6 +81,10 @@ class RevertIn(_In):
     reason: str = Field(min_length=3, max_length=2000)
 
 
+class ResumeIn(_In):
+    reason: str = Field(min_length=3, max_length=2000, description="Why publishing may continue (audited)")
+
+
 class Verdict(StrEnum):
     detected = "detected"
     quarantined = "quarantined"
@@ -94,12 +103,37 @@ class Detection(_In):
 
 
 class DetectionBatch(_In):
-    client_id: ClientId
+    """One report of an enrolled client; who sent it comes from its credential, never from the body."""
+
+    batch_id: UUID = Field(description="New for every batch; a retry resends the same id (a replay is 409)")
+    sent_at: AwareDatetime = Field(description="The client's clock; more than 5 minutes off the server's → 422")
+    client_id: ClientId | None = Field(default=None, description="Optional; if given, must be the credential's")
     detections: list[Detection] = Field(min_length=1, max_length=500)
 
 
 class DetectionsAccepted(BaseModel):
     accepted: int
+
+
+class ClientEnrolIn(_In):
+    name: str | None = Field(default=None, min_length=1, max_length=200, description="A label, e.g. the host name")
+
+
+class ClientOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    client_id: str = Field(validation_alias=AliasChoices("id", "client_id"))
+    organisation: str = Field(description="The customer id, or `vendor` for the vendor's own machines")
+    customer_id: str | None
+    name: str | None
+    enrolled_by: str
+    enrolled_at: datetime
+    revoked_at: datetime | None
+    revoked_by: str | None
+
+
+class ClientEnrolled(ClientOut):
+    secret: str = Field(description="The client's credential: shown once, only its SHA-256 is stored")
 
 
 class KnownCleanIn(_In):

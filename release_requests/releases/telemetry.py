@@ -1,16 +1,24 @@
-"""Detection telemetry from update clients, and the automatic halt decision it feeds.
+"""Detection telemetry from enrolled update clients, and the automatic halt decision it feeds.
 
-Telemetry is data, not a state change: rows are not audited one by one (a halt they cause is). Input is
-validated by the schema, checked against known bases, and rate-limited per client id with a counter over
-the last minute kept in Postgres, so every API process enforces the same limit.
+Telemetry is data, not a state change: rows are not audited one by one (a halt they cause is). Only an
+enrolled, non-revoked client may report (its credential names it; the body cannot); each batch carries a
+fresh `batch_id` (seen before → 409, so a replayed or retried batch counts once) and its `sent_at`
+(more than 5 minutes off the server's clock → 422, so an old captured batch cannot be replayed later).
+Input is validated by the schema, checked against known bases, and rate-limited per client with a counter
+over the last minute kept in Postgres, so every API process enforces the same limit.
 
-A channel's current base is halted when, since it became current there:
+A channel's current base is halted when, since it became current there (or since a person resumed the
+channel, if later), counting only clients that are enrolled and not revoked:
 - more than `max_clean_file_detections` distinct (client, file) detections hit files that are known to be
   clean (the base's own allowlist, or `known_clean_files`), or
 - a rule is detected by at least `spike_min_clients` distinct clients and by more than `spike_factor` times
-  as many clients as detected it with any other base in an equally long window just before.
+  as many clients as detected it with any other base in an equally long window just before;
+and the detections behind that test come from at least `halt_min_clients` distinct clients of at least
+`halt_min_organisations` organisations (at most 1 on a channel only one organisation reads), so that no
+single customer, however many machines it has or fakes, can stop a channel that others rely on.
 Counts are absolute, so during a small canary step the spike test errs on the side of not halting;
-the known-clean test does not depend on the cohort size.
+the known-clean test does not depend on the cohort size. A halted channel is not evaluated again until a
+person resumes it.
 """
 
 from __future__ import annotations
@@ -20,47 +28,84 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import distinct, false, func, insert, or_, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from release_requests.audit.service import Actor
 from release_requests.config import AppConfig
-from release_requests.errors import InvalidInput, RateLimited
-from release_requests.releases.models import ChannelPointer, KnownCleanFile, Release, TelemetryDetection
+from release_requests.errors import Conflict, InvalidInput, RateLimited
+from release_requests.releases.models import (
+    VENDOR,
+    ChannelPointer,
+    EnrolledClient,
+    KnownCleanFile,
+    Release,
+    TelemetryBatch,
+    TelemetryDetection,
+)
 from release_requests.releases.schemas import DETECTING, DetectionBatch
 
 TELEMETRY = Actor.system("telemetry")
 RATE_WINDOW = timedelta(minutes=1)
+SENT_AT_TOLERANCE = timedelta(minutes=5)  # like Slack's signed requests: enough for skewed clocks and retries
+EVIDENCE_LIMIT = 50  # clients and files named in a halt's evidence (the totals are always given)
 _RATE_LOCK_KEY = 0x52525445  # "RRTE": per-client advisory lock (second key: hash of the client id)
 TD = TelemetryDetection
+EC = EnrolledClient
 
 
-def record_detections(session: Session, *, batch: DetectionBatch, config: AppConfig) -> int:
-    """Store a client's batch of detections; 429 past the per-minute limit, 422 for unknown bases."""
+def record_detections(session: Session, *, client: EnrolledClient, batch: DetectionBatch, config: AppConfig) -> int:
+    """Store an enrolled client's batch: 422 for a forged client id, a stale `sent_at`, an oversized batch
+    or unknown bases; 409 for a batch id seen before; 429 past the per-minute limit. Nothing is kept then."""
+    if batch.client_id is not None and batch.client_id != client.id:
+        raise InvalidInput(
+            f"client_id '{batch.client_id}' is not the client this credential belongs to ({client.id}); "
+            "leave it out, the server takes it from the credential",
+            field="client_id",
+        )
+    now = session.scalar(select(func.now()))
+    skew = batch.sent_at - now
+    if abs(skew) > SENT_AT_TOLERANCE:
+        raise InvalidInput(
+            f"sent_at {batch.sent_at.isoformat()} is {abs(skew.total_seconds()):.0f} s "
+            f"{'ahead of' if skew > timedelta(0) else 'behind'} the server's clock ({now.isoformat()}); "
+            f"at most {SENT_AT_TOLERANCE.total_seconds():.0f} s are allowed: check the client's clock",
+            field="sent_at",
+        )
     limit = config.stages.telemetry.rate_limit_per_client_per_minute
     if len(batch.detections) > limit:
         raise InvalidInput(
             f"at most {limit} detections per client per minute; send smaller batches", field="detections"
         )
     # Serialize one client's concurrent batches so that two of them cannot both squeeze under the limit.
-    session.execute(text("SELECT pg_advisory_xact_lock(:k, hashtext(:c))"), {"k": _RATE_LOCK_KEY, "c": batch.client_id})
-    now = session.scalar(select(func.now()))
+    session.execute(text("SELECT pg_advisory_xact_lock(:k, hashtext(:c))"), {"k": _RATE_LOCK_KEY, "c": client.id})
+    first_time = session.execute(
+        pg_insert(TelemetryBatch)
+        .values(client_id=client.id, batch_id=batch.batch_id, sent_at=batch.sent_at, detections=len(batch.detections))
+        .on_conflict_do_nothing(index_elements=["client_id", "batch_id"])
+        .returning(TelemetryBatch.batch_id)
+    ).scalar_one_or_none()
+    if first_time is None:
+        raise Conflict(
+            f"batch {batch.batch_id} of client {client.id} was received before: replayed, not counted again",
+            field="batch_id",
+        )
     recent, oldest = session.execute(
         select(func.count(), func.min(TD.received_at)).where(
-            TD.client_id == batch.client_id, TD.received_at > now - RATE_WINDOW
+            TD.client_id == client.id, TD.received_at > now - RATE_WINDOW
         )
     ).one()
     if recent + len(batch.detections) > limit:
         retry_after = max(1, math.ceil((oldest + RATE_WINDOW - now).total_seconds()))
         raise RateLimited(
-            f"client {batch.client_id} sent {recent} detections in the last minute (limit {limit}); "
-            f"retry in {retry_after} s",
+            f"client {client.id} sent {recent} detections in the last minute (limit {limit}); retry in {retry_after} s",
             retry_after=retry_after,
         )
     versions = {d.base_version for d in batch.detections}
     known = set(session.scalars(select(Release.version).where(Release.version.in_(versions), Release.kind == "base")))
     if unknown := sorted(versions - known):
         raise InvalidInput(f"unknown base version(s): {', '.join(unknown)}", field="detections.base_version")
-    session.execute(insert(TD), [{"client_id": batch.client_id, **d.model_dump(mode="json")} for d in batch.detections])
+    session.execute(insert(TD), [{"client_id": client.id, **d.model_dump(mode="json")} for d in batch.detections])
     return len(batch.detections)
 
 
@@ -77,40 +122,45 @@ class HaltDecision:
 
 
 def evaluate_halt(session: Session, *, channel: str, config: AppConfig, now: datetime) -> HaltDecision | None:
-    """A halt decision if the telemetry since the channel's base became current passes a threshold."""
+    """A halt decision if enrolled clients' telemetry since the channel's base became current (or since the
+    channel was resumed) passes a threshold, with enough clients of enough organisations behind it."""
     pointer = session.get(ChannelPointer, channel)
-    if pointer is None:
-        return None
+    if pointer is None or pointer.halted_at is not None:
+        return None  # a halted channel waits for a person, who also decides what it serves next
     release = session.get(Release, pointer.version)
     if release.kind != "base":
         return None  # telemetry reports detections by antivirus bases; hotfixes are not scanners
     policy = config.stages.telemetry
-    since = pointer.published_at
+    since = max(pointer.published_at, pointer.resumed_at or pointer.published_at)
     detecting = (
         TD.base_version == release.version,
         TD.received_at >= since,
         TD.received_at <= now,
         TD.verdict.in_([v.value for v in DETECTING]),
     )
+    min_organisations = 1 if _one_organisation(pointer, config) else policy.halt_min_organisations
     allowlisted = select(func.jsonb_array_elements_text(Release.allowlist)).where(Release.version == release.version)
     known_clean = or_(
         TD.file_sha256.in_(allowlisted) if release.allowlist else false(),
         TD.file_sha256.in_(select(KnownCleanFile.sha256)),
     )
-    clean_hits = session.scalar(
-        select(func.count()).select_from(
-            select(TD.client_id, TD.file_sha256).where(*detecting, known_clean).distinct().subquery()
-        )
-    )
-    reasons = []
-    if clean_hits > policy.max_clean_file_detections:
+    clean = _reporters(session, *detecting, known_clean)
+    reasons, culprits = [], []
+    if len(clean) > policy.max_clean_file_detections and _corroborated(
+        clean, policy.halt_min_clients, min_organisations
+    ):
         reasons.append(
-            f"{clean_hits} detections by {release.version} on known-clean or allowlisted files "
-            f"(more than {policy.max_clean_file_detections})"
+            f"{len(clean)} detections by {release.version} on known-clean or allowlisted files "
+            f"(more than {policy.max_clean_file_detections}) from {_who(clean)}"
         )
-    spikes = _spikes(
+        culprits.extend(clean)
+    spikes = []
+    for spike, rows in _spikes(
         session, detecting=detecting, version=release.version, since=since, window=now - since, config=config
-    )
+    ):
+        if _corroborated(rows, policy.halt_min_clients, min_organisations):
+            spikes.append(spike)
+            culprits.extend(rows)
     if spikes:
         reasons.append(
             "sharp rise of "
@@ -124,22 +174,85 @@ def evaluate_halt(session: Session, *, channel: str, config: AppConfig, now: dat
         revert_to=pointer.previous_version,
         request_id=release.request_id,
         reason="; ".join(reasons),
-        evidence={"clean_file_detections": clean_hits, "spikes": spikes, "since": since},
+        evidence={
+            "since": since,
+            "clean_file_detections": len(clean),
+            "spikes": spikes,
+            **_culprits(culprits),
+            "thresholds": {"min_clients": policy.halt_min_clients, "min_organisations": min_organisations},
+        },
     )
+
+
+@dataclass(frozen=True)
+class _Reporter:
+    """One enrolled client's detection of one file, with the organisation it counts for."""
+
+    client_id: str
+    organisation: str | None  # the customer id; None for the vendor (never mistaken for a customer id)
+    file_sha256: str
+
+
+def _reporters(session: Session, *conditions) -> list[_Reporter]:
+    """Distinct (client, file) detections matching `conditions`, by enrolled, non-revoked clients only."""
+    rows = session.execute(
+        select(TD.client_id, EC.customer_id, TD.file_sha256)
+        .join(EC, EC.id == TD.client_id)
+        .where(EC.revoked_at.is_(None), *conditions)
+        .distinct()
+    )
+    return [_Reporter(*row) for row in rows]
+
+
+def _corroborated(rows: list[_Reporter], min_clients: int, min_organisations: int) -> bool:
+    """Enough distinct clients of enough distinct organisations stand behind these detections."""
+    return len({r.client_id for r in rows}) >= min_clients and len({r.organisation for r in rows}) >= min_organisations
+
+
+def _who(rows: list[_Reporter]) -> str:
+    return f"{len({r.client_id for r in rows})} clients of {len({r.organisation for r in rows})} organisations"
+
+
+def _culprits(rows: list[_Reporter]) -> dict:
+    """The clients (with their organisations) and files behind a halt: the evidence people check."""
+    clients = sorted({(r.client_id, r.organisation or VENDOR) for r in rows})
+    files = sorted({r.file_sha256 for r in rows})
+    return {
+        "clients": [{"client_id": c, "organisation": o} for c, o in clients[:EVIDENCE_LIMIT]],
+        "clients_total": len(clients),
+        "organisations": sorted({o for _, o in clients}),
+        "files": files[:EVIDENCE_LIMIT],
+        "files_total": len(files),
+    }
+
+
+def _one_organisation(pointer: ChannelPointer, config: AppConfig) -> bool:
+    """Only one organisation reads this channel: a customer's own (or hotfix) channel, or a pipeline's
+    `internal` channel (the vendor's machines)."""
+    internal = {p.channels.get("internal") for p in config.stages.pipelines.values()}
+    return pointer.private_to is not None or pointer.channel in internal
 
 
 def _spikes(
     session: Session, *, detecting: tuple, version: str, since: datetime, window: timedelta, config: AppConfig
-) -> list[dict]:
+) -> list[tuple[dict, list[_Reporter]]]:
+    """Rules whose enrolled clients rose sharply, each with the detections behind it."""
     policy = config.stages.telemetry
     clients = func.count(distinct(TD.client_id))
     candidates = session.execute(
-        select(TD.rule, clients).where(*detecting).group_by(TD.rule).having(clients >= policy.spike_min_clients)
+        select(TD.rule, clients)
+        .join(EC, EC.id == TD.client_id)
+        .where(EC.revoked_at.is_(None), *detecting)
+        .group_by(TD.rule)
+        .having(clients >= policy.spike_min_clients)
     ).all()
     spikes = []
     for rule, count in candidates:
         before = session.scalar(
-            select(clients).where(
+            select(clients)
+            .join(EC, EC.id == TD.client_id)
+            .where(
+                EC.revoked_at.is_(None),
                 TD.rule == rule,
                 TD.base_version != version,
                 TD.received_at >= since - window,
@@ -148,5 +261,6 @@ def _spikes(
             )
         )
         if count > policy.spike_factor * max(before, 1):
-            spikes.append({"rule": rule, "clients": count, "clients_before": before})
-    return sorted(spikes, key=lambda s: (-s["clients"], s["rule"]))
+            spike = {"rule": rule, "clients": count, "clients_before": before}
+            spikes.append((spike, _reporters(session, *detecting, TD.rule == rule)))
+    return sorted(spikes, key=lambda s: (-s[0]["clients"], s[0]["rule"]))

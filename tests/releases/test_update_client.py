@@ -17,12 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
 
 from artifacts.signing import public_key_pem
 from artifacts.store import LocalStore
 from release_requests import db
 from release_requests.releases import service
-from release_requests.update_client import UpdateFailed, fetch
+from release_requests.releases.models import TelemetryDetection
+from release_requests.update_client import CREDENTIAL, UpdateFailed, fetch
 from tests.releases.conftest import SYSTEM, put
 
 # (path, body) -> (body, declared Content-Length)
@@ -275,3 +277,61 @@ def test_file_urls_pointing_to_another_host_are_ignored(setup, api_url, releases
     with mitm(api_url, elsewhere) as proxy:
         result = fetch(api_url=proxy, channel=channel, client_id="ws-0007", dest=dest, token=user.token)
     assert result.installed and result.version == releases.v1
+
+
+def test_enrol_saves_the_credential_that_fetch_and_report_use(setup, relreq, releases, world, tmp_path):
+    """`relreq client enrol` keeps the server-issued credential in DEST (0600, secret never printed); fetch
+    uses its client id, `relreq client report` its secret; once revoked, reports are refused."""
+    channel, user, dest = setup
+    code, out, err = relreq("client", "enrol", "--dest", str(dest), "--name", "ws-0042", "--json", token=user.token)
+    assert code == 0, err
+    enrolled = json.loads(out)
+    saved = json.loads((dest / CREDENTIAL).read_text())
+    assert saved["client_id"] == enrolled["client_id"] and saved["secret"].startswith("rrc_")
+    assert (dest / CREDENTIAL).stat().st_mode & 0o777 == 0o600
+    assert saved["secret"] not in out + err and "secret" not in enrolled
+    assert (enrolled["organisation"], enrolled["name"]) == (user.customer_id, "ws-0042")
+
+    code, _, err = relreq("client", "enrol", "--dest", str(dest), token=user.token)
+    assert code == 1 and f"already enrolled as {saved['client_id']}" in err
+
+    code, out, err = relreq("client", "fetch", "--channel", channel, "--dest", str(dest), "--json", token=user.token)
+    assert code == 0, err
+    assert json.loads(out)["version"] == releases.v1
+    code, _, err = relreq(
+        "client", "fetch", "--channel", channel, "--client-id", "ws-other", "--dest", str(dest), token=user.token
+    )
+    assert code == 2 and f"enrolled as client {saved['client_id']}, not ws-other" in err
+
+    sha = os.urandom(32).hex()
+    detections = tmp_path / "detections.json"
+    found = {"base_version": releases.v1, "rule": "trojan.Trojan_Win32_Dropper_001", "file_sha256": sha}
+    detections.write_text(json.dumps([found | {"verdict": "quarantined"}]))
+    code, out, err = relreq("client", "report", "--dest", str(dest), "--detections", str(detections), "--json")
+    assert code == 0, err
+    assert json.loads(out) == {"accepted": 1}
+    with db.transaction(world.sessions) as s:
+        row = s.scalar(select(TelemetryDetection).where(TelemetryDetection.file_sha256 == sha))
+        assert (row.client_id, row.verdict) == (saved["client_id"], "quarantined")
+
+    code, out, err = relreq("client", "list", "--json", token=user.token)
+    assert [c["client_id"] for c in json.loads(out)] == [saved["client_id"]]
+    code, out, err = relreq("client", "revoke", saved["client_id"], token=user.token)
+    assert code == 0 and "revoked" in out, err
+    code, _, err = relreq("client", "report", "--dest", str(dest), "--detections", str(detections))
+    assert code == 1 and err.count("\n") == 1 and "HTTP 401" in err and "revoked" in err
+
+
+def test_report_refuses_an_unenrolled_or_exposed_install(relreq, tmp_path):
+    detections = tmp_path / "detections.json"
+    detections.write_text("[]")
+    code, _, err = relreq("client", "report", "--dest", str(tmp_path / "nowhere"), "--detections", str(detections))
+    assert code == 1 and "is not enrolled" in err
+    exposed = tmp_path / "exposed"
+    exposed.mkdir()
+    (exposed / CREDENTIAL).write_text(json.dumps({"client_id": "uc-0123456789abcdef", "secret": "rrc_" + "x" * 40}))
+    os.chmod(exposed / CREDENTIAL, 0o644)
+    code, _, err = relreq("client", "report", "--dest", str(exposed), "--detections", str(detections))
+    assert code == 1 and "readable by others" in err and "chmod 600" in err
+    code, _, err = relreq("client", "report", "--dest", str(exposed), "--detections", str(tmp_path / "missing.json"))
+    assert code == 1 and "--detections: cannot read" in err
