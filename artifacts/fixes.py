@@ -7,9 +7,17 @@
 - Or a ref an engineer already pushed: `existing_fix` checks it and returns its commit.
 
 Every check runs before the commit is written, so a refused fix leaves nothing behind. If the fix
-branch exists, the new commit goes on top of it (a request may need several fixes).
+branch already holds fixes made on `base` (a request may need several), the new commit goes on top
+of them; a branch made on another base (an earlier attempt, before the release line moved) is
+started again from `base`.
+
+What ends up inside a base is public: the allowlist line and the rule file name carry the fix's
+opaque reference (`fix_ref`, resolved to a request only by staff) and a neutral reason, never the
+request id or anything a customer wrote. The commit message, which stays in the vendor's repository,
+names the request in a `Request:` trailer.
 """
 
+import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -30,6 +38,7 @@ from artifacts.yarax import RuleSource, compile_rules, matching_rules, rule_name
 class FixResult(BaseModel):
     kind: Literal["false_positive", "false_negative"]
     request_id: str
+    fix_ref: str
     branch: str
     commit: str
     parent: str
@@ -44,31 +53,35 @@ def fix_false_positive(
     sample: Path,
     request_id: str,
     author: str,
-    reason: str | None = None,
+    fix_ref: str | None = None,
     base: str = "HEAD",
     now: datetime | None = None,
 ) -> FixResult:
     """Allowlist a wrongly detected sample on `fix/<request_id>`."""
     now = now or datetime.now(UTC)
-    repo, branch, parent, actor = _prepare(repo_path, request_id, author, base)
+    fix_ref = fix_ref or new_fix_ref()
+    repo, branch, parent, actor = _prepare(repo_path, request_id, fix_ref, author, base)
     data = _read_sample(sample)
     digest = sha256_bytes(data)
     matched = matching_rules(yara_x.Scanner(compile_rules(rule_sources(parent))), data)
     if not matched:
-        raise DetectionError(f"{sample}: no rule detects it at {parent.hexsha[:12]}; not a false positive of this base")
+        raise DetectionError(
+            f"{sample.name} (sha256 {digest}): no rule detects it at {parent.hexsha[:12]}; "
+            "not a false positive of this base"
+        )
     text = read_text(parent, ALLOWLIST_PATH)
     known = parse_allowlist(text, origin=ALLOWLIST_PATH)
     if digest in known:
-        raise DetectionError(f"{sample}: sha256 {digest} already allowlisted ({known[digest].request_id})")
+        raise DetectionError(f"{sample.name}: sha256 {digest} already allowlisted ({known[digest].request_id})")
     entry = make_entry(
         sha256=digest,
-        reason=reason or f"false positive of {', '.join(matched)}",
-        request_id=request_id,
+        reason=f"false positive of {', '.join(matched)}",
+        request_id=fix_ref,
         who=f"{actor.name} <{actor.email}>",
         when=now,
     )
     new_text = text if text.endswith("\n") else text + "\n"
-    message = _message(f"fix(fp): allowlist {digest[:12]} for {request_id}", request_id, digest, matched)
+    message = _message(f"fix(fp): allowlist {digest[:12]} for {request_id}", request_id, fix_ref, digest, matched)
     commit = commit_files(
         repo,
         branch=branch,
@@ -81,6 +94,7 @@ def fix_false_positive(
     return FixResult(
         kind="false_positive",
         request_id=request_id,
+        fix_ref=fix_ref,
         branch=branch,
         commit=commit.hexsha,
         parent=parent.hexsha,
@@ -97,29 +111,31 @@ def fix_false_negative(
     sample: Path,
     request_id: str,
     author: str,
+    fix_ref: str | None = None,
     family: str = "generic",
     base: str = "HEAD",
     now: datetime | None = None,
 ) -> FixResult:
-    """Add an analyst's rule as `rules/<family>/<request_id>.yar` on `fix/<request_id>`."""
+    """Add an analyst's rule as `rules/<family>/<fix_ref>.yar` on `fix/<request_id>`."""
     now = now or datetime.now(UTC)
     if not FAMILY_RE.match(family):
         raise InvalidInput(f"family {family!r}: must match {FAMILY_RE.pattern} (it becomes the namespace)")
-    repo, branch, parent, actor = _prepare(repo_path, request_id, author, base)
+    fix_ref = fix_ref or new_fix_ref()
+    repo, branch, parent, actor = _prepare(repo_path, request_id, fix_ref, author, base)
     data = _read_sample(sample)
     digest = sha256_bytes(data)
-    path = rule_path(family, request_id)
+    path = rule_path(family, fix_ref)
     new_rules = set(rule_names([RuleSource(namespace=family, path=path, text=rule_text)]))
     if not new_rules:
         raise InvalidInput(f"{path}: declares no rule")
     scanner = yara_x.Scanner(compile_rules(rule_sources(parent, overrides={path: rule_text})))
     matched = matching_rules(scanner, data)
     if not new_rules & set(matched):
-        raise DetectionError(f"{path}: {', '.join(sorted(new_rules))} does not detect {sample}")
+        raise DetectionError(f"{path}: {', '.join(sorted(new_rules))} does not detect {sample.name} (sha256 {digest})")
     allowlist = parse_allowlist(read_text(parent, ALLOWLIST_PATH), origin=ALLOWLIST_PATH)
     if digest in allowlist:
         raise DetectionError(
-            f"{sample}: sha256 {digest} is allowlisted by {allowlist[digest].request_id} in {ALLOWLIST_PATH}; "
+            f"{sample.name}: sha256 {digest} is allowlisted by {allowlist[digest].request_id} in {ALLOWLIST_PATH}; "
             "remove that entry first"
         )
     for clean in load_corpus(parent).clean:
@@ -131,13 +147,16 @@ def fix_false_negative(
         branch=branch,
         parent=parent,
         files={path: rule_text.encode()},
-        message=_message(f"fix(fn): detect {digest[:12]} for {request_id}", request_id, digest, sorted(new_rules)),
+        message=_message(
+            f"fix(fn): detect {digest[:12]} for {request_id}", request_id, fix_ref, digest, sorted(new_rules)
+        ),
         author=actor,
         when=now,
     )
     return FixResult(
         kind="false_negative",
         request_id=request_id,
+        fix_ref=fix_ref,
         branch=branch,
         commit=commit.hexsha,
         parent=parent.hexsha,
@@ -147,18 +166,30 @@ def fix_false_negative(
     )
 
 
+def new_fix_ref() -> str:
+    """An opaque, unguessable reference for a fix (request ids are sequential, so a hash of one is not)."""
+    return f"FX-{secrets.token_hex(5)}"
+
+
 def existing_fix(*, repo_path: Path, ref: str) -> str:
     """Commit sha of a fix an engineer already pushed (branch, tag or sha)."""
     return resolve_commit(open_repo(repo_path), ref).hexsha
 
 
-def _prepare(repo_path: Path, request_id: str, author: str, base: str) -> tuple[git.Repo, str, git.Commit, git.Actor]:
-    """Validate inputs and find the commit the fix goes on (the fix branch tip if it exists)."""
+def _prepare(
+    repo_path: Path, request_id: str, fix_ref: str, author: str, base: str
+) -> tuple[git.Repo, str, git.Commit, git.Actor]:
+    """Validate inputs and find the commit the fix goes on: the fix branch tip if it builds on `base`."""
     check_ref_part(request_id, what="request id")
+    check_ref_part(fix_ref, what="fix reference")
     actor = parse_author(author)
     repo = open_repo(repo_path)
     branch = f"fix/{request_id}"
-    parent = repo.heads[branch].commit if branch_exists(repo, branch) else resolve_commit(repo, base)
+    parent = resolve_commit(repo, base)
+    if branch_exists(repo, branch):
+        tip = repo.heads[branch].commit
+        if tip != parent and repo.is_ancestor(parent, tip):
+            parent = tip
     return repo, branch, parent, actor
 
 
@@ -166,8 +197,10 @@ def _read_sample(sample: Path) -> bytes:
     try:
         return sample.read_bytes()
     except OSError as exc:
-        raise InvalidInput(f"{sample}: cannot read sample ({exc.strerror})") from exc
+        raise InvalidInput(f"{sample.name}: cannot read sample ({exc.strerror})") from exc
 
 
-def _message(subject: str, request_id: str, digest: str, rules: list[str]) -> str:
-    return f"{subject}\n\nRequest: {request_id}\nSample-SHA256: {digest}\nRules: {', '.join(rules)}\n"
+def _message(subject: str, request_id: str, fix_ref: str, digest: str, rules: list[str]) -> str:
+    return (
+        f"{subject}\n\nSample-SHA256: {digest}\nRules: {', '.join(rules)}\nRequest: {request_id}\nFix-Ref: {fix_ref}\n"
+    )

@@ -59,17 +59,20 @@ def commit_files(
     *,
     branch: str,
     parent: git.Commit,
-    files: dict[str, bytes],
+    files: dict[str, bytes | None],
     message: str,
     author: git.Actor,
     when: datetime,
 ) -> git.Commit:
-    """Commit `files` (path -> content) on top of `parent` and point `branch` at the result."""
+    """Commit `files` (path -> content; None deletes) on top of `parent` and point `branch` at the result."""
     if not repo.bare and not repo.head.is_detached and repo.active_branch.name == branch:
         raise GitRefError(f"{repo.working_dir}: {branch} is checked out; switch branch before fixing")
     index = git.IndexFile.from_tree(repo, parent)
     entries = []
     for path, content in files.items():
+        if content is None:
+            index.entries.pop((path, 0), None)
+            continue
         blob = repo.odb.store(IStream("blob", len(content), io.BytesIO(content)))
         entries.append(BaseIndexEntry((_FILE_MODE, blob.binsha, 0, path)))
     index.add(entries, write=False)

@@ -1,4 +1,8 @@
-"""Ed25519 signing key: created on first use, never readable by anyone but its owner.
+"""Ed25519 signing key: created on purpose, never as a side effect, never readable by anyone but its owner.
+
+Reading a missing key is an error that says how to create one (`relreq artifacts keygen`, or the first
+start of `relreq serve`): a key made silently by a command pointed at the wrong data directory would
+sign nothing anyone trusts, and every later check would fail with a puzzling "does not verify".
 
 The private key lives at `<data dir>/keys/signing.key` (PKCS#8 PEM, mode 0600). The public key
 is exchanged as PEM (SubjectPublicKeyInfo, `-----BEGIN PUBLIC KEY-----`), which update clients
@@ -22,10 +26,13 @@ KEY_RELPATH = Path("keys") / "signing.key"
 
 
 def signing_key(*, data_dir: Path) -> Ed25519PrivateKey:
-    """Load the signing key, creating it (mode 0600, exclusive create) on first use."""
+    """Load the signing key; SigningKeyError naming the path and the command that creates it if missing."""
     path = data_dir / KEY_RELPATH
     if not path.exists():
-        _create_key(path)
+        raise SigningKeyError(
+            f"{path}: no signing key here; create one with `relreq artifacts keygen` (or let `relreq serve` "
+            "create it on its first start), or point RR_DATA_DIR at the data directory that has it"
+        )
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise SigningKeyError(f"{path}: mode {mode:o} lets others read the signing key; chmod 600 it")
@@ -38,7 +45,12 @@ def signing_key(*, data_dir: Path) -> Ed25519PrivateKey:
     return key
 
 
-def _create_key(path: Path) -> None:
+def create_signing_key(*, data_dir: Path) -> tuple[Ed25519PrivateKey, bool]:
+    """Create the key (mode 0600, exclusive create) unless one exists: (the key, whether it was created now).
+
+    An existing key is never replaced: every client pins it, so a new one would orphan them all.
+    """
+    path = data_dir / KEY_RELPATH
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     pem = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -46,9 +58,10 @@ def _create_key(path: Path) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return  # another process created it first; use theirs
+        return signing_key(data_dir=data_dir), False  # it exists (or another process created it first)
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
+    return signing_key(data_dir=data_dir), True
 
 
 def public_key_pem(key: Ed25519PrivateKey) -> bytes:

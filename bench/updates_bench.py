@@ -170,7 +170,7 @@ def main() -> None:
         serve_api(args.serve_api)
         return
 
-    from artifacts.signing import signing_key
+    from artifacts.signing import create_signing_key
     from artifacts.store import LocalStore
     from release_requests import db, embedded_pg
     from release_requests.audit.service import Actor
@@ -189,7 +189,7 @@ def main() -> None:
         db.upgrade(url)
         data_dir = tmp / "data"
         config = load_config(REPO / "config")
-        key = signing_key(data_dir=data_dir)
+        key, _ = create_signing_key(data_dir=data_dir)
         store = LocalStore(data_dir / "artifacts")
         bundle = make_bundle(tmp / "bundles", key=key, store=store, mib=args.file_mib)
         actor = Actor.system("bench")

@@ -22,7 +22,9 @@ from prefect.exceptions import ObjectNotFound
 
 from release_requests.config import get_config
 from release_requests.db import transaction
-from release_requests.pipeline import segments, triggers
+from release_requests.installation import installation_name
+from release_requests.pipeline import line, segments, triggers
+from release_requests.requests.models import ReleaseRequest
 from release_requests.runtime import migrated_url, session_factory
 from release_requests.settings import get_settings
 
@@ -53,11 +55,12 @@ def publish_stage(request_id: str, stage: str, build_id: int, trigger_key: str) 
 
 
 def dispatch_pending() -> list[str]:
-    """Create a deployment run for every pending trigger (idempotency key per dispatch)."""
+    """Create a deployment run for every pending trigger (idempotency key per dispatch and installation)."""
     dispatched = []
     with transaction(session_factory()) as session:
+        installation = installation_name(session.get_bind().url)
         for trigger in triggers.pending(session):
-            call = triggers.segment_call(trigger)
+            call = triggers.segment_call(trigger, installation=installation)
             run = run_deployment(
                 call.deployment, parameters=call.parameters, timeout=0, idempotency_key=call.idempotency_key
             )
@@ -93,8 +96,10 @@ def reconcile() -> dict:
     with transaction(sessions) as session:
         soaked = triggers.stages_ready_by_time(session, config=config)
     rollouts = _release_watch(config)
+    with transaction(sessions) as session:
+        line_kept = line.housekeeping(session, repo_path=get_settings().signature_repo, config=config)
     dispatched = dispatch_pending()
-    summary = {"redispatched": redispatched, "soaked": soaked, "dispatched": dispatched, **rollouts}
+    summary = {"redispatched": redispatched, "soaked": soaked, "dispatched": dispatched, **rollouts, **line_kept}
     logger.info("reconcile: %s", summary)
     return summary
 
@@ -103,7 +108,7 @@ def _release_watch(config) -> dict:
     """Canary steps and telemetry halts, through the releases service (each channel its own transaction)."""
     from release_requests.releases import service as releases
     from release_requests.releases.models import ChannelPointer
-    from release_requests.releases.telemetry import evaluate_halt
+    from release_requests.releases.telemetry import TELEMETRY, evaluate_halt
 
     advanced, halted = [], []
     sessions = session_factory()
@@ -115,6 +120,16 @@ def _release_watch(config) -> dict:
             decision = evaluate_halt(session, channel=channel, config=config, now=now)
             if decision is not None:
                 releases.halt(session, channel=channel, decision=decision, config=config, now=now)
+                request = session.get(ReleaseRequest, decision.request_id) if decision.request_id else None
+                if request is not None:  # the halted fix leaves the release line too; other fixes stay
+                    line.take_off_line_if_any(
+                        session,
+                        request=request,
+                        actor=TELEMETRY,
+                        reason=f"halted on {channel}: {decision.reason}",
+                        repo_path=get_settings().signature_repo,
+                        config=config,
+                    )
                 halted.append(channel)
                 continue
             before = session.get(ChannelPointer, channel).rollout_percent

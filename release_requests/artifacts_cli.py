@@ -25,12 +25,13 @@ from artifacts.fixes import FixResult, fix_false_negative, fix_false_positive
 from artifacts.hotfix import build_hotfix
 from artifacts.products import product_spec
 from artifacts.scan import exit_code, open_base_bundle, scan_files
-from artifacts.signing import key_id, load_public_key, public_key_pem, signing_key
+from artifacts.signing import KEY_RELPATH, create_signing_key, key_id, load_public_key, public_key_pem, signing_key
 from artifacts.starter import init_sigrepo
 from artifacts.store import LocalStore
 from artifacts.verify import verify_base
 from release_requests.cli.output import console, fields, print_error, print_json, table
 from release_requests.settings import get_settings
+from release_requests.update_client import TRUSTED_KEY
 
 artifacts_app = typer.Typer(no_args_is_help=True, help="Build, verify and sign antivirus bases and hotfixes.")
 sigrepo_app = typer.Typer(no_args_is_help=True, help="Signature repositories (git + YARA-X rules).")
@@ -65,9 +66,20 @@ def _builder(value: str | None) -> str:
     return value or f"{os.environ.get('USER') or getpass.getuser()}@{socket.gethostname()}"
 
 
-def _public_key(path: Path | None) -> Ed25519PublicKey:
+def _public_key(path: Path | None, *, bundle: Path) -> Ed25519PublicKey:
+    """The key to check `bundle` with: --public-key, else the key the update client saved beside it.
+
+    `relreq client fetch` installs into DEST/versions/<release> and pins DEST/trusted-key.pem; nothing
+    here falls back to the server's own key, so a check on a customer's machine never trusts by accident.
+    """
     if path is None:
-        return signing_key(data_dir=_data_dir()).public_key()
+        saved = [d / TRUSTED_KEY for d in (bundle.resolve().parent, bundle.resolve().parent.parent)]
+        path = next((candidate for candidate in saved if candidate.is_file()), None)
+        if path is None:
+            raise InvalidInput(
+                f"{bundle}: no public key to check it with; pass --public-key FILE (`relreq artifacts public-key` "
+                f"prints the vendor's) or install it with `relreq client fetch`, which saves {TRUSTED_KEY}"
+            )
     try:
         pem = path.read_bytes()
     except OSError as exc:
@@ -112,6 +124,7 @@ def _show_fix(result: FixResult, as_json: bool) -> None:
     fields(
         f"{result.kind.replace('_', ' ')} fix for {result.request_id}",
         [
+            ("fix ref", result.fix_ref),
             ("branch", result.branch),
             ("commit", result.commit),
             ("parent", result.parent),
@@ -122,20 +135,29 @@ def _show_fix(result: FixResult, as_json: bool) -> None:
     )
 
 
+FixRefOpt = Annotated[
+    str | None, typer.Option("--fix-ref", help="Opaque reference shipped in the base [default: a new FX-… id].")
+]
+
+
 @artifacts_app.command("fix-fp")
 def fix_fp(
     repo: Annotated[Path, typer.Option(help="Signature repository.")],
     sample: Annotated[Path, typer.Option(help="The wrongly detected file.")],
     request: Annotated[str, typer.Option(help="Release request id, e.g. RR-2026-000123.")],
     author: Annotated[str, typer.Option(help='Engineer, "Name <mail>".')],
-    reason: Annotated[str | None, typer.Option(help="Allowlist reason [default: names the matched rules].")] = None,
+    fix_ref: FixRefOpt = None,
     base: Annotated[str, typer.Option(help="Ref the fix branch starts from if it does not exist.")] = "HEAD",
     as_json: JsonOpt = False,
 ) -> None:
-    """False positive: allowlist the sample's sha256 on branch fix/<request>."""
+    """False positive: allowlist the sample's sha256 on branch fix/<request>.
+
+    The allowlist line ships inside public bases, so it holds only the hash, a neutral reason naming
+    the matched rules and the fix's opaque reference — never the request id or the customer's words.
+    """
     with _reported():
         result = fix_false_positive(
-            repo_path=repo, sample=sample, request_id=request, author=author, reason=reason, base=base
+            repo_path=repo, sample=sample, request_id=request, author=author, fix_ref=fix_ref, base=base
         )
     _show_fix(result, as_json)
 
@@ -148,10 +170,11 @@ def fix_fn(
     request: Annotated[str, typer.Option(help="Release request id.")],
     author: Annotated[str, typer.Option(help='Engineer, "Name <mail>".')],
     family: Annotated[str, typer.Option(help="Family folder = YARA-X namespace.")] = "generic",
+    fix_ref: FixRefOpt = None,
     base: Annotated[str, typer.Option(help="Ref the fix branch starts from if it does not exist.")] = "HEAD",
     as_json: JsonOpt = False,
 ) -> None:
-    """False negative: add a validated rule as rules/<family>/<request>.yar on branch fix/<request>."""
+    """False negative: add a validated rule as rules/<family>/<fix-ref>.yar on branch fix/<request>."""
     with _reported():
         result = fix_false_negative(
             repo_path=repo,
@@ -160,6 +183,7 @@ def fix_fn(
             request_id=request,
             author=author,
             family=family,
+            fix_ref=fix_ref,
             base=base,
         )
     _show_fix(result, as_json)
@@ -223,7 +247,7 @@ def verify_base_cmd(
     with _reported(), _progress(not as_json) as progress:
         report = verify_base(
             bundle_dir=bundle,
-            public_key=_public_key(public_key),
+            public_key=_public_key(public_key, bundle=bundle),
             samples=samples,
             expect=(expect or Expect.detected).value,
             previous=previous,
@@ -257,7 +281,7 @@ def scan_cmd(
 ) -> None:
     """Scan files with a verified base, honouring its allowlist. Exit 0 clean, 1 detected, 2 error."""
     with _reported():
-        opened = open_base_bundle(bundle, public_key=_public_key(public_key))
+        opened = open_base_bundle(bundle, public_key=_public_key(public_key, bundle=bundle))
     results = scan_files(opened, files)
     if as_json:
         print_json({"base": opened.manifest.version, "results": [r.model_dump(mode="json") for r in results]})
@@ -310,16 +334,33 @@ def build_hotfix_cmd(
     )
 
 
-@artifacts_app.command("public-key")
-def public_key_cmd(as_json: JsonOpt = False) -> None:
-    """Print the signing public key as PEM (SubjectPublicKeyInfo), creating the key pair if needed."""
-    with _reported():
-        key = signing_key(data_dir=_data_dir())
+def _print_public_key(key, as_json: bool, **extra) -> None:
     pem = public_key_pem(key).decode()
     if as_json:
-        print_json({"format": "pem-spki-ed25519", "key_id": key_id(key.public_key()), "public_key": pem})
+        print_json({"format": "pem-spki-ed25519", "key_id": key_id(key.public_key()), "public_key": pem, **extra})
     else:
         console.out(pem, end="", highlight=False)
+
+
+@artifacts_app.command("public-key")
+def public_key_cmd(as_json: JsonOpt = False) -> None:
+    """Print the signing public key as PEM (SubjectPublicKeyInfo); the key must exist (see keygen)."""
+    with _reported():
+        key = signing_key(data_dir=_data_dir())
+    _print_public_key(key, as_json)
+
+
+@artifacts_app.command("keygen")
+def keygen_cmd(as_json: JsonOpt = False) -> None:
+    """Create the Ed25519 signing key in $RR_DATA_DIR/keys (mode 0600) and print its public half.
+
+    An existing key is kept, never replaced (update clients pin it); the command then says so on stderr.
+    """
+    with _reported():
+        key, created = create_signing_key(data_dir=_data_dir())
+    if not created:
+        print_error(f"{_data_dir() / KEY_RELPATH}: a signing key exists already; kept it")
+    _print_public_key(key, as_json, created=created)
 
 
 @sigrepo_app.command("init")

@@ -164,6 +164,23 @@ class TelemetryPolicy(_Strict):
     spike_min_clients: int = Field(ge=1)
     spike_factor: float = Field(gt=1)
     rate_limit_per_client_per_minute: int = Field(ge=1)
+    halt_min_clients: int = Field(ge=1, le=1000, description="distinct enrolled clients behind a halt")
+    halt_min_organisations: int = Field(ge=1, le=100, description="distinct organisations behind a halt")
+
+    @model_validator(mode="after")
+    def _satisfiable(self) -> TelemetryPolicy:
+        if self.halt_min_organisations > self.halt_min_clients:
+            raise ValueError(
+                f"halt_min_organisations ({self.halt_min_organisations}) cannot exceed halt_min_clients "
+                f"({self.halt_min_clients}): every organisation counts with at least one client"
+            )
+        return self
+
+
+class ReleaseLinePolicy(_Strict):
+    """The branch of the signature repository every shared base is built from (see docs/releases.md)."""
+
+    branch: str = Field(default="main", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
 
 
 class StagesConfig(_Strict):
@@ -173,6 +190,7 @@ class StagesConfig(_Strict):
     separation_of_duties: SeparationOfDuties
     canary: CanaryPolicy
     telemetry: TelemetryPolicy
+    release_line: ReleaseLinePolicy = Field(default_factory=ReleaseLinePolicy)
 
     @model_validator(mode="after")
     def _consistent(self) -> StagesConfig:

@@ -42,6 +42,18 @@ class StaleVersion(Conflict):
     code = "stale_version"
 
 
+class BadRequest(DomainError):
+    """A body that cannot be parsed at all (not UTF-8, not JSON, not the expected shape): 400, before any rule."""
+
+    code = "bad_request"
+
+
+class LineBroken(Conflict):
+    """Publishing would take away a fix the channel serves (the base does not descend from its commit)."""
+
+    code = "line_broken"
+
+
 class InvalidInput(DomainError):
     """Input that is well-formed but wrong for the domain (e.g. a hash that does not match the bytes)."""
 

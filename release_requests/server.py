@@ -1,9 +1,9 @@
 """`relreq serve`: the whole system on one machine.
 
 Embedded Postgres (unless RR_DATABASE_URL) with the app migrated; a Prefect server on the same Postgres
-in its own database (unless PREFECT_API_URL points at one); the flow runner serving every deployment;
-the API and console in this process. Ctrl-C stops all of it. Prefect runs in child processes, so this
-module never imports prefect.
+in its own database `<app database>_prefect` (unless PREFECT_API_URL points at one); the flow runner
+serving this installation's deployments; the API and console in this process. Ctrl-C stops all of it.
+Prefect runs in child processes, so this module never imports prefect.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from sqlalchemy.engine import make_url
 
 from release_requests import db, embedded_pg
 from release_requests.config import get_config
+from release_requests.installation import database_name, prefect_database
 from release_requests.runtime import migrated_url
 from release_requests.settings import Settings, get_settings
 
 log = logging.getLogger("release_requests.server")
-PREFECT_DATABASE = "prefect"
 
 
 def build_app():
@@ -49,11 +49,29 @@ def ensure_signature_repo(settings: Settings) -> None:
     log.info("no signature repository at %s: created the starter one (set RR_SIGREPO to use yours)", repo)
 
 
+def ensure_signing_key(settings: Settings) -> None:
+    """The first `serve` creates the signing key, and says so: every update client will pin this key."""
+    from artifacts.signing import KEY_RELPATH, create_signing_key, key_id
+
+    key, created = create_signing_key(data_dir=settings.data_dir)
+    if created:
+        log.warning(
+            "created the release signing key %s (key id %s): back it up; update clients pin it",
+            settings.data_dir / KEY_RELPATH,
+            key_id(key.public_key()),
+        )
+
+
 def prefect_database_url(app_url: str) -> str:
-    """Prefect's own database next to ours (created if missing), as an asyncpg URL."""
+    """Prefect's own database next to ours (created if missing), as an asyncpg URL.
+
+    Named after the app database (`installation.prefect_database`), so a second installation on the same
+    cluster (staging beside production) gets its own Prefect state instead of the first one's runs.
+    """
     url = make_url(app_url)
-    db.ensure_database(url.set(database="postgres").render_as_string(hide_password=False), PREFECT_DATABASE)
-    return url.set(drivername="postgresql+asyncpg", database=PREFECT_DATABASE).render_as_string(hide_password=False)
+    name = prefect_database(database_name(url))
+    db.ensure_database(url.set(database="postgres").render_as_string(hide_password=False), name)
+    return url.set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
 
 
 def prefect_environment(settings: Settings, api_url: str) -> dict[str, str]:
@@ -137,6 +155,7 @@ def run(*, host: str, port: int) -> None:
     settings = get_settings()
     app_url = migrated_url()
     ensure_signature_repo(settings)
+    ensure_signing_key(settings)
     logs = settings.data_dir / "logs"
     with ExitStack() as children:
         if not settings.database_url:
@@ -145,7 +164,7 @@ def run(*, host: str, port: int) -> None:
             children.callback(embedded_pg.prune_dead_handles, settings.postgres_dir.resolve())
         api_url = os.environ.get("PREFECT_API_URL")
         if not api_url:
-            log.info("starting Prefect server on Postgres (database %s)", PREFECT_DATABASE)
+            log.info("starting Prefect server on Postgres (database %s)", prefect_database(database_name(app_url)))
             prefect, api_url = start_prefect_server(
                 settings=settings, app_url=app_url, port=settings.prefect_port, log_file=logs / "prefect-server.log"
             )

@@ -113,7 +113,12 @@ def config():
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("data")
+    """The session's data directory, with the signing key `relreq serve` creates on its first start."""
+    from artifacts.signing import create_signing_key
+
+    path = tmp_path_factory.mktemp("data")
+    create_signing_key(data_dir=path)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -336,10 +341,10 @@ class Builder:
     def shift(self, person, start: datetime, end: datetime):
         return add_shifts(self.session, actor=SYSTEM, person=person, data=ShiftCreate(starts_at=start, ends_at=end))
 
-    def request(self, *, by, customer, severity=1, received_at: datetime | None = None, **extra):
+    def request(self, *, by, customer, severity=1, received_at: datetime | None = None, kind="false_positive", **extra):
         data = SubmitRequest(
             customer_id=customer.id,
-            kind="false_positive",
+            kind=kind,
             severity=severity,
             channel="phone",
             title="Payroll flagged",

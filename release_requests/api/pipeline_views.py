@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends
 
 from release_requests.api.deps import AppContext, caller, context
 from release_requests.people.models import Person
-from release_requests.pipeline import service
-from release_requests.pipeline.schemas import CloseIn, FixInput, PipelineOut, SignoffIn
+from release_requests.pipeline import line, service
+from release_requests.pipeline.schemas import CloseIn, FixInput, PipelineOut, RevertFixIn, SignoffIn, SplitIn
 from release_requests.requests import service as requests_service
 from release_requests.requests.schemas import RequestOut
 
@@ -39,9 +39,34 @@ def provide_fix(request_id: str, body: FixInput, me: Person = Depends(caller), c
         return service.status(session, actor=me, request_id=request_id, config=ctx.config)
 
 
+@router.post("/{request_id}/revert-fix", response_model=RequestOut)
+def revert_fix(request_id: str, body: RevertFixIn, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
+    """Take this request's fix off the release line (a revert commit naming it); other fixes stay."""
+    with ctx.unit_of_work() as session:
+        line.revert_fix(
+            session,
+            actor=me,
+            request_id=request_id,
+            reason=body.reason,
+            repo_path=ctx.settings.signature_repo,
+            config=ctx.config,
+        )
+    with ctx.unit_of_work() as session:
+        request = requests_service.get_visible(session, actor=me, request_id=request_id)
+        return requests_service.present(session, requests=[request], config=ctx.config, viewer=me)[0]
+
+
+@router.post("/{request_id}/split", response_model=RequestOut)
+def split(request_id: str, body: SplitIn, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
+    """Take a request out of the build it shares (duty manager): it is accepted on its own, with its own build."""
+    with ctx.unit_of_work() as session:
+        request = service.split(session, actor=me, request_id=request_id, reason=body.reason, config=ctx.config)
+        return requests_service.present(session, requests=[request], config=ctx.config, viewer=me)[0]
+
+
 @router.post("/{request_id}/close", response_model=RequestOut)
 def close(request_id: str, body: CloseIn, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
     """The customer has the fix: close the request."""
     with ctx.unit_of_work() as session:
         request = service.close(session, actor=me, request_id=request_id, data=body, config=ctx.config)
-        return requests_service.present(session, requests=[request], config=ctx.config)[0]
+        return requests_service.present(session, requests=[request], config=ctx.config, viewer=me)[0]

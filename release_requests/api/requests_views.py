@@ -23,20 +23,21 @@ from release_requests.requests.schemas import (
     TimelineEntry,
     TriageDecision,
 )
+from release_requests.samples.names import safe_filename
 from release_requests.samples.store import verified_sample_path
 
 router = APIRouter(prefix="/api/v1/requests", tags=["requests"])
 
 
-def _out(session, request, ctx: AppContext) -> RequestOut:
-    return service.present(session, requests=[request], config=ctx.config)[0]
+def _out(session, request, ctx: AppContext, me: Person) -> RequestOut:
+    return service.present(session, requests=[request], config=ctx.config, viewer=me)[0]
 
 
 @router.post("", status_code=201, response_model=RequestOut)
 def submit(body: SubmitRequest, me: Person = Depends(caller), ctx: AppContext = Depends(context)) -> RequestOut:
     with ctx.unit_of_work() as session:
         request = service.submit_request(session, actor=me, data=body, config=ctx.config)
-        return _out(session, request, ctx)
+        return _out(session, request, ctx, me)
 
 
 @router.get("", response_model=RequestPage)
@@ -47,14 +48,14 @@ def list_requests(
 ) -> RequestPage:
     with ctx.unit_of_work() as session:
         rows, total = service.list_requests(session, actor=me, filters=filters)
-        items = service.present(session, requests=rows, config=ctx.config)
+        items = service.present(session, requests=rows, config=ctx.config, viewer=me)
         return RequestPage(items=items, total=total, limit=filters.limit, offset=filters.offset)
 
 
 @router.get("/{request_id}", response_model=RequestOut)
 def show(request_id: str, me: Person = Depends(caller), ctx: AppContext = Depends(context)) -> RequestOut:
     with ctx.unit_of_work() as session:
-        return _out(session, service.get_visible(session, actor=me, request_id=request_id), ctx)
+        return _out(session, service.get_visible(session, actor=me, request_id=request_id), ctx, me)
 
 
 @router.get("/{request_id}/timeline", response_model=list[TimelineEntry])
@@ -69,20 +70,20 @@ def triage(
 ) -> RequestOut:
     with ctx.unit_of_work() as session:
         return _out(
-            session, service.triage(session, actor=me, request_id=request_id, decision=body, config=ctx.config), ctx
+            session, service.triage(session, actor=me, request_id=request_id, decision=body, config=ctx.config), ctx, me
         )
 
 
 @router.post("/{request_id}/answers", response_model=RequestOut)
 def answer(request_id: str, body: Answer, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
     with ctx.unit_of_work() as session:
-        return _out(session, service.answer(session, actor=me, request_id=request_id, data=body), ctx)
+        return _out(session, service.answer(session, actor=me, request_id=request_id, data=body), ctx, me)
 
 
 @router.post("/{request_id}/cancel", response_model=RequestOut)
 def cancel(request_id: str, body: Cancel, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
     with ctx.unit_of_work() as session:
-        return _out(session, service.cancel(session, actor=me, request_id=request_id, data=body), ctx)
+        return _out(session, service.cancel(session, actor=me, request_id=request_id, data=body), ctx, me)
 
 
 @router.post("/{request_id}/responses", response_model=RequestOut)
@@ -90,7 +91,7 @@ def respond(request_id: str, body: Respond, me: Person = Depends(caller), ctx: A
     """A qualified answer to the customer; it meets the SLA clock and is delivered to them."""
     with ctx.unit_of_work() as session:
         request = service.respond(session, actor=me, request_id=request_id, data=body, config=ctx.config)
-        return _out(session, request, ctx)
+        return _out(session, request, ctx, me)
 
 
 @router.post("/{request_id}/severity", response_model=RequestOut)
@@ -99,7 +100,7 @@ def change_severity(
 ):
     """Change severity with a reason; the SLA clock is re-targeted from the same start."""
     with ctx.unit_of_work() as session:
-        return _out(session, service.change_severity(session, actor=me, request_id=request_id, data=body), ctx)
+        return _out(session, service.change_severity(session, actor=me, request_id=request_id, data=body), ctx, me)
 
 
 @router.post("/{request_id}/samples", status_code=201, response_model=SampleOut)
@@ -118,7 +119,7 @@ def add_sample(
             config=ctx.config,
             samples_dir=ctx.samples_dir,
             stream=file.file if file else None,
-            filename=file.filename if file else None,
+            filename=safe_filename(file.filename) if file else None,  # stored as it will be shown
             declared_sha256=sha256,
         )
         return SampleOut.model_validate(sample)
@@ -127,7 +128,7 @@ def add_sample(
 @router.get("/{request_id}/samples", response_model=list[SampleOut])
 def list_samples(request_id: str, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
     with ctx.unit_of_work() as session:
-        return _out(session, service.get_visible(session, actor=me, request_id=request_id), ctx).samples
+        return _out(session, service.get_visible(session, actor=me, request_id=request_id), ctx, me).samples
 
 
 @router.get("/{request_id}/samples/{sha256}", response_class=FileResponse)

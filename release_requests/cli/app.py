@@ -6,7 +6,7 @@ import typer
 
 from release_requests.cli import local, pipeline, remote, sla
 from release_requests.cli.notifications import notifications_app
-from release_requests.cli.releases import client_app, release_app
+from release_requests.cli.releases import channels_app, client_app, release_app
 
 app = typer.Typer(
     name="relreq",
@@ -22,6 +22,7 @@ app.add_typer(local.audit_app, name="audit")
 app.add_typer(remote.samples_app, name="samples")
 app.add_typer(notifications_app, name="notifications")
 app.add_typer(release_app, name="release")
+app.add_typer(channels_app, name="channels")
 app.add_typer(client_app, name="client")
 app.add_typer(sla.sla_app, name="sla")
 app.add_typer(sla.duty_app, name="duty")
@@ -33,9 +34,11 @@ for command in (
     pipeline.pipeline,
     pipeline.approve,
     pipeline.fix,
+    pipeline.split,
     pipeline.close,
 ):
     app.command(command.__name__)(command)
+app.command("revert-fix")(pipeline.revert_fix)
 app.command("serve")(local.serve)
 app.command("demo")(local.demo)
 for command in (

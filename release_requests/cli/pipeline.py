@@ -102,6 +102,26 @@ def fix(
     print_json(p) if json_out else console.print(f"{request_id}: build attempt {p['build']['attempt']} queued")
 
 
+def revert_fix(
+    request_id: Annotated[str, typer.Argument(help="Request id whose fix leaves the release line.")],
+    reason: Annotated[str, typer.Option(help="Why (audited, required).")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Take one request's fix off the release line with a revert commit naming it; other fixes stay."""
+    r = api_call("POST", f"/api/v1/requests/{request_id}/revert-fix", json={"reason": reason})
+    print_json(r) if json_out else console.print(f"{r['id']}: fix reverted on the release line ({r['status']})")
+
+
+def split(
+    request_id: Annotated[str, typer.Argument(help="Request id sharing another request's build.")],
+    reason: Annotated[str, typer.Option(help="Why it is a different problem (audited, required).")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Take a request out of a shared build (duty manager): it gets its own build."""
+    r = api_call("POST", f"/api/v1/requests/{request_id}/split", json={"reason": reason})
+    print_json(r) if json_out else console.print(f"{r['id']}: split out, {r['status']}")
+
+
 def close(
     request_id: Annotated[str, typer.Argument(help="Request id.")],
     reason: Annotated[str | None, typer.Option(help="A closing note.")] = None,

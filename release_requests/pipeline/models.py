@@ -31,7 +31,11 @@ class Build(Base):
     builder: Mapped[str] = mapped_column(String(200))
     builder_person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
     branch: Mapped[str | None] = mapped_column(String(200))
-    commit: Mapped[str | None] = mapped_column(String(40))
+    commit: Mapped[str | None] = mapped_column(String(40))  # the candidate: the release line plus this fix
+    line_base: Mapped[str | None] = mapped_column(String(40))  # the line commit the candidate was made on
+    change_id: Mapped[str | None] = mapped_column(String(16))  # fingerprint of the fix alone (sign-offs follow it)
+    fix_ref: Mapped[str | None] = mapped_column(String(20), index=True)  # opaque id shipped in public bases
+    rebased_from_id: Mapped[int | None] = mapped_column(ForeignKey("builds.id"))  # rebuilt because the line moved
     version: Mapped[str | None] = mapped_column(String(80))
     bundle_dir: Mapped[str | None] = mapped_column(Text)
     verification: Mapped[dict | None] = mapped_column(JSONB)
@@ -42,12 +46,12 @@ class Build(Base):
 
 
 class StageRun(Base):
-    """A release stage of one build: waiting for sign-off, publishing, published."""
+    """A release stage of one build: waiting for sign-off, publishing, published — or superseded by a rebuild."""
 
     __tablename__ = "stage_runs"
     __table_args__ = (
         UniqueConstraint("build_id", "stage", name="uq_stage_runs_build_stage"),
-        CheckConstraint("status IN ('awaiting', 'publishing', 'published')", name="status"),
+        CheckConstraint("status IN ('awaiting', 'publishing', 'published', 'superseded')", name="status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -58,6 +62,8 @@ class StageRun(Base):
     opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     channels: Mapped[list] = mapped_column(JSONB, default=list)
+    # channel -> the version it served when the stage opened: publishing compares-and-swaps against it
+    expected: Mapped[dict] = mapped_column(JSONB, default=dict)
 
 
 class SignoffEvent(Base):

@@ -47,6 +47,16 @@ class SignoffIn(BaseModel):
         return self
 
 
+class RevertFixIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=3, max_length=2000, description="Why the fix leaves the release line (audited)")
+
+
+class SplitIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=3, max_length=2000, description="Why this report is a different problem (audited)")
+
+
 class CloseIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     reason: str | None = Field(default=None, max_length=2000)

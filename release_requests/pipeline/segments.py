@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import git
@@ -17,12 +18,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from artifacts import errors as artifact_errors
+from artifacts import releaseline
+from artifacts.allowlist import parse_allowlist
 from artifacts.base import build_base
 from artifacts.bundle import BaseManifest, HotfixManifest, read_verified
-from artifacts.fixes import existing_fix, fix_false_negative, fix_false_positive
+from artifacts.fixes import existing_fix, fix_false_negative, fix_false_positive, new_fix_ref
 from artifacts.hotfix import build_hotfix
 from artifacts.products import product_spec
 from artifacts.signing import signing_key
+from artifacts.sigrepo import ALLOWLIST_PATH, read_text
 from artifacts.store import LocalStore
 from artifacts.verify import verify_base
 from release_requests.audit.service import record
@@ -30,19 +34,31 @@ from release_requests.config import AppConfig
 from release_requests.crashpoints import crash_point
 from release_requests.customers.models import Customer
 from release_requests.db import transaction
+from release_requests.errors import LineBroken, StaleVersion
+from release_requests.notifications.service import notify
+from release_requests.pipeline.line import (
+    LINE_AUTHOR,
+    fix_ref_for,
+    join_line,
+    open_line,
+    request_rebuild,
+    requests_of_refs,
+)
 from release_requests.pipeline.models import Build, StageRun
+from release_requests.pipeline.queue import PIPELINE, finish_trigger
 from release_requests.pipeline.service import (
-    PIPELINE,
     affected,
-    finish_trigger,
     open_stage,
     pipeline_of,
     readiness,
+    served_versions,
+    stage_channels,
+    start_publish_if_ready,
     stored_samples,
     tell,
 )
 from release_requests.releases import service as releases
-from release_requests.releases.models import ChannelPointer
+from release_requests.releases.models import ChannelPointer, Release
 from release_requests.requests.models import ReleaseRequest
 from release_requests.requests.service import db_now, transition
 from release_requests.requests.states import Status
@@ -94,7 +110,7 @@ def run_build(seg: Segment, *, request_id: str, attempt: int, trigger_key: str) 
                 session,
                 primary=request,
                 event="build.started",
-                targets=["customer", "internal_channel"],
+                targets=_told(build),
                 config=seg.config,
                 at=db_now(session),
                 key=str(attempt),
@@ -128,39 +144,81 @@ def _samples(seg: Segment, session: Session, request_id: str) -> list[Path]:
     return [verified_sample_path(root, digest) for digest in stored_samples(session, request_id=request_id)]
 
 
-def _fix_commit(seg: Segment, *, request: ReleaseRequest, build: Build, samples: list[Path]) -> tuple[str, str]:
-    """The fix commit on fix/<request>: found again after a crash, made otherwise."""
-    repo_path = seg.settings.signature_repo
-    branch = f"fix/{request.id}"
-    fix = build.fix
+def _resumable(repo: git.Repo, branch: str, base: str) -> git.Commit | None:
+    """The fix branch's tip when it already holds fixes made on `base` (a re-run after a crash)."""
+    if branch not in repo.heads:
+        return None
+    tip = repo.heads[branch].commit
+    return tip if tip.hexsha != base and repo.is_ancestor(base, tip) else None
+
+
+def _original_fix(session: Session, build: Build) -> dict:
+    """What the engineer asked for, following a chain of rebuilds back to it."""
+    while build.fix.get("type") == "rebase":
+        build = session.get(Build, build.fix["from_build"])
+    return build.fix
+
+
+def _candidate(
+    seg: Segment, repo: git.Repo, *, request: ReleaseRequest, build: Build, previous: Build | None, samples: list[Path]
+) -> tuple[str, str, str]:
+    """(branch, commit, change id) of the release line tip plus this request's fix, made once per attempt.
+
+    A rebuild applies the previous base's change to the new tip; a new fix is committed on the tip itself.
+    """
+    branch, base = f"fix/{request.id}", build.line_base
+    fix, now = build.fix, datetime.now(UTC)
+    trailer = f"Request: {request.id}\nFix-Ref: {build.fix_ref}\n"
+    if fix["type"] == "rebase":
+        change = releaseline.change_of(repo, base=previous.line_base, commit=previous.commit)
+        message = f"fix: {build.fix_ref} rebased onto {base[:12]}\n\nRebased-From: {previous.commit}\n{trailer}"
+        commit = releaseline.apply_change(
+            repo, change, onto=base, branch=branch, message=message, author=LINE_AUTHOR, when=now
+        )
+        if commit == base:  # the line holds the fix already: the new base is the tip itself
+            return branch, commit, previous.change_id
+        return branch, commit, releaseline.change_of(repo, base=base, commit=commit).change_id
     if fix["type"] == "ref":
-        return fix["ref"], existing_fix(repo_path=repo_path, ref=fix["ref"])
-    repo = git.Repo(repo_path)
-    if branch in repo.heads and f"Request: {request.id}" in repo.heads[branch].commit.message:
-        return branch, repo.heads[branch].commit.hexsha
+        pushed = existing_fix(repo_path=seg.settings.signature_repo, ref=fix["ref"])
+        commit = pushed
+        if not releaseline.contains(repo, ancestor=base, descendant=pushed):
+            start = repo.merge_base(base, pushed)[0].hexsha
+            change = releaseline.change_of(repo, base=start, commit=pushed)
+            message = f"fix: {fix['ref']} onto the release line\n\nPushed-As: {pushed}\n{trailer}"
+            commit = releaseline.apply_change(
+                repo, change, onto=base, branch=branch, message=message, author=LINE_AUTHOR, when=now
+            )
+        return fix["ref"], commit, releaseline.change_of(repo, base=base, commit=commit).change_id
     if not samples:
         raise artifact_errors.InvalidInput(f"{request.id}: no stored sample to build the fix against")
     author = f"{build.builder} <release-pipeline@vendor.example>"
+    done = _resumable(repo, branch, base)
     if fix["type"] == "allowlist":
-        result = None
+        fixed = set(parse_allowlist(read_text(done, ALLOWLIST_PATH), origin=ALLOWLIST_PATH)) if done else set()
         for sample in samples:
-            result = fix_false_positive(
-                repo_path=repo_path,
+            if sample.name in fixed:  # stored samples are named by their sha256
+                continue
+            fix_false_positive(
+                repo_path=seg.settings.signature_repo,
                 sample=sample,
                 request_id=request.id,
+                fix_ref=build.fix_ref,
                 author=author,
-                reason=f"{request.id}: {request.title}",
+                base=base,
             )
-    else:
-        result = fix_false_negative(
-            repo_path=repo_path,
+    elif done is None:
+        fix_false_negative(
+            repo_path=seg.settings.signature_repo,
             rule_text=fix["rule_text"],
             sample=samples[0],
             request_id=request.id,
+            fix_ref=build.fix_ref,
             author=author,
             family=fix.get("family", "generic"),
+            base=base,
         )
-    return result.branch, result.commit
+    commit = repo.heads[branch].commit.hexsha
+    return branch, commit, releaseline.change_of(repo, base=base, commit=commit).change_id
 
 
 def _existing_base(seg: Segment, commit: str) -> Path | None:
@@ -175,15 +233,22 @@ def _existing_base(seg: Segment, commit: str) -> Path | None:
 
 
 def _build_base(seg: Segment, *, request_id: str, attempt: int, trigger_key: str) -> str:
+    repo, branch = open_line(seg.settings.signature_repo, seg.config)
     with transaction(seg.sessions) as session:
         request, build = session.get(ReleaseRequest, request_id), _build(session, request_id, attempt)
         samples = _samples(seg, session, request_id)
-        branch, commit = (build.branch, build.commit) if build.commit else (None, None)
+        if build.line_base is None:  # fixed before any commit is made, so a re-run builds on the same tip
+            build.line_base = releaseline.line_tip(repo, branch).hexsha
+            build.fix_ref = build.fix_ref or fix_ref_for(session, request_id=request_id) or new_fix_ref()
+        previous = session.get(Build, build.rebased_from_id) if build.rebased_from_id else None
+        fix_branch, commit = (build.branch, build.commit) if build.commit else (None, None)
     if commit is None:
-        branch, commit = _fix_commit(seg, request=request, build=build, samples=samples)
+        fix_branch, commit, change_id = _candidate(
+            seg, repo, request=request, build=build, previous=previous, samples=samples
+        )
         with transaction(seg.sessions) as session:
             build = _build(session, request_id, attempt)
-            build.branch, build.commit = branch, commit
+            build.branch, build.commit, build.change_id = fix_branch, commit, change_id
             record(
                 session,
                 actor=PIPELINE,
@@ -191,7 +256,13 @@ def _build_base(seg: Segment, *, request_id: str, attempt: int, trigger_key: str
                 entity_type="build",
                 entity_id=str(build.id),
                 request_id=request_id,
-                after={"branch": branch, "commit": commit},
+                after={
+                    "branch": fix_branch,
+                    "commit": commit,
+                    "line_base": build.line_base,
+                    "change_id": change_id,
+                    "fix_ref": build.fix_ref,
+                },
             )
     crash_point("build:fix_committed")
     key = seg.key
@@ -254,17 +325,32 @@ def _existing_hotfix(bundle_root: Path, *, customer: str, product: str, version:
     return None
 
 
+def _hotfix_line(session: Session, config: AppConfig, *, request: ReleaseRequest, version: str) -> list[str]:
+    """The fixes the customer's hotfix channel already ships for this product version: a new hotfix keeps
+    them (a private hotfix's release line is per customer, product and version)."""
+    channel = releases.channel_for(
+        config=config, kind=request.kind, stage="customer", customer_id=request.customer_id, product=request.product
+    )
+    pointer = session.get(ChannelPointer, channel)
+    served = session.get(Release, pointer.version) if pointer else None
+    if served is None or served.manifest.get("product_version") != version:
+        return []
+    return list(served.manifest.get("cherry_picked", []))
+
+
 def _build_hotfix(seg: Segment, *, request_id: str, attempt: int, trigger_key: str) -> str:
     with transaction(seg.sessions) as session:
         request, build = session.get(ReleaseRequest, request_id), _build(session, request_id, attempt)
         customer = session.get(Customer, request.customer_id)
-        version = build.fix.get("product_version") or request.product_version
+        fix = _original_fix(session, build)
+        version = fix.get("product_version") or request.product_version
         grants = list(customer.licensed_products)
-    if not request.product or not version:
-        raise artifact_errors.InvalidInput(f"{request_id}: a hotfix needs the product and its version")
+        if not request.product or not version:
+            raise artifact_errors.InvalidInput(f"{request_id}: a hotfix needs the product and its version")
+        shipped = _hotfix_line(session, seg.config, request=request, version=version)
+    commits = shipped + [c for c in fix["commits"] if not any(p.startswith(c.lower()) for p in shipped)]
     key = seg.key
     root = seg.settings.bundles_dir / "hotfix"
-    commits = build.fix["commits"]
     found = _existing_hotfix(
         root, customer=request.customer_id, product=request.product, version=version, commits=commits, key=key
     )
@@ -358,16 +444,81 @@ def _conclude(
             session,
             primary=request,
             event="verification.passed",
-            targets=["customer", "internal_channel"],
+            targets=_told(build),
             config=seg.config,
             at=now,
             key=str(attempt),
             context=context,
         )
-        _, pipeline = pipeline_of(request, seg.config)
-        open_stage(session, request=request, build=build, stage=pipeline.stages[0], config=seg.config)
+        if build.rebased_from_id is not None:
+            _resume_stages(seg, session, request=request, build=build)
+        else:
+            _, pipeline = pipeline_of(request, seg.config)
+            open_stage(session, request=request, build=build, stage=pipeline.stages[0], config=seg.config)
         finish_trigger(session, key=trigger_key)
         return f"build {attempt} verified: {build.version}"
+
+
+def _told(build: Build) -> list[str]:
+    """A rebuild on a moved line is the team's business; the customer already heard of this fix."""
+    return ["internal_channel"] if build.rebased_from_id is not None else ["customer", "internal_channel"]
+
+
+def _resume_stages(seg: Segment, session: Session, *, request: ReleaseRequest, build: Build) -> None:
+    """Pick up where the rebuilt base stopped: its published stages stay published, the next one reopens,
+    and it publishes at once if its sign-offs still hold (the fix's change id is unchanged)."""
+    previous = session.get(Build, build.rebased_from_id)
+    _, pipeline = pipeline_of(request, seg.config)
+    published = {
+        r.stage: r
+        for r in session.scalars(
+            select(StageRun).where(StageRun.build_id == previous.id, StageRun.status == "published")
+        )
+    }
+    run = None
+    for stage in pipeline.stages:
+        done = published.get(stage)
+        if done is None:
+            session.flush()
+            run = open_stage(session, request=request, build=build, stage=stage, config=seg.config)
+            break
+        session.add(
+            StageRun(
+                request_id=request.id,
+                build_id=build.id,
+                stage=stage,
+                status="published",
+                opened_at=done.opened_at,
+                published_at=done.published_at,
+                channels=done.channels,
+                expected=done.expected,
+            )
+        )
+    holds = build.change_id is not None and build.change_id == previous.change_id
+    record(
+        session,
+        actor=PIPELINE,
+        action="build.rebased",
+        entity_type="build",
+        entity_id=str(build.id),
+        request_id=request.id,
+        before={k: getattr(previous, k) for k in ("version", "commit", "line_base", "change_id")},
+        after={
+            **{k: getattr(build, k) for k in ("version", "commit", "line_base", "change_id")},
+            "signoffs_carried": holds,
+        },
+        reason=(
+            f"the fix's own change is unchanged (change id {build.change_id}): the sign-offs given to base "
+            f"{previous.version} hold for {build.version}"
+            if holds
+            else f"the fix's change differs on the new line (was {previous.change_id}, now {build.change_id}): "
+            "its stages need fresh sign-offs"
+        ),
+    )
+    if run is not None:
+        start_publish_if_ready(
+            session, request=request, build=build, run=run, config=seg.config, decision_id=f"rebased-{build.id}"
+        )
 
 
 def _fail(seg: Segment, *, request_id: str, attempt: int, trigger_key: str, reason: str) -> None:
@@ -378,6 +529,20 @@ def _fail(seg: Segment, *, request_id: str, attempt: int, trigger_key: str, reas
 
 def _fail_locked(seg: Segment, session: Session, request, build: Build, trigger_key: str, *, reason: str) -> str:
     build.status, build.error = "failed", reason[:4000]
+    for other in requests_of_refs(session, reason):  # a conflict on the line is reported on both requests
+        if other == request.id:
+            continue
+        for on, party in ((request.id, other), (other, request.id)):
+            record(
+                session,
+                actor=PIPELINE,
+                action="line.conflict",
+                entity_type="build",
+                entity_id=str(build.id),
+                request_id=on,
+                after={"with_request": party, "attempt": build.attempt},
+                reason=reason[:2000],
+            )
     if request.status in (Status.building, Status.verifying):
         transition(
             session,
@@ -405,37 +570,28 @@ def _fail_locked(seg: Segment, session: Session, request, build: Build, trigger_
 # Publish one stage
 
 
-def stage_channels(
-    session: Session, *, request: ReleaseRequest, build: Build, stage: str, config: AppConfig
-) -> list[str]:
-    """The channels a stage publishes to; the customer stage serves every customer who shares the fix."""
-    customers = (
-        dict.fromkeys(r.customer_id for r in affected(session, primary=request))
-        if stage == "customer"
-        else {request.customer_id: None}
-    )
-    return list(
-        dict.fromkeys(
-            releases.channel_for(config=config, kind=request.kind, stage=stage, customer_id=c, product=request.product)
-            for c in customers
-        )
-    )
-
-
 def run_publish(seg: Segment, *, request_id: str, stage: str, build_id: int, trigger_key: str) -> str:
+    """Publish a signed-off stage: never a base that would drop a fix its channels serve (rebuild instead)."""
     with transaction(seg.sessions) as session:
         request = _locked(session, request_id)
         build = session.get(Build, build_id)
         run = session.scalar(select(StageRun).where(StageRun.build_id == build_id, StageRun.stage == stage))
-        if run is None or run.status == "published":
+        if run is None or run.status in ("published", "superseded"):
             finish_trigger(session, key=trigger_key)
-            return f"stage {stage} already published"
+            return f"stage {stage} already {run.status if run else 'gone'}"
         if run.status == "awaiting":
             if not readiness(session, request=request, build=build, run=run, config=seg.config).ready(db_now(session)):
                 finish_trigger(session, key=trigger_key)  # a sign-off was revoked meanwhile: a new decision re-triggers
                 return f"stage {stage} no longer ready"
-            run.status = "publishing"
-            run.channels = stage_channels(session, request=request, build=build, stage=stage, config=seg.config)
+            channels = stage_channels(session, request=request, build=build, stage=stage, config=seg.config)
+            refusal = _plan(seg, session, request=request, build=build, stage=stage, channels=channels)
+            if refusal is not None:
+                _refuse(session, request=request, build=build, stage=stage, reason=refusal)
+                finish_trigger(session, key=trigger_key)
+                return f"stage {stage} refused, rebuilding: {refusal}"
+            # duplicates that joined after the stage opened bring their own channels: expect what those serve now
+            run.expected = {**served_versions(session, channels), **run.expected}
+            run.status, run.channels = "publishing", channels
             transition(
                 session,
                 actor=PIPELINE,
@@ -444,18 +600,26 @@ def run_publish(seg: Segment, *, request_id: str, stage: str, build_id: int, tri
                 action="request.releasing",
                 details={"stage": stage, "version": build.version, "channels": run.channels},
             )
-        channels, version = list(run.channels), build.version
+        channels, version, expected = list(run.channels), build.version, dict(run.expected)
     crash_point("publish:claimed")
     for channel in channels:
-        with transaction(seg.sessions) as session:
-            _publish(
-                seg,
-                session,
-                channel=channel,
-                version=version,
-                request_id=request_id,
-                reason=f"stage {stage} of {request_id}",
-            )
+        refusal = _publish_channel(
+            seg, request_id=request_id, run_id=run.id, channel=channel, version=version, expected=expected.get(channel)
+        )
+        if refusal is not None:
+            with transaction(seg.sessions) as session:
+                request, build = _locked(session, request_id), session.get(Build, build_id)
+                transition(
+                    session,
+                    actor=PIPELINE,
+                    request=request,
+                    target=Status.awaiting_approval,
+                    action="request.awaiting_approval",
+                    details={"refused": stage},
+                )
+                _refuse(session, request=request, build=build, stage=stage, reason=refusal)
+                finish_trigger(session, key=trigger_key)
+            return f"stage {stage} refused on {channel}, rebuilding: {refusal}"
         crash_point("publish:after_channel")
     with transaction(seg.sessions) as session:
         request = _locked(session, request_id)
@@ -494,44 +658,130 @@ def run_publish(seg: Segment, *, request_id: str, stage: str, build_id: int, tri
         return f"stage {stage} published: {version} → {', '.join(channels)}"
 
 
-def _publish(seg: Segment, session: Session, *, channel: str, version: str, request_id: str, reason: str) -> None:
-    """Compare-and-swap from whatever the channel serves now; already current is a no-op (crash re-runs)."""
-    current = session.get(ChannelPointer, channel)
-    releases.publish(
+def _plan(
+    seg: Segment, session: Session, *, request: ReleaseRequest, build: Build, stage: str, channels: list[str]
+) -> str | None:
+    """Why this base may not go out now (None: it may). Checks every channel before any moves, then lets the
+    fix join the release line at the first stage."""
+    release = session.get(Release, build.version)
+    for channel in channels:
+        try:
+            releases.check_keeps_fixes(
+                session, channel=channel, release=release, repo_path=seg.settings.signature_repo, config=seg.config
+            )
+        except LineBroken as exc:
+            return str(exc)
+    _, pipeline = pipeline_of(request, seg.config)
+    if build.kind == "base" and stage == pipeline.stages[0]:
+        repo, branch = open_line(seg.settings.signature_repo, seg.config)
+        if not join_line(session, repo=repo, branch=branch, request=request, build=build):
+            return "the release line moved since this base was built (another fix was released first)"
+    return None
+
+
+def _refuse(session: Session, *, request: ReleaseRequest, build: Build, stage: str, reason: str) -> None:
+    """Nothing of this stage goes out: say why (staff) and rebuild the request on the current line tip."""
+    record(
         session,
         actor=PIPELINE,
-        channel=channel,
-        version=version,
-        request_id=request_id,
+        action="line.publish_refused",
+        entity_type="stage",
+        entity_id=f"{build.id}:{stage}",
+        request_id=request.id,
+        after={"stage": stage, "version": build.version, "commit": build.commit},
         reason=reason,
-        expected_current=current.version if current else None,
-        config=seg.config,
     )
+    request_rebuild(session, request=request, build=build, reason=reason, decision=f"refused-{build.id}-{stage}")
+
+
+def _publish_channel(
+    seg: Segment, *, request_id: str, run_id: int, channel: str, version: str, expected: str | None
+) -> str | None:
+    """Compare-and-swap one channel from the version the stage expected; None when it serves `version`.
+
+    Already current is a no-op (a re-run after a crash). If another publisher moved the channel since the
+    stage opened, the stage is re-planned against what it serves now: still a descendant, the new
+    expectation is recorded and the swap retried; otherwise the refusal is returned and nothing moves.
+    """
+    for _ in range(2):
+        with transaction(seg.sessions) as session:
+            try:
+                releases.publish(
+                    session,
+                    actor=PIPELINE,
+                    channel=channel,
+                    version=version,
+                    request_id=request_id,
+                    reason=f"stage of {request_id}",
+                    expected_current=expected,
+                    config=seg.config,
+                    repo_path=seg.settings.signature_repo,
+                )
+                return None
+            except LineBroken as exc:
+                return str(exc)
+            except StaleVersion:
+                pass
+        with transaction(seg.sessions) as session:
+            run = session.get(StageRun, run_id, with_for_update=True)
+            served = served_versions(session, [channel])[channel]
+            record(
+                session,
+                actor=PIPELINE,
+                action="stage.replanned",
+                entity_type="stage",
+                entity_id=f"{run.build_id}:{run.stage}",
+                request_id=request_id,
+                before={"channel": channel, "expected": expected},
+                after={"channel": channel, "expected": served},
+                reason=f"{channel} moved since the stage opened; publishing again against what it serves now",
+            )
+            run.expected = {**run.expected, channel: served}
+            expected = served
+    raise StaleVersion(f"channel {channel} keeps moving under stage of {request_id}; the segment will retry")
 
 
 def _announce_stage(
     seg: Segment, session: Session, *, request, build: Build, stage: str, channels: list[str], now
 ) -> None:
-    context = {
-        "title": request.title,
-        "version": build.version,
-        "stage": stage,
-        "channels": channels,
-        "how_to_get": "; ".join(f"relreq client fetch --channel {c} --client-id <host> --dest <dir>" for c in channels),
-    }
-    # the customer hears it in their own words; the team always gets the engineering notice
+    def context_for(shown: list[str], title: str) -> dict:
+        return {
+            "title": title,
+            "version": build.version,
+            "stage": stage,
+            "channels": shown,
+            "how_to_get": "; ".join(
+                f"relreq client fetch --channel {c} --client-id <host> --dest <dir>" for c in shown
+            ),
+        }
+
+    context = context_for(channels, request.title)
+    # the customer hears it in their own words, naming only channels they may read (their own, or public);
+    # the team always gets the engineering notice
     customer_event = {"customer": "release.customer", "global": "release.global"}.get(stage)
     if customer_event is not None:
-        tell(
-            session,
-            primary=request,
-            event=customer_event,
-            targets=["customer"],
-            config=seg.config,
-            at=now,
-            key=f"{build.id}",
-            context=context,
-        )
+        for sharer in affected(session, primary=request):
+            shown = channels
+            if stage == "customer":
+                shown = [
+                    releases.channel_for(
+                        config=seg.config,
+                        kind=request.kind,
+                        stage=stage,
+                        customer_id=sharer.customer_id,
+                        product=request.product,
+                    )
+                ]
+            notify(
+                session,
+                request=sharer,
+                event=customer_event,
+                targets=["customer"],
+                config=seg.config,
+                at=now,
+                key=f"{build.id}",
+                context={**context_for(shown, sharer.title), "advisory": sharer.advisory_id},
+            )
     tell(
         session,
         primary=request,

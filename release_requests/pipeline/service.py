@@ -8,20 +8,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from release_requests import access
-from release_requests.audit.service import Actor, record
-from release_requests.config import AppConfig
+from release_requests.audit.service import record
+from release_requests.config import AppConfig, get_config
 from release_requests.customers.service import tams_of
 from release_requests.errors import Conflict, Forbidden, InvalidInput, NotFound
 from release_requests.notifications.service import notify
 from release_requests.people.models import Person
 from release_requests.people.service import actor_of
-from release_requests.pipeline.models import Build, SegmentTrigger, SignoffEvent, StageRun
+from release_requests.pipeline.line import take_off_line_if_any
+from release_requests.pipeline.models import Build, SignoffEvent, StageRun
 from release_requests.pipeline.policy import Evaluation, SignoffFact, evaluate
+from release_requests.pipeline.queue import PIPELINE, enqueue, latest_build
 from release_requests.pipeline.schemas import (
     BuildOut,
     CloseIn,
@@ -31,11 +32,14 @@ from release_requests.pipeline.schemas import (
     SignoffOut,
     StageOut,
 )
+from release_requests.pipeline.sharing import sweep_on_accept
+from release_requests.releases.models import ChannelPointer
+from release_requests.releases.service import channel_for
 from release_requests.requests.models import ReleaseRequest, Sample
 from release_requests.requests.service import db_now, get_visible, transition
 from release_requests.requests.states import Status
+from release_requests.settings import get_settings
 
-PIPELINE = Actor.system("pipeline")
 BUILDS = frozenset({"build_engineer", "admin"})
 CLOSES = frozenset({"customer", "tam", "duty_manager", "admin"})
 
@@ -75,42 +79,8 @@ def tell(
                 config=config,
                 at=at,
                 key=key,
-                context={**context, "primary_request": primary.id},
+                context={**context, "title": duplicate.title, "advisory": duplicate.advisory_id},
             )
-
-
-# --------------------------------------------------------------------------------------------------
-# Segment triggers
-
-
-def enqueue(session: Session, *, request_id: str, step: str, decision_id: str) -> SegmentTrigger | None:
-    """Ask for the next automated segment; the same (request, step, decision) is asked once."""
-    key = f"{request_id}:{step}:{decision_id}"
-    trigger_id = session.execute(
-        insert(SegmentTrigger)
-        .values(request_id=request_id, step=step, decision_id=decision_id, key=key, status="pending", dispatches=0)
-        .on_conflict_do_nothing(index_elements=["key"])
-        .returning(SegmentTrigger.id)
-    ).scalar_one_or_none()
-    if trigger_id is None:
-        return None
-    session.execute(text("SELECT pg_notify('rr_segments', :key)"), {"key": key})
-    record(
-        session,
-        actor=PIPELINE,
-        action="segment.requested",
-        entity_type="segment",
-        entity_id=key,
-        request_id=request_id,
-        after={"step": step, "decision_id": decision_id},
-    )
-    return session.get(SegmentTrigger, trigger_id)
-
-
-def finish_trigger(session: Session, *, key: str) -> None:
-    trigger = session.scalar(select(SegmentTrigger).where(SegmentTrigger.key == key))
-    if trigger is not None and trigger.status != "done":
-        trigger.status, trigger.done_at = "done", db_now(session)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -121,17 +91,16 @@ def pipeline_of(request: ReleaseRequest, config: AppConfig):
     return config.stages.pipeline_for(request.kind)
 
 
-def latest_build(session: Session, *, request_id: str) -> Build | None:
-    return session.scalar(select(Build).where(Build.request_id == request_id).order_by(Build.attempt.desc()).limit(1))
-
-
 def stored_samples(session: Session, *, request_id: str) -> list[str]:
     return list(session.scalars(select(Sample.sha256).where(Sample.request_id == request_id, Sample.stored.is_(True))))
 
 
-def on_accepted(session: Session, *, request: ReleaseRequest, decision_id: str) -> Build:
+def on_accepted(
+    session: Session, *, request: ReleaseRequest, decision_id: str, config: AppConfig | None = None
+) -> Build:
     """Triage accepted: open the first build. A false positive with its sample builds at once (the fix is
-    an allowlist entry); everything else waits for an engineer's fix input."""
+    an allowlist entry); everything else waits for an engineer's fix input. Reports of the same sample
+    still waiting for triage join this build (pipeline.sharing)."""
     kind = "hotfix" if request.kind == "private_hotfix" else "base"
     automatic = request.kind == "false_positive" and stored_samples(session, request_id=request.id)
     build = Build(
@@ -155,7 +124,30 @@ def on_accepted(session: Session, *, request: ReleaseRequest, decision_id: str) 
     )
     if automatic:
         enqueue(session, request_id=request.id, step="build:1", decision_id=decision_id)
+    sweep_on_accept(session, primary=request, config=config or get_config())
     return build
+
+
+SPLITS = frozenset({"duty_manager", "admin"})
+
+
+def split(session: Session, *, actor: Person, request_id: str, reason: str, config: AppConfig) -> ReleaseRequest:
+    """A duty manager takes a request out of a shared build: it is accepted on its own and gets its own build."""
+    access.require_role(actor, SPLITS, to="split requests out of a shared build")
+    request = get_visible(session, actor=actor, request_id=request_id, lock=True)
+    if request.status != Status.duplicate:
+        raise Conflict(f"request {request.id} is {request.status}; only a request sharing another's build splits")
+    transition(
+        session,
+        actor=actor_of(actor),
+        request=request,
+        target=Status.accepted,
+        action="request.split",
+        changes={"duplicate_of_id": None, "advisory_id": None},
+        reason=reason,
+    )
+    on_accepted(session, request=request, decision_id=f"split-v{request.version}", config=config)
+    return request
 
 
 def provide_fix(session: Session, *, actor: Person, request_id: str, data: FixInput) -> Build:
@@ -195,12 +187,48 @@ def provide_fix(session: Session, *, actor: Person, request_id: str, data: FixIn
 # Stages and sign-offs
 
 
+def stage_channels(
+    session: Session, *, request: ReleaseRequest, build: Build, stage: str, config: AppConfig
+) -> list[str]:
+    """The channels a stage publishes to; the customer stage serves every customer who shares the fix."""
+    customers = (
+        dict.fromkeys(r.customer_id for r in affected(session, primary=request))
+        if stage == "customer"
+        else {request.customer_id: None}
+    )
+    return list(
+        dict.fromkeys(
+            channel_for(config=config, kind=request.kind, stage=stage, customer_id=c, product=request.product)
+            for c in customers
+        )
+    )
+
+
+def served_versions(session: Session, channels: list[str]) -> dict[str, str | None]:
+    """What each channel serves now: the expectation a stage's publish compares-and-swaps against."""
+    served = dict(
+        session.execute(
+            select(ChannelPointer.channel, ChannelPointer.version).where(ChannelPointer.channel.in_(channels))
+        ).all()
+    )
+    return {channel: served.get(channel) for channel in channels}
+
+
 def open_stage(session: Session, *, request: ReleaseRequest, build: Build, stage: str, config: AppConfig) -> StageRun:
-    """Put `stage` up for sign-off (idempotent) and ask the people who sign it."""
+    """Put `stage` up for sign-off (idempotent), note what its channels serve now, ask the people who sign it."""
     run = session.scalar(select(StageRun).where(StageRun.build_id == build.id, StageRun.stage == stage))
     if run is not None:
         return run
-    run = StageRun(request_id=request.id, build_id=build.id, stage=stage, status="awaiting", opened_at=db_now(session))
+    channels = stage_channels(session, request=request, build=build, stage=stage, config=config)
+    run = StageRun(
+        request_id=request.id,
+        build_id=build.id,
+        stage=stage,
+        status="awaiting",
+        opened_at=db_now(session),
+        channels=channels,
+        expected=served_versions(session, channels),
+    )
     session.add(run)
     session.flush()
     roles = [f"{r.count} × {r.role}" for r in config.stages.stage[stage].signoff]
@@ -242,13 +270,37 @@ def barred_people(session: Session, *, request: ReleaseRequest, build: Build, co
     return barred
 
 
-def _facts(session: Session, *, build: Build, stage: str) -> list[SignoffFact]:
-    events = session.scalars(
-        select(SignoffEvent)
-        .where(SignoffEvent.build_id == build.id, SignoffEvent.stage == stage)
-        .order_by(SignoffEvent.id)
+def signoff_builds(session: Session, *, build: Build) -> list[int]:
+    """The build and the bases it was rebuilt from while its change stayed the same: their sign-offs hold.
+
+    A rebuild on a moved release line changes the base but not what the engineers reviewed (the fix's own
+    change, fingerprinted by its change id); a changed fix needs fresh sign-offs.
+    """
+    ids, current = [build.id], build
+    while current.rebased_from_id is not None:
+        previous = session.get(Build, current.rebased_from_id)
+        if previous is None or previous.change_id is None or previous.change_id != build.change_id:
+            break
+        ids.append(previous.id)
+        current = previous
+    return ids
+
+
+def signoff_events(session: Session, *, build: Build, stage: str) -> list[SignoffEvent]:
+    builds = signoff_builds(session, build=build)
+    return list(
+        session.scalars(
+            select(SignoffEvent)
+            .where(SignoffEvent.build_id.in_(builds), SignoffEvent.stage == stage)
+            .order_by(SignoffEvent.id)
+        )
     )
-    return [SignoffFact(e.person_id, e.role, e.action, e.reason) for e in events]
+
+
+def _facts(session: Session, *, build: Build, stage: str) -> list[SignoffFact]:
+    return [
+        SignoffFact(e.person_id, e.role, e.action, e.reason) for e in signoff_events(session, build=build, stage=stage)
+    ]
 
 
 @dataclass(frozen=True)
@@ -358,6 +410,14 @@ def sign(
             key=f"{build.id}:{data.stage}",
             context={"stage": data.stage, "reason": data.reason, "by": actor.name, "title": request.title},
         )
+        take_off_line_if_any(
+            session,
+            request=request,
+            actor=actor_of(actor),
+            reason=f"stage {data.stage} rejected: {data.reason}",
+            repo_path=get_settings().signature_repo,
+            config=config,
+        )
     if data.decision == "override":
         barred = set(barred_people(session, request=request, build=build, config=config))
         missing = evaluate(policy.signoff, _facts(session, build=build, stage=data.stage)[:-1], barred=barred).missing
@@ -458,13 +518,8 @@ def status(session: Session, *, actor: Person, request_id: str, config: AppConfi
         people = {}
         for run in session.scalars(select(StageRun).where(StageRun.build_id == build.id).order_by(StageRun.id)):
             ready = readiness(session, request=request, build=build, run=run, config=config)
-            events = session.scalars(
-                select(SignoffEvent)
-                .where(SignoffEvent.build_id == build.id, SignoffEvent.stage == run.stage)
-                .order_by(SignoffEvent.id)
-            )
             signoffs = []
-            for e in events:
+            for e in signoff_events(session, build=build, stage=run.stage):
                 people.setdefault(e.person_id, session.get(Person, e.person_id))
                 signoffs.append(
                     SignoffOut(
@@ -496,7 +551,11 @@ def status(session: Session, *, actor: Person, request_id: str, config: AppConfi
         stages=pipeline.stages,
         build=BuildOut.model_validate(build, from_attributes=True) if build else None,
         stage_runs=runs,
-        duplicates=[r.id for r in affected(session, primary=request)[1:]],
+        duplicates=[  # another customer's report sharing the build is theirs to know, not this viewer's
+            r.id
+            for r in affected(session, primary=request)[1:]
+            if actor.role in access.STAFF or r.customer_id == request.customer_id
+        ],
     )
 
 

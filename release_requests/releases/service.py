@@ -16,23 +16,26 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
+import git
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import bindparam, case, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, aliased
 
+from artifacts import releaseline
 from artifacts.allowlist import parse_allowlist
 from artifacts.base import ALLOWLIST_FILE
 from artifacts.bundle import MANIFEST, SIGNATURE, BaseManifest, HotfixManifest, read_verified
 from artifacts.digest import sha256_bytes
 from artifacts.errors import ArtifactError
+from artifacts.gitops import open_repo
 from artifacts.signing import public_key_pem, signing_key, verify
 from artifacts.store import ArtifactStore, LocalStore
 from release_requests import access
 from release_requests.audit.service import Actor, record
 from release_requests.config import AppConfig, get_config
 from release_requests.customers.models import Customer
-from release_requests.errors import Conflict, InvalidInput, NotFound, StaleVersion
+from release_requests.errors import Conflict, InvalidInput, LineBroken, NotFound, StaleVersion
 from release_requests.notifications.service import notify
 from release_requests.people.models import Person
 from release_requests.people.service import actor_of
@@ -238,6 +241,64 @@ def _audience(session: Session, *, config: AppConfig, release: Release, channel:
     )
 
 
+def is_staff_channel(config: AppConfig, channel: str) -> bool:
+    """The `internal` stage's channels serve the vendor's own machines: staff tokens only, in every view."""
+    return any(
+        "internal" in p.channels and _template_regex(p.channels["internal"]).fullmatch(channel)
+        for p in config.stages.pipelines.values()
+    )
+
+
+def check_keeps_fixes(
+    session: Session, *, channel: str, release: Release, repo_path: Path | None, config: AppConfig
+) -> None:
+    """Refuse (LineBroken) a release that lacks a fix the channel serves now.
+
+    Bases: the new base's commit must descend from the served base's commit (git ancestry on the release
+    line; a reverted fix is gone by a revert commit, which still descends). Private hotfixes of the same
+    customer, product and version: every fix the served hotfix cherry-picked must be in the new one.
+    """
+    pointer = _pointer(session, channel)
+    served = session.get(Release, pointer.version) if pointer else None
+    if served is None or served.version == release.version or served.kind != release.kind:
+        return
+    if release.kind == "hotfix":
+        old, new = served.manifest, release.manifest
+        if (served.private_to, old.get("product"), old.get("product_version")) != (
+            release.private_to,
+            new.get("product"),
+            new.get("product_version"),
+        ):
+            return  # another line (a new product version): nothing of the old one is promised
+        missing = [c[:12] for c in old.get("cherry_picked", []) if c not in new.get("cherry_picked", [])]
+        if missing:
+            raise LineBroken(
+                f"hotfix {release.version} lacks fixes {', '.join(missing)} that {channel} serves in {served.version}",
+                channel=channel,
+                served=served.version,
+            )
+        return
+    repo = open_repo(repo_path or get_settings().signature_repo)
+    old, new = served.manifest["commit"], release.manifest["commit"]
+    try:
+        kept = releaseline.contains(repo, ancestor=old, descendant=new)
+    except (ValueError, git.GitCommandError):
+        kept = False
+    if not kept:
+        try:
+            dropped = releaseline.requests_between(repo, since=new, until=old)
+        except (ValueError, git.GitCommandError):
+            dropped = []
+        raise LineBroken(
+            f"base {release.version} (commit {new[:12]}) does not contain {served.version} (commit {old[:12]}), "
+            f"which {channel} serves: it would drop "
+            + (f"the fixes of {', '.join(dropped)}" if dropped else "fixes shipped there")
+            + "; rebuild on the release line",
+            channel=channel,
+            served=served.version,
+        )
+
+
 def _is_canary(config: AppConfig, channel: str) -> bool:
     return any(p.channels.get("canary") == channel for p in config.stages.pipelines.values())
 
@@ -295,6 +356,7 @@ def publish(
     request_id: str | None,
     reason: str | None = None,
     config: AppConfig | None = None,
+    repo_path: Path | None = None,
 ) -> ChannelPointer:
     """Point `channel` at `version` if it still points at `expected_current` (None: the channel is new).
 
@@ -302,8 +364,11 @@ def publish(
     and the other gets StaleVersion (409) naming the current version. Publishing what is already current is a
     no-op, so a pipeline step retried after a crash succeeds. On the canary channel the new version starts at
     the first `[canary].steps` percentage; clients outside the cohort keep the last fully rolled-out version.
+    A halted channel refuses every publish (Conflict) until a release manager or admin resumes it, and a
+    release that would take away a fix the channel serves is refused (LineBroken, see `check_keeps_fixes`).
     """
     config = config or get_config()
+    _refuse_if_halted(session, channel)
     release = session.get(Release, version)
     if release is None:
         raise NotFound(f"no release '{version}'")
@@ -311,12 +376,15 @@ def publish(
     current = _pointer(session, channel)
     if current is not None and current.version == version:
         return current
+    if (current.version if current else None) == expected_current:  # a stale caller hears StaleVersion below
+        check_keeps_fixes(session, channel=channel, release=release, repo_path=repo_path, config=config)
     first = config.stages.canary.steps[0]
     percent, step = (first.percent, 0) if _is_canary(config, channel) else (100, None)
     now = db_now(session)
     values = {
         "version": version,
         "private_to": audience,
+        "staff_only": is_staff_channel(config, channel),
         "rollout_percent": percent,
         "rollout_step": step,
         "published_at": now,
@@ -542,15 +610,18 @@ def revert(
 
 
 def halt(session: Session, *, channel: str, decision: HaltDecision, config: AppConfig, now: datetime) -> ChannelPointer:
-    """Stop a bad base: revert the channel, fail its request with the reason, tell the team and the customer.
+    """Stop a bad base at once: revert the channel, mark it halted, fail its request with the reason, tell
+    the team (with the evidence) and the customer.
 
-    Idempotent: if the channel no longer serves the halted version, nothing happens. The request is failed
-    only if its state allows it; the channel is reverted (and the halt audited) either way.
+    The mark keeps everything off the channel until a release manager or admin resumes it (`resume`), like
+    an emergency shutoff: stopping needs no person, continuing does. Idempotent: if the channel is already
+    halted or no longer serves the halted version, nothing happens. The request is failed only if its state
+    allows it; the channel is reverted (and the halt audited) either way.
     """
     pointer = _pointer(session, channel, lock=True)
     if pointer is None:
         raise NotFound(f"no channel '{channel}'")
-    if pointer.version != decision.version:
+    if pointer.version != decision.version or pointer.halted_at is not None:
         return pointer
     before = _state(pointer)
     if decision.revert_to is not None:
@@ -564,6 +635,7 @@ def halt(session: Session, *, channel: str, decision: HaltDecision, config: AppC
             request_id=decision.request_id,
             at=now,
         )
+    pointer.halted_at, pointer.halted_reason, pointer.halted_version = now, decision.reason, decision.version
     request = None
     if decision.request_id is not None:
         request = session.get(ReleaseRequest, decision.request_id, with_for_update=True)
@@ -588,6 +660,7 @@ def halt(session: Session, *, channel: str, decision: HaltDecision, config: AppC
         before=before,
         after={
             **_state(pointer),
+            **_halted_state(pointer),
             "reverted": decision.revert_to is not None,
             "request_failed": failed,
             "request_status": request.status if request else None,
@@ -596,19 +669,7 @@ def halt(session: Session, *, channel: str, decision: HaltDecision, config: AppC
         reason=decision.reason,
     )
     if request is not None:
-        _announce(
-            session,
-            event="release.halted",
-            request=request,
-            pointer=pointer,
-            from_version=decision.version,
-            reason=decision.reason,
-            actor=TELEMETRY,
-            customer=True,
-            key=f"{channel}:{decision.version}",
-            config=config,
-            at=now,
-        )
+        _announce_halt(session, request=request, pointer=pointer, decision=decision, config=config, at=now)
     return pointer
 
 
@@ -655,10 +716,17 @@ def _readable(session: Session, viewer: Person | None, customer_id: str | None) 
     return viewer is not None and access.can_see_customer(session, viewer, customer_id)
 
 
+def _channel_readable(session: Session, viewer: Person | None, pointer: ChannelPointer) -> bool:
+    """Staff-only channels (the vendor's own machines) need a staff token; others follow their customer."""
+    if pointer.staff_only:
+        return viewer is not None and viewer.role in access.STAFF
+    return _readable(session, viewer, pointer.private_to)
+
+
 def _visible_pointer(session: Session, *, channel: str, viewer: Person | None) -> ChannelPointer:
     """The channel if `viewer` may read it; otherwise NotFound, so a private channel's existence is not revealed."""
     pointer = session.get(ChannelPointer, channel)
-    if pointer is None or not _readable(session, viewer, pointer.private_to):
+    if pointer is None or not _channel_readable(session, viewer, pointer):
         raise NotFound(f"no channel '{channel}'")
     return pointer
 
@@ -688,7 +756,7 @@ def served_release(session: Session, *, channel: str, client_id: str | None, vie
     One query reads the pointer and who may read both of its releases: this is the hottest path there is.
     """
     row = session.execute(_SERVED, {"channel": channel}).first()
-    if row is None or not _readable(session, viewer, row[0].private_to):
+    if row is None or not _channel_readable(session, viewer, row[0]):
         raise NotFound(f"no channel '{channel}'")
     pointer, private_to = row[0], row[1]
     version = pointer.version
@@ -742,7 +810,7 @@ def verified_object_path(store: LocalStore, sha256: str) -> Path:
 
 def list_channels(session: Session, *, viewer: Person) -> list[ChannelPointer]:
     pointers = session.scalars(select(ChannelPointer).order_by(ChannelPointer.channel))
-    return [p for p in pointers if _readable(session, viewer, p.private_to)]
+    return [p for p in pointers if _channel_readable(session, viewer, p)]
 
 
 def channel_history(session: Session, *, viewer: Person, channel: str) -> list[ChannelHistory]:
@@ -781,3 +849,96 @@ def add_known_clean(session: Session, *, actor: Person, data: KnownCleanIn) -> K
             reason=data.reason,
         )
     return row
+
+
+# -------------------------------------------------------------------------------------- halted channels
+
+RESUMES = frozenset({"release_manager", "admin"})
+
+
+def _halted_state(pointer: ChannelPointer) -> dict:
+    return {
+        "halted_at": pointer.halted_at,
+        "halted_reason": pointer.halted_reason,
+        "halted_version": pointer.halted_version,
+    }
+
+
+def _refuse_if_halted(session: Session, channel: str) -> None:
+    """Nothing is published to a halted channel. The pointer row stays locked until the publish commits,
+    so a halt committed meanwhile is seen here rather than overtaken."""
+    pointer = _pointer(session, channel, lock=True)
+    if pointer is not None and pointer.halted_at is not None:
+        raise Conflict(
+            f"channel {channel} was halted automatically at {pointer.halted_at.isoformat()} "
+            f"({pointer.halted_reason}); nothing is published to it until a {' or '.join(sorted(RESUMES))} "
+            f"resumes it (relreq channels resume {channel} --reason ...)",
+            channel=channel,
+            halted_version=pointer.halted_version,
+        )
+
+
+def _announce_halt(
+    session: Session,
+    *,
+    request: ReleaseRequest,
+    pointer: ChannelPointer,
+    decision: HaltDecision,
+    config: AppConfig,
+    at: datetime,
+) -> None:
+    """`release.halted` to the team with the evidence (clients, their organisations, files), and to the
+    customer without it: the evidence names other customers' machines and files."""
+    context = {
+        "channel": pointer.channel,
+        "from_version": decision.version,
+        "to_version": pointer.version,
+        "reverted": pointer.version != decision.version,
+        "reason": decision.reason,
+        "actor": TELEMETRY.name,
+    }
+    key = f"{pointer.channel}:{decision.version}"
+    for targets, extra in ((["internal_channel"], {"evidence": decision.evidence}), (["customer"], {})):
+        notify(
+            session,
+            request=request,
+            event="release.halted",
+            targets=targets,
+            config=config,
+            at=at,
+            key=key,
+            context=context | extra,
+        )
+
+
+def resume(session: Session, *, person: Person, channel: str, reason: str) -> ChannelPointer:
+    """A release manager or admin lets a halted channel take publishes again, with a reason (audited).
+
+    The channel keeps serving what the halt left on it; publishing a fixed base is the next, separate step.
+    Telemetry counts afresh from now: what was reported before is what the person has just judged.
+    """
+    access.require_role(person, RESUMES, to="resume halted channels")
+    pointer = _pointer(session, channel, lock=True)
+    if pointer is None:
+        raise NotFound(f"no channel '{channel}'")
+    if pointer.halted_at is None:
+        raise Conflict(f"channel {channel} is not halted; there is nothing to resume")
+    before = {"version": pointer.version, **_halted_state(pointer)}
+    halted = session.get(Release, pointer.halted_version)
+    actor = actor_of(person)
+    now = db_now(session)
+    pointer.halted_at = pointer.halted_reason = pointer.halted_version = None
+    pointer.resumed_at = pointer.updated_at = now
+    pointer.updated_by = actor.name
+    record(
+        session,
+        actor=actor,
+        action="channel.resumed",
+        entity_type="channel",
+        entity_id=channel,
+        request_id=halted.request_id,
+        before=before,
+        after={"version": pointer.version, **_halted_state(pointer), "resumed_at": now},
+        reason=reason,
+    )
+    return pointer

@@ -43,6 +43,8 @@ class ReleaseRequest(Base):
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
     duplicate_of_id: Mapped[str | None] = mapped_column(ForeignKey("release_requests.id"))
+    # One id for one problem: every request that shares a build shows it (never another customer's request id)
+    advisory_id: Mapped[str | None] = mapped_column(String(20), index=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

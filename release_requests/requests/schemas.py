@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from release_requests.samples.names import safe_filename
 from release_requests.sla.service import SlaStatus
 
 Kind = Literal["false_positive", "false_negative", "private_hotfix"]
@@ -94,9 +95,15 @@ class SampleOut(BaseModel):
 
     sha256: str
     size: int | None
-    filename: str | None
+    filename: str | None = Field(description="as sent, with bidi and control characters shown as [U+XXXX]")
     stored: bool
     created_at: datetime
+
+    @field_validator("filename")
+    @classmethod
+    def _safe_name(cls, value: str | None) -> str | None:
+        """Cleaned again when shown: names stored before uploads were cleaned are safe to show too."""
+        return safe_filename(value)
 
 
 class RequestOut(BaseModel):
@@ -116,6 +123,7 @@ class RequestOut(BaseModel):
     owner: str | None
     assignee: str | None
     duplicate_of: str | None
+    advisory_id: str | None = None
     submitted_by: str
     version: int
     received_at: datetime
@@ -141,6 +149,14 @@ class TimelineEntry(BaseModel):
     before: dict | None
     after: dict | None
     reason: str | None
+
+    @field_validator("before", "after")
+    @classmethod
+    def _safe_sample_name(cls, value: dict | None) -> dict | None:
+        """A sample's name in an audit event is shown like everywhere else; the stored event is unchanged."""
+        if value is not None and isinstance(value.get("filename"), str):
+            return {**value, "filename": safe_filename(value["filename"])}
+        return value
 
 
 class RequestFilters(_In):

@@ -7,6 +7,7 @@ way a request changes state; later features (SLA, builds, releases) go through i
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
@@ -61,6 +62,7 @@ TRACKED_FIELDS = (
     "owner_id",
     "assignee_id",
     "duplicate_of_id",
+    "advisory_id",
     "received_at",
     "version",
 )
@@ -137,7 +139,15 @@ def submit_request(session: Session, *, actor: Person, data: SubmitRequest, conf
     for sha256 in dict.fromkeys(data.sample_sha256):
         _add_sample_row(session, actor=actor, request=request, sha256=sha256, size=None, filename=None, stored=False)
     _announce_routing(session, request=request, decision=decision, customer=customer, config=config, now=now)
+    _join_shared_build(session, request=request, config=config)
     return request
+
+
+def _join_shared_build(session: Session, *, request: ReleaseRequest, config: AppConfig) -> None:
+    """A report naming a sample whose build is open joins that build (pipeline.sharing)."""
+    from release_requests.pipeline.sharing import join_open_build  # the pipeline builds on requests, not back
+
+    join_open_build(session, request=request, config=config)
 
 
 def _announce_routing(
@@ -306,7 +316,7 @@ def triage(
     if request.status == Status.accepted:
         from release_requests.pipeline.service import on_accepted  # the pipeline builds on requests, not back
 
-        on_accepted(session, request=request, decision_id=f"v{request.version}")
+        on_accepted(session, request=request, decision_id=f"v{request.version}", config=config)
     if isinstance(decision, NeedsInfo):
         event, context = "request.needs_info", {"question": decision.question}
     else:
@@ -486,7 +496,7 @@ def add_sample(
     if stream is None:
         if not declared_sha256:
             raise InvalidInput("send a file, a sha256, or both", field="file")
-        return _add_sample_row(
+        sample = _add_sample_row(
             session,
             actor=actor,
             request=request,
@@ -495,13 +505,16 @@ def add_sample(
             filename=None,
             stored=False,
         )
-    sha256, size = store_sample(
-        samples_dir, stream, max_bytes=config.intake.samples.max_bytes, declared_sha256=declared_sha256
-    )
-    safe_name = re.sub(r"[\x00-\x1f\x7f/\\]", "_", filename or "")[:255] or None
-    return _add_sample_row(
-        session, actor=actor, request=request, sha256=sha256, size=size, filename=safe_name, stored=True
-    )
+    else:
+        sha256, size = store_sample(
+            samples_dir, stream, max_bytes=config.intake.samples.max_bytes, declared_sha256=declared_sha256
+        )
+        safe_name = re.sub(r"[\x00-\x1f\x7f/\\]", "_", filename or "")[:255] or None
+        sample = _add_sample_row(
+            session, actor=actor, request=request, sha256=sha256, size=size, filename=safe_name, stored=True
+        )
+    _join_shared_build(session, request=request, config=config)
+    return sample
 
 
 def find_sample(session: Session, *, actor: Person, request_id: str, sha256: str) -> Sample:
@@ -522,10 +535,13 @@ def _name(session: Session, person_id: int | None) -> str | None:
     return f"{person.name} ({person.role})" if person else None
 
 
-def present(session: Session, *, requests: list[ReleaseRequest], config: AppConfig) -> list[RequestOut]:
+def present(
+    session: Session, *, requests: list[ReleaseRequest], config: AppConfig, viewer: Person | None = None
+) -> list[RequestOut]:
     """Requests as the API shows them, with their SLA status computed now from the audit log.
 
-    Samples, customers and people are read once for the whole page, not once per request.
+    Samples, customers and people are read once for the whole page, not once per request. The request a
+    duplicate follows is named only to staff or when it is the same customer's; others see the advisory.
     """
     ids = [r.id for r in requests]
     slas = status_of_many(session, requests=requests, config=config, now=db_now(session))
@@ -537,6 +553,13 @@ def present(session: Session, *, requests: list[ReleaseRequest], config: AppConf
     }
     person_ids = {p for r in requests for p in (r.owner_id, r.assignee_id, r.submitted_by_id) if p is not None}
     names = {p.id: f"{p.name} ({p.role})" for p in session.scalars(select(Person).where(Person.id.in_(person_ids)))}
+    primaries = {r.duplicate_of_id for r in requests if r.duplicate_of_id}
+    owner_of = dict(
+        session.execute(
+            select(ReleaseRequest.id, ReleaseRequest.customer_id).where(ReleaseRequest.id.in_(primaries))
+        ).all()
+    )
+    staff = viewer is not None and viewer.role in access.STAFF
     return [
         RequestOut(
             **{name: getattr(r, name) for name in RequestOut.model_fields if hasattr(r, name)},
@@ -544,7 +567,9 @@ def present(session: Session, *, requests: list[ReleaseRequest], config: AppConf
             allowed_transitions=sorted(TRANSITIONS[Status(r.status)]),
             owner=names.get(r.owner_id),
             assignee=names.get(r.assignee_id),
-            duplicate_of=r.duplicate_of_id,
+            duplicate_of=r.duplicate_of_id
+            if r.duplicate_of_id and (staff or owner_of.get(r.duplicate_of_id) == r.customer_id)
+            else None,
             submitted_by=names.get(r.submitted_by_id, "?"),
             samples=[SampleOut.model_validate(x) for x in samples[r.id]],
             sla=slas.get(r.id),
@@ -553,30 +578,66 @@ def present(session: Session, *, requests: list[ReleaseRequest], config: AppConf
     ]
 
 
+STAFF_ONLY_ACTIONS = ("sla.", "line.", "channel.", "stage.", "segment.", "build.rebase")
+
+
 def _internal(event) -> bool:
-    """Staff-only events: SLA escalations and notices addressed to staff."""
+    """Staff-only events: SLA escalations, the release line and shared channels (they name other customers'
+    requests and releases), and notices addressed to staff."""
     after = event.after or {}
-    return event.action.startswith("sla.") or (
+    return event.action.startswith(STAFF_ONLY_ACTIONS) or (
         event.entity_type == "notification" and after.get("audience") == "internal"
     )
+
+
+_REQUEST_ID_RE = re.compile(r"\b[A-Z]{1,8}-\d{4}-\d{6,}\b")
+
+
+def foreign_id_masker(session: Session, *, customer_id: str, texts: list[str]):
+    """A function replacing, in text shown to a customer, the ids of other customers' requests.
+
+    Shared fixes are told as "fixed together with other reports"; an id of someone else's request is
+    never shown (the advisory id is the shared name of the problem).
+    """
+    ids = {found for text in texts for found in _REQUEST_ID_RE.findall(text)}
+    own = set(
+        session.scalars(
+            select(ReleaseRequest.id).where(ReleaseRequest.id.in_(ids), ReleaseRequest.customer_id == customer_id)
+        )
+    )
+    foreign = ids - own
+
+    def mask(value):
+        if isinstance(value, str):
+            return _REQUEST_ID_RE.sub(lambda m: "another report" if m.group(0) in foreign else m.group(0), value)
+        if isinstance(value, dict):
+            return {k: mask(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [mask(v) for v in value]
+        return value
+
+    return mask
 
 
 def request_timeline(session: Session, *, actor: Person, request_id: str) -> list[TimelineEntry]:
     request = get_visible(session, actor=actor, request_id=request_id)
     events = timeline(session, request_id=request.id)
     customer_view = actor.role == "customer"
+    mask = lambda value: value  # noqa: E731
     if customer_view:
         events = [e for e in events if not _internal(e)]
+        texts = [json.dumps([e.before, e.after, e.reason, e.entity_id]) for e in events]
+        mask = foreign_id_masker(session, customer_id=request.customer_id, texts=texts)
     return [
         TimelineEntry(
             seq=e.seq,
             at=e.occurred_at,
             actor=_public_actor(e.actor) if customer_view else e.actor,
             action=e.action,
-            entity=f"{e.entity_type}:{e.entity_id}",
-            before=e.before,
-            after=e.after,
-            reason=None if customer_view and e.action in STAFF_ONLY_REASONS else e.reason,
+            entity=mask(f"{e.entity_type}:{e.entity_id}"),
+            before=mask(e.before),
+            after=mask(e.after),
+            reason=None if customer_view and e.action in STAFF_ONLY_REASONS else mask(e.reason),
         )
         for e in events
     ]
@@ -613,7 +674,7 @@ def queue(session: Session, *, actor: Person, config: AppConfig) -> list[Request
     requests = list(session.scalars(query))
     customer_ids = {r.customer_id for r in requests}
     tiers = dict(session.execute(select(Customer.id, Customer.tier).where(Customer.id.in_(customer_ids))).all())
-    items = present(session, requests=requests, config=config)
+    items = present(session, requests=requests, config=config, viewer=actor)
 
     def order(item: RequestOut) -> tuple:
         breached = item.sla is not None and item.sla.state == "breached"

@@ -1,7 +1,7 @@
 """The request state machine, defined once for the API, the CLI and the flows.
 
-Terminal states have no outgoing edges. `duplicate` is terminal for the duplicate itself: its customer
-follows the primary request's build and releases.
+Terminal states have no outgoing edges. A `duplicate` follows the primary request's build and releases;
+its only way out is a duty manager splitting it off (back to `accepted`, with a build of its own).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     S.released: frozenset({S.closed, S.failed}),
     S.failed: frozenset({S.building, S.closed}),
     S.rejected: frozenset(),
-    S.duplicate: frozenset(),
+    S.duplicate: frozenset({S.accepted}),  # split out of a shared build by a duty manager
     S.closed: frozenset(),
     S.cancelled: frozenset(),
 }

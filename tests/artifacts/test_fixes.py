@@ -29,8 +29,11 @@ def test_false_positive_allowlists_the_sample_on_the_fix_branch(sigrepo, fp_samp
     assert REQUEST in commit.message and FP_RULE in commit.message and result.sample_sha256 in commit.message
     allowlist = parse_allowlist((commit.tree / "allowlist/sha256.tsv").data_stream.read().decode(), origin="a")
     entry = allowlist[sha256_file(fp_sample)]
-    assert (entry.request_id, entry.who, entry.when) == (REQUEST, AUTHOR, NOW)
-    assert FP_RULE in entry.reason
+    # the line ships in public bases: an opaque reference and a neutral reason, never the request id
+    assert (entry.request_id, entry.who, entry.when) == (result.fix_ref, AUTHOR, NOW)
+    assert result.fix_ref.startswith("FX-") and f"Fix-Ref: {result.fix_ref}" in commit.message
+    assert entry.reason == f"false positive of {FP_RULE}"
+    assert REQUEST not in (commit.tree / "allowlist/sha256.tsv").data_stream.read().decode()
     # The engineer's checkout is untouched.
     assert repo.heads.main.commit.hexsha == main_before and repo.active_branch.name == "main"
     assert not repo.is_dirty(untracked_files=True)
@@ -38,15 +41,17 @@ def test_false_positive_allowlists_the_sample_on_the_fix_branch(sigrepo, fp_samp
 
 def test_false_positive_refuses_an_undetected_sample(sigrepo, fn_sample):
     before = git_state(sigrepo)
-    with pytest.raises(DetectionError, match=r"missed\.bin: no rule detects it at [0-9a-f]{12}"):
+    with pytest.raises(
+        DetectionError, match=r"^missed\.bin \(sha256 [0-9a-f]{64}\): no rule detects it at [0-9a-f]{12}"
+    ):
         fix_false_positive(repo_path=sigrepo, sample=fn_sample, request_id=REQUEST, author=AUTHOR)
     assert git_state(sigrepo) == before
 
 
 def test_false_positive_refuses_an_already_allowlisted_sample(sigrepo, fp_sample):
-    fix_false_positive(repo_path=sigrepo, sample=fp_sample, request_id=REQUEST, author=AUTHOR, reason="vendor tool")
+    fix_false_positive(repo_path=sigrepo, sample=fp_sample, request_id=REQUEST, author=AUTHOR, fix_ref="FX-0000000001")
     before = git_state(sigrepo)
-    with pytest.raises(DetectionError, match=f"already allowlisted \\({REQUEST}\\)"):
+    with pytest.raises(DetectionError, match="already allowlisted \\(FX-0000000001\\)"):
         fix_false_positive(repo_path=sigrepo, sample=fp_sample, request_id=REQUEST, author=AUTHOR)
     assert git_state(sigrepo) == before
 
@@ -56,7 +61,7 @@ def test_false_positive_refuses_an_already_allowlisted_sample(sigrepo, fp_sample
     [
         ({"author": "jane"}, "expected 'Name <mail@domain>'"),
         ({"request_id": "RR 1/../x"}, "request id"),
-        ({"reason": "tab\tinside"}, "reason: Value error, must be non-empty and contain no tab"),
+        ({"fix_ref": "FX 1/../x"}, "fix reference"),
     ],
 )
 def test_false_positive_refuses_bad_input(sigrepo, fp_sample, kwargs, message):
@@ -72,7 +77,7 @@ def test_false_negative_adds_a_rule_that_detects_the_sample(sigrepo, fn_sample):
         repo_path=sigrepo, rule_text=FN_RULE, sample=fn_sample, request_id=REQUEST, author=AUTHOR, family="trojan"
     )
     commit = git.Repo(sigrepo).heads[f"fix/{REQUEST}"].commit
-    assert result.path == f"rules/trojan/{REQUEST}.yar"
+    assert result.path == f"rules/trojan/{result.fix_ref}.yar"  # the file name ships in bases: no request id
     assert (commit.tree / result.path).data_stream.read().decode() == FN_RULE
     assert result.matched_rules == ["trojan.Novel_Threat_A"]
     assert commit.parents[0].hexsha == result.parent
@@ -82,11 +87,11 @@ def bad_rules() -> list[tuple[str, str]]:
     return [
         (
             FN_RULE.replace("    $m\n}", "    $m and\n}"),
-            r"rules/trojan/RR-2026-000042\.yar:12:1: error\[E001\] syntax error",
+            r"rules/trojan/FX-[0-9a-f]{10}\.yar:12:1: error\[E001\] syntax error",
         ),
         (
             FN_RULE.replace("    $m\n}", "    $m and 1\n}"),
-            r"rules/trojan/RR-2026-000042\.yar:11:12: warning\[non_bool_expr\]",
+            r"rules/trojan/FX-[0-9a-f]{10}\.yar:11:12: warning\[non_bool_expr\]",
         ),
         (
             FN_RULE.replace("Novel_Threat_A", "Trojan_Win32_Dropper_001"),

@@ -10,7 +10,16 @@ from hypothesis import strategies as st
 
 from artifacts.digest import sha256_bytes
 from artifacts.errors import IntegrityError, InvalidInput, ObjectMissing, SignatureError, SigningKeyError
-from artifacts.signing import KEY_RELPATH, key_id, load_public_key, public_key_pem, sign, signing_key, verify
+from artifacts.signing import (
+    KEY_RELPATH,
+    create_signing_key,
+    key_id,
+    load_public_key,
+    public_key_pem,
+    sign,
+    signing_key,
+    verify,
+)
 from artifacts.store import ArtifactStore, LocalStore
 
 
@@ -52,21 +61,29 @@ def test_missing_and_malformed_digests(tmp_path):
 
 
 def test_key_is_created_once_with_mode_0600(tmp_path):
-    key = signing_key(data_dir=tmp_path)
+    key, created = create_signing_key(data_dir=tmp_path)
     path = tmp_path / KEY_RELPATH
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert created and stat.S_IMODE(path.stat().st_mode) == 0o600
+    again, created_again = create_signing_key(data_dir=tmp_path)
+    assert not created_again and key_id(again.public_key()) == key_id(key.public_key())
     assert key_id(signing_key(data_dir=tmp_path).public_key()) == key_id(key.public_key())
 
 
+def test_reading_a_missing_key_never_creates_one(tmp_path):
+    with pytest.raises(SigningKeyError, match="relreq artifacts keygen"):
+        signing_key(data_dir=tmp_path)
+    assert not (tmp_path / KEY_RELPATH).exists()
+
+
 def test_key_readable_by_others_is_refused(tmp_path):
-    signing_key(data_dir=tmp_path)
+    create_signing_key(data_dir=tmp_path)
     os.chmod(tmp_path / KEY_RELPATH, 0o644)
     with pytest.raises(SigningKeyError, match="mode 644 lets others read the signing key"):
         signing_key(data_dir=tmp_path)
 
 
 def test_public_key_pem_round_trip_and_wrong_key(tmp_path):
-    key = signing_key(data_dir=tmp_path)
+    key, _ = create_signing_key(data_dir=tmp_path)
     pem = public_key_pem(key)
     assert pem.startswith(b"-----BEGIN PUBLIC KEY-----")
     public = load_public_key(pem, origin="pub.pem")

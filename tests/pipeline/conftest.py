@@ -15,6 +15,7 @@ import git
 import pytest
 
 from artifacts.corpus import load_corpus
+from artifacts.signing import create_signing_key
 from artifacts.starter import init_sigrepo
 from release_requests import db
 from release_requests.config import load_config
@@ -22,7 +23,7 @@ from release_requests.pipeline import segments
 from release_requests.pipeline.models import SegmentTrigger
 from release_requests.requests.schemas import Accept
 from release_requests.requests.service import add_sample, triage
-from release_requests.settings import Settings
+from release_requests.settings import Settings, get_settings
 from tests.conftest import REPO, Builder
 
 FP_RULE = "trojan.Trojan_Win32_Dropper_001"
@@ -74,10 +75,14 @@ class PipelineWorld:
 
 
 @pytest.fixture
-def world_pipeline(committed_db, tmp_path, sigrepo_template) -> PipelineWorld:
+def world_pipeline(committed_db, tmp_path, sigrepo_template, monkeypatch) -> PipelineWorld:
     data = tmp_path / "data"
     settings = Settings(database_url=committed_db, data_dir=data, config_dir=REPO / "config")
     shutil.copytree(sigrepo_template, settings.signature_repo, symlinks=True)
+    create_signing_key(data_dir=data)
+    # decisions taken through the services (a rejection reverting a fix) find the same signature repository
+    monkeypatch.setenv("RR_SIGREPO", str(settings.signature_repo))
+    get_settings.cache_clear()
     engine = db.make_engine(committed_db, pool_size=4)
     config = load_config(REPO / "config")
     yield PipelineWorld(

@@ -10,14 +10,16 @@ tests that need a channel of their own use a fresh customer's channel.
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import git
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from artifacts.base import build_base
@@ -25,18 +27,21 @@ from artifacts.corpus import load_corpus
 from artifacts.fixes import fix_false_positive
 from artifacts.hotfix import build_hotfix
 from artifacts.products import ProductSpec
-from artifacts.signing import signing_key
+from artifacts.signing import create_signing_key, signing_key
 from artifacts.starter import init_sigrepo
 from artifacts.store import LocalStore
 from release_requests import db
 from release_requests.audit.service import Actor
+from release_requests.people.models import Person
 from release_requests.releases import service
 from release_requests.releases.models import ChannelPointer
 from release_requests.requests.models import ReleaseRequest
 from release_requests.requests.schemas import SubmitRequest
 from release_requests.requests.service import db_now, submit_request, transition
 from release_requests.requests.states import Status
+from release_requests.settings import get_settings
 from tests.artifacts.conftest import FP_RULE
+from tests.conftest import User
 
 SYSTEM = Actor.system("tests")
 AUTHOR = "Jane Analyst <jane@example.com>"
@@ -99,10 +104,13 @@ def _product_repo(root: Path) -> tuple[ProductSpec, str]:
 @pytest.fixture(scope="session")
 def bundles(settings, world, tmp_path_factory) -> Bundles:
     root = tmp_path_factory.mktemp("releases")
-    key = signing_key(data_dir=settings.data_dir)
+    key, _ = create_signing_key(data_dir=settings.data_dir)
     store = LocalStore(settings.artifacts_dir)
     repo = root / "sigrepo"
     init_sigrepo(path=repo, author="Signature Team <signatures@example.com>")
+    # publishing checks a base against the release line of the signature repository these bases come from
+    os.environ["RR_SIGREPO"] = str(repo)
+    get_settings.cache_clear()
     out = root / "bases"
     common = {"repo_path": repo, "out_dir": out, "key": key, "store": store, "builder": "ci@tests"}
     v1 = build_base(ref="main", **common)
@@ -212,3 +220,46 @@ def release_request_in(
 def fresh_base(bundles, settings, world):
     """A base of the test's own (version unique to the test), not yet registered."""
     return bundles.build_base(settings)
+
+
+@dataclass(frozen=True)
+class Client:
+    """An update client enrolled through the real API: its server-chosen id, secret and organisation."""
+
+    id: str
+    secret: str
+    organisation: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secret}"}
+
+
+def enrol(world, user: User, *, name: str | None = None) -> Client:
+    with world.client(user) as http:
+        response = http.post("/api/v1/clients", json={"name": name} if name else {})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return Client(body["client_id"], body["secret"], body["organisation"])
+
+
+def batch(*detections: dict, batch_id: str | None = None, sent_at: datetime | None = None, **extra) -> dict:
+    """A telemetry batch as an update client sends it: a fresh id and the current time unless given."""
+    return {
+        "batch_id": batch_id or str(uuid.uuid4()),
+        "sent_at": (sent_at or datetime.now(UTC)).isoformat(),
+        "detections": list(detections),
+        **extra,
+    }
+
+
+@pytest.fixture
+def resumes_halted_channels(world):
+    """Tests that halt a shared public channel leave it open for the next ones, even when they fail midway."""
+    yield
+    admin = world.user("admin")
+    with db.transaction(world.sessions) as s:
+        person = s.get(Person, admin.id)
+        halted = select(ChannelPointer.channel).where(ChannelPointer.halted_at.is_not(None))
+        for channel in s.scalars(halted).all():
+            service.resume(s, person=person, channel=channel, reason="test teardown")

@@ -7,14 +7,14 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from artifacts.bundle import BaseManifest, manifest_fields, seal
 from artifacts.signing import signing_key
 from artifacts.store import LocalStore
 from release_requests import db
 from release_requests.audit.models import AuditEvent
-from release_requests.errors import Conflict, InvalidInput, StaleVersion
+from release_requests.errors import Conflict, InvalidInput, LineBroken, StaleVersion
 from release_requests.releases import service
 from release_requests.releases.models import ChannelHistory, ChannelPointer
 from release_requests.requests.service import db_now
@@ -167,8 +167,9 @@ def test_channel_for_renders_the_configured_templates(config):
 
 
 def test_canary_rises_in_configured_steps_after_each_soak(session, releases, config):
-    pointer = put(session, "canary", releases.v2, releases.v1, config=config)
-    assert (pointer.version, pointer.previous_version) == (releases.v1, releases.v2)
+    session.execute(delete(ChannelPointer).where(ChannelPointer.channel == "canary"))  # shared: start it empty
+    pointer = put(session, "canary", releases.v1, releases.v2, config=config)
+    assert (pointer.version, pointer.previous_version) == (releases.v2, releases.v1)
     steps = config.stages.canary.steps
     assert (pointer.rollout_percent, pointer.rollout_step) == (steps[0].percent, 0)
     start = pointer.step_started_at
@@ -290,10 +291,29 @@ def test_two_publishers_racing_exactly_one_wins(releases, fresh_base, world, set
         assert history(s, channel) == [("publish", None, releases.v1), ("publish", releases.v1, winner)]
 
     # the same version from two retrying pipeline workers: both succeed, one move is recorded
-    outcomes = _race(world, config, channel=channel, expected=winner, versions=[releases.v1, releases.v1])
-    assert outcomes == [("won", releases.v1), ("won", releases.v1)]
+    channel = f"customer-{world.customer()}"
     with db.transaction(world.sessions) as s:
-        assert len(history(s, channel)) == 3
+        put(s, channel, releases.v1, config=config)
+    outcomes = _race(world, config, channel=channel, expected=releases.v1, versions=[releases.v2, releases.v2])
+    assert outcomes == [("won", releases.v2), ("won", releases.v2)]
+    with db.transaction(world.sessions) as s:
+        assert len(history(s, channel)) == 2
+
+
+def test_a_base_that_would_drop_a_served_fix_is_never_published(session, releases, world, config):
+    channel = f"customer-{world.customer()}"
+    put(session, channel, releases.v1, releases.v2, config=config)
+    with pytest.raises(LineBroken, match=f"does not contain {releases.v2}.*drop the fixes of RR-2026-900001"):
+        service.publish(
+            session,
+            actor=SYSTEM,
+            channel=channel,
+            version=releases.v1,
+            expected_current=releases.v2,
+            request_id=None,
+            config=config,
+        )
+    assert session.get(ChannelPointer, channel).version == releases.v2
 
 
 def test_db_now_is_used_for_publication_time(session, releases, world, config):

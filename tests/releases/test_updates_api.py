@@ -6,15 +6,20 @@ import base64
 import hashlib
 
 import pytest
+from sqlalchemy import delete
 
 from artifacts.signing import load_public_key, verify
 from release_requests import db
 from release_requests.releases.cohorts import in_cohort
+from release_requests.releases.models import ChannelPointer
 from tests.releases.conftest import put
 
 
 def publish_committed(world, channel: str, *versions: str, config) -> None:
+    """Publish `versions` on a channel that starts empty (public channels are shared by the session's tests,
+    and an older base may never replace a newer one)."""
     with db.transaction(world.sessions) as s:
+        s.execute(delete(ChannelPointer).where(ChannelPointer.channel == channel))
         put(s, channel, *versions, config=config)
 
 

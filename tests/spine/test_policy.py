@@ -55,8 +55,9 @@ def test_missing_config_file_is_named(config_dir):
 def test_state_machine_edges():
     assert TRANSITIONS[Status.needs_info] >= {Status.submitted}
     assert Status.released in OPEN_STATES and Status.closed not in OPEN_STATES
-    for status in (Status.rejected, Status.duplicate, Status.closed, Status.cancelled):
+    for status in (Status.rejected, Status.closed, Status.cancelled):
         assert TRANSITIONS[status] == frozenset()
+    assert TRANSITIONS[Status.duplicate] == {Status.accepted}  # only a duty manager's split leaves it
     with pytest.raises(IllegalTransition) as info:
         check_transition("submitted", "released")
     assert info.value.details["allowed"] == ["accepted", "cancelled", "duplicate", "needs_info", "rejected"]

@@ -1,0 +1,343 @@
+"""The release line through the real pipeline (git, YARA-X, signing, Postgres, the update client):
+no fix is ever lost between requests, conflicts are reported on both, a revert takes out one fix."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import git
+import pytest
+from sqlalchemy import func, select
+
+from artifacts.corpus import load_corpus
+from artifacts.scan import open_base_bundle, scan_files
+from artifacts.signing import signing_key
+from release_requests import db
+from release_requests.api.app import create_app
+from release_requests.audit.models import AuditEvent
+from release_requests.errors import Conflict, Forbidden
+from release_requests.notifications.models import Notification
+from release_requests.pipeline import line, segments, service
+from release_requests.pipeline.models import Build, SegmentTrigger, StageRun
+from release_requests.pipeline.schemas import FixInput, SignoffIn
+from release_requests.releases.models import ChannelPointer, Release
+from release_requests.requests.models import ReleaseRequest
+from release_requests.requests.schemas import Accept
+from release_requests.requests.service import add_sample, db_now, triage
+from release_requests.requests.states import Status
+from release_requests.sla.service import status_of
+from release_requests.update_client import fetch
+from tests.conftest import Builder, serve_app
+from tests.pipeline.conftest import FP_RULE
+
+SIGNERS = {
+    "internal": ["build_engineer"],
+    "canary": ["build_engineer", "release_manager"],
+    "customer": ["build_engineer", "release_manager"],
+    "global": ["release_manager", "release_manager_2"],
+}
+STAGES = list(SIGNERS)
+
+
+@pytest.fixture
+def staff(world_pipeline) -> dict:
+    w = world_pipeline
+    with db.transaction(w.seg.sessions) as s:
+        b = Builder(s, w.config)
+        duty = b.person("duty_manager")
+        b.shift(duty, datetime.now(UTC) - timedelta(days=1), datetime.now(UTC) + timedelta(days=1))
+        people = {role: b.person(role) for role in ("triage", "build_engineer", "release_manager")}
+        people["release_manager_2"] = b.person("release_manager")
+        people["analyst"] = b.person("build_engineer")  # writes fixes, so never signs them
+        return people
+
+
+def sample_bytes(w, label: str) -> bytes:
+    """A file the starter rule FP_RULE detects, different per label (its own sha256)."""
+    corpus = load_corpus(git.Repo(w.settings.signature_repo).head.commit)
+    return f"MZ {label} ".encode() + next(s for s in corpus.malicious if s.expect == FP_RULE).render()
+
+
+def new_request(w, staff, content: bytes, *, kind: str = "false_positive", accept: bool = True) -> str:
+    with db.transaction(w.seg.sessions) as s:
+        b = Builder(s, w.config)
+        customer = b.customer()
+        tam = b.person("tam", tam_for=[customer.id])
+        request = b.request(by=tam, customer=customer, severity=1, kind=kind)
+        add_sample(
+            s,
+            actor=tam,
+            request_id=request.id,
+            config=w.config,
+            samples_dir=w.settings.samples_dir,
+            stream=io.BytesIO(content),
+            filename="tool.exe",
+            declared_sha256=None,
+        )
+        if accept:
+            triage(s, actor=staff["triage"], request_id=request.id, decision=Accept(decision="accept"), config=w.config)
+        return request.id
+
+
+def run_pending(w, request_id: str) -> list[str]:
+    """Run every pending segment of the request, as the dispatcher would, until none is left."""
+    results = []
+    while True:
+        with db.transaction(w.seg.sessions) as s:
+            trigger = s.scalar(
+                select(SegmentTrigger)
+                .where(SegmentTrigger.request_id == request_id, SegmentTrigger.status == "pending")
+                .order_by(SegmentTrigger.id)
+                .limit(1)
+            )
+            if trigger is None:
+                return results
+            trigger.status = "dispatched"
+            step, key = trigger.step, trigger.key
+        kind, _, rest = step.partition(":")
+        if kind == "build":
+            results.append(segments.run_build(w.seg, request_id=request_id, attempt=int(rest), trigger_key=key))
+        else:
+            stage, _, build_id = rest.partition(":")
+            results.append(
+                segments.run_publish(w.seg, request_id=request_id, stage=stage, build_id=int(build_id), trigger_key=key)
+            )
+
+
+def sign(w, staff, request_id: str, stage: str) -> None:
+    for role in SIGNERS[stage]:
+        with db.transaction(w.seg.sessions) as s:
+            service.sign(s, actor=staff[role], request_id=request_id, data=SignoffIn(stage=stage), config=w.config)
+
+
+def release(w, staff, request_id: str, stages: list[str]) -> None:
+    for stage in stages:
+        sign(w, staff, request_id, stage)
+        run_pending(w, request_id)
+        assert stage_status(w, request_id)[stage] == "published", (stage, audit(w, request_id)[-5:])
+
+
+def stage_status(w, request_id: str) -> dict[str, str]:
+    with db.transaction(w.seg.sessions) as s:
+        build = service.latest_build(s, request_id=request_id)
+        return {r.stage: r.status for r in s.scalars(select(StageRun).where(StageRun.build_id == build.id))}
+
+
+def audit(w, request_id: str) -> list[tuple[str, dict | None, str | None]]:
+    with db.transaction(w.seg.sessions) as s:
+        events = s.scalars(select(AuditEvent).where(AuditEvent.request_id == request_id).order_by(AuditEvent.seq))
+        return [(e.action, e.after, e.reason) for e in events]
+
+
+def served(w, channel: str) -> Release:
+    with db.transaction(w.seg.sessions) as s:
+        return s.get(Release, s.get(ChannelPointer, channel).version)
+
+
+def scan_channel(w, channel: str, files: list[Path], dest: Path) -> list[str]:
+    """Fetch the channel as a customer's machine would (`relreq client fetch`) and scan the files with it."""
+    key = signing_key(data_dir=w.settings.data_dir)
+    engine = db.make_engine(w.url, pool_size=2)
+    app = create_app(settings=w.settings, config=w.config, sessions=db.make_sessionmaker(engine))
+    try:
+        with serve_app(app) as url:
+            from artifacts.signing import public_key_pem
+
+            installed = fetch(
+                api_url=url, channel=channel, client_id="ws-0001", dest=dest, public_key_pem=public_key_pem(key)
+            )
+    finally:
+        engine.dispose()
+    bundle = open_base_bundle(Path(installed.path), public_key=key.public_key())
+    return [r.verdict for r in scan_files(bundle, files)]
+
+
+def write(tmp_path: Path, name: str, content: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(content)
+    return path
+
+
+def test_two_requests_released_one_after_the_other_keep_both_fixes(world_pipeline, staff, tmp_path):
+    w = world_pipeline
+    a_bytes, b_bytes = sample_bytes(w, "payroll"), sample_bytes(w, "ledger")
+    a = new_request(w, staff, a_bytes)
+    run_pending(w, a)
+    release(w, staff, a, STAGES)
+    b = new_request(w, staff, b_bytes)
+    run_pending(w, b)
+    release(w, staff, b, STAGES)
+
+    files = [write(tmp_path, "a.exe", a_bytes), write(tmp_path, "b.exe", b_bytes)]
+    assert scan_channel(w, "global", files, tmp_path / "client") == ["allowlisted", "allowlisted"]
+    repo = git.Repo(w.settings.signature_repo)
+    tip = repo.heads[w.config.stages.release_line.branch].commit.hexsha
+    assert served(w, "global").manifest["commit"] == tip  # the line is what global serves
+    with db.transaction(w.seg.sessions) as s:
+        assert {r.status for r in s.scalars(select(ReleaseRequest).where(ReleaseRequest.id.in_([a, b])))} == {
+            Status.released
+        }
+
+
+def test_requests_in_flight_at_once_rebuild_on_the_new_tip_and_keep_their_signoffs(world_pipeline, staff, tmp_path):
+    w = world_pipeline
+    a_bytes, b_bytes = sample_bytes(w, "payroll"), sample_bytes(w, "ledger")
+    a, b = new_request(w, staff, a_bytes), new_request(w, staff, b_bytes)
+    run_pending(w, a)
+    run_pending(w, b)
+    sign(w, staff, b, "internal")  # B is signed on its first base, before A moves the line
+    sign(w, staff, a, "internal")
+    run_pending(w, a)
+    assert stage_status(w, a)["internal"] == "published"
+
+    outcome = run_pending(w, b)  # B's first publish is superseded; the rebuild verifies and publishes itself
+    assert any("superseded" in r for r in outcome) and any("verified" in r for r in outcome), outcome
+    assert stage_status(w, b)["internal"] == "published"
+    rebased = next(after for action, after, _ in audit(w, b) if action == "build.rebased")
+    assert rebased["signoffs_carried"] is True
+    assert served(w, "internal").version == rebased["version"]  # internal serves B's rebuilt base: A + B
+    files = [write(tmp_path, "a.exe", a_bytes), write(tmp_path, "b.exe", b_bytes)]
+    key = signing_key(data_dir=w.settings.data_dir)
+    bundle = open_base_bundle(Path(build_dir(w, b)), public_key=key.public_key())
+    assert [r.verdict for r in scan_files(bundle, files)] == ["allowlisted", "allowlisted"]
+
+
+def build_dir(w, request_id: str) -> str:
+    with db.transaction(w.seg.sessions) as s:
+        return service.latest_build(s, request_id=request_id).bundle_dir
+
+
+FN_RULE = """rule Novel_Shared_Marker {
+  meta:
+    author = "Jane Analyst"
+    description = "Novel threat reported by two customers"
+    severity = "high"
+    created = "2026-11-30"
+    reference = "internal"
+  strings:
+    $m = "NOVEL-SHARED-MARKER-51d8"
+  condition:
+    $m
+}
+"""
+
+
+def test_two_fixes_defining_the_same_rule_conflict_and_both_requests_say_so(world_pipeline, staff):
+    w = world_pipeline
+    a = new_request(w, staff, b"NOVEL-SHARED-MARKER-51d8 first host", kind="false_negative")
+    b = new_request(w, staff, b"NOVEL-SHARED-MARKER-51d8 second host", kind="false_negative")
+    for rid in (a, b):
+        with db.transaction(w.seg.sessions) as s:
+            service.provide_fix(
+                s, actor=staff["analyst"], request_id=rid, data=FixInput(type="rule", rule_text=FN_RULE)
+            )
+        outcome = run_pending(w, rid)
+        assert any("verified" in r for r in outcome), outcome
+    release(w, staff, a, ["internal"])
+    outcome = run_pending(w, b)
+    assert any("failed" in r for r in outcome), outcome
+    with db.transaction(w.seg.sessions) as s:
+        failed = service.latest_build(s, request_id=b)
+        assert failed.status == "failed" and "rule trojan.Novel_Shared_Marker" not in failed.error
+        assert "Novel_Shared_Marker is already defined" in failed.error
+        assert s.get(ReleaseRequest, b).status == Status.failed
+    assert any(action == "line.conflict" and after["with_request"] == b for action, after, _ in audit(w, a))
+    assert any(action == "line.conflict" and after["with_request"] == a for action, after, _ in audit(w, b))
+
+
+def test_reverting_the_first_fix_keeps_the_second(world_pipeline, staff, tmp_path):
+    w = world_pipeline
+    a_bytes, b_bytes = sample_bytes(w, "payroll"), sample_bytes(w, "ledger")
+    a, b = new_request(w, staff, a_bytes), new_request(w, staff, b_bytes)
+    run_pending(w, a)
+    release(w, staff, a, ["internal"])
+    run_pending(w, b)
+    release(w, staff, b, ["internal"])
+    with db.transaction(w.seg.sessions) as s, pytest.raises(Forbidden, match="role 'build_engineer'"):
+        line.revert_fix(
+            s,
+            actor=staff["build_engineer"],
+            request_id=a,
+            reason="x",
+            repo_path=w.settings.signature_repo,
+            config=w.config,
+        )
+    with db.transaction(w.seg.sessions) as s:
+        commit = line.revert_fix(
+            s,
+            actor=staff["release_manager"],
+            request_id=a,
+            reason="customer withdrew the report",
+            repo_path=w.settings.signature_repo,
+            config=w.config,
+        )
+        assert s.get(ReleaseRequest, a).status == Status.failed
+    repo = git.Repo(w.settings.signature_repo)
+    assert f"Reverts-Request: {a}" in repo.commit(commit).message
+    with db.transaction(w.seg.sessions) as s, pytest.raises(Conflict, match="no fix on the release line"):
+        line.revert_fix(
+            s,
+            actor=staff["release_manager"],
+            request_id=a,
+            reason="again",
+            repo_path=w.settings.signature_repo,
+            config=w.config,
+        )
+    run_pending(w, b)  # B carried A's fix: it is rebuilt without it and goes on
+    release(w, staff, b, ["canary", "customer", "global"])
+    files = [write(tmp_path, "a.exe", a_bytes), write(tmp_path, "b.exe", b_bytes)]
+    assert scan_channel(w, "global", files, tmp_path / "client") == ["detected", "allowlisted"]
+    assert any(action == "line.reverted" for action, _, _ in audit(w, a))
+
+
+def test_a_stale_channel_expectation_replans_the_stage(world_pipeline, staff):
+    w = world_pipeline
+    a, b = new_request(w, staff, sample_bytes(w, "payroll")), new_request(w, staff, sample_bytes(w, "ledger"))
+    run_pending(w, a)
+    release(w, staff, a, ["internal"])
+    run_pending(w, b)
+    release(w, staff, b, ["internal"])  # B's base holds A's fix, and canary's expectation is "nothing" for both
+    sign(w, staff, a, "canary")
+    sign(w, staff, b, "canary")
+    run_pending(w, b)  # B wins canary first
+    run_pending(w, a)  # A's expectation is stale; A's base lacks nothing canary serves? it lacks B: rebuilt
+    actions = [action for action, _, _ in audit(w, a)]
+    assert "line.publish_refused" in actions or "stage.replanned" in actions
+    assert stage_status(w, a)["canary"] == "published"
+    assert served(w, "canary").manifest["commit"] == git.Repo(w.settings.signature_repo).heads.main.commit.hexsha
+
+
+def test_a_storm_of_reports_on_one_sample_shares_one_build(world_pipeline, staff):
+    w = world_pipeline
+    content = sample_bytes(w, "storm")
+    primary = new_request(w, staff, content)
+    sha = hashlib.sha256(content).hexdigest()
+    others = []
+    with db.transaction(w.seg.sessions) as s:
+        b = Builder(s, w.config)
+        for _ in range(4):
+            customer = b.customer()
+            tam = b.person("tam", tam_for=[customer.id])
+            for _ in range(5):
+                others.append(b.request(by=tam, customer=customer, severity=2, sample_sha256=[sha]).id)
+    run_pending(w, primary)
+    with db.transaction(w.seg.sessions) as s:
+        rows = s.scalars(select(ReleaseRequest).where(ReleaseRequest.id.in_(others))).all()
+        advisory = s.get(ReleaseRequest, primary).advisory_id
+        assert advisory and {(r.status, r.duplicate_of_id, r.advisory_id) for r in rows} == {
+            (Status.duplicate, primary, advisory)
+        }
+        assert s.scalar(select(func.count()).select_from(Build)) == 1
+        # the join is the qualified answer: every report's own SLA clock is met, and every customer was told
+        for request in rows:
+            sla = status_of(s, request=request, config=w.config, now=db_now(s))
+            assert sla.state == "met", (request.id, sla)
+        told = s.scalars(
+            select(Notification.request_id).where(
+                Notification.request_id.in_(others), Notification.event == "request.triaged"
+            )
+        ).all()
+        assert set(told) == set(others)
