@@ -341,13 +341,23 @@ class Builder:
     def shift(self, person, start: datetime, end: datetime):
         return add_shifts(self.session, actor=SYSTEM, person=person, data=ShiftCreate(starts_at=start, ends_at=end))
 
-    def request(self, *, by, customer, severity=1, received_at: datetime | None = None, kind="false_positive", **extra):
+    def request(
+        self,
+        *,
+        by,
+        customer,
+        severity=1,
+        received_at: datetime | None = None,
+        kind="false_positive",
+        title="Payroll flagged",
+        **extra,
+    ):
         data = SubmitRequest(
             customer_id=customer.id,
             kind=kind,
             severity=severity,
             channel="phone",
-            title="Payroll flagged",
+            title=title,
             received_at=received_at,
             **extra,
         )

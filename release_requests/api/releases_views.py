@@ -59,7 +59,7 @@ def list_channels(me: Person = Depends(caller), ctx: AppContext = Depends(contex
 def channel_history(channel: str = ChannelPath, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
     """Every move of the channel's pointer, oldest first."""
     with ctx.unit_of_work() as session:
-        return [HistoryOut.model_validate(h) for h in service.channel_history(session, viewer=me, channel=channel)]
+        return service.channel_history(session, viewer=me, channel=channel)
 
 
 @router.post("/channels/{channel}/revert", response_model=ChannelOut)

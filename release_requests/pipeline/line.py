@@ -39,7 +39,6 @@ from release_requests.requests.states import TRANSITIONS, Status
 
 _FIX_REF_RE = re.compile(r"\bFX-[0-9a-f]{10}\b")
 LINE_AUTHOR = git.Actor("release-pipeline", "release-pipeline@vendor.example")
-IN_FLIGHT = (Status.accepted, Status.building, Status.verifying, Status.awaiting_approval, Status.releasing)
 
 
 def open_line(repo_path: Path, config: AppConfig) -> tuple[git.Repo, str]:
@@ -108,6 +107,15 @@ def request_rebuild(session: Session, *, request: ReleaseRequest, build: Build, 
         after={"attempt": rebuilt.attempt, "fix": rebuilt.fix},
         reason=reason,
     )
+    if request.status == Status.awaiting_approval:  # nobody can sign a base that is being replaced
+        transition(
+            session,
+            actor=PIPELINE,
+            request=request,
+            target=Status.building,
+            action="request.building",
+            details={"attempt": rebuilt.attempt, "rebuild": True},
+        )
     enqueue(session, request_id=request.id, step=f"build:{rebuilt.attempt}", decision_id=f"{decision}-{event.seq}")
     return rebuilt
 

@@ -9,6 +9,7 @@ already current is a no-op), and every notice goes through the outbox with a ded
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,14 +99,15 @@ def run_build(seg: Segment, *, request_id: str, attempt: int, trigger_key: str) 
             return f"build {attempt} already {build.status}"
         if build.status == "pending":
             build.status = "building"
-            transition(
-                session,
-                actor=PIPELINE,
-                request=request,
-                target=Status.building,
-                action="request.building",
-                details={"attempt": attempt},
-            )
+            if request.status != Status.building:  # a rebuild on a moved line is building since it was asked for
+                transition(
+                    session,
+                    actor=PIPELINE,
+                    request=request,
+                    target=Status.building,
+                    action="request.building",
+                    details={"attempt": attempt},
+                )
             tell(
                 session,
                 primary=request,
@@ -527,7 +529,17 @@ def _fail(seg: Segment, *, request_id: str, attempt: int, trigger_key: str, reas
         _fail_locked(seg, session, request, _build(session, request_id, attempt), trigger_key, reason=reason)
 
 
+_SERVER_PATH_RE = re.compile(r"(?<![\w.])/(?:[\w.@+-]+/)+([\w.@+-]+)")
+
+
+def public_reason(reason: str) -> str:
+    """A failure as the customer may read it: files by name (samples are named by their sha256), never a
+    path on our servers."""
+    return _SERVER_PATH_RE.sub(r"\1", reason)
+
+
 def _fail_locked(seg: Segment, session: Session, request, build: Build, trigger_key: str, *, reason: str) -> str:
+    reason = public_reason(reason)
     build.status, build.error = "failed", reason[:4000]
     for other in requests_of_refs(session, reason):  # a conflict on the line is reported on both requests
         if other == request.id:

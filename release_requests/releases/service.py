@@ -42,10 +42,10 @@ from release_requests.people.service import actor_of
 from release_requests.releases.cohorts import in_cohort
 from release_requests.releases.models import ChannelHistory, ChannelPointer, KnownCleanFile, Release
 from release_requests.releases.naming import release_key
-from release_requests.releases.schemas import KnownCleanIn
+from release_requests.releases.schemas import HistoryOut, KnownCleanIn
 from release_requests.releases.telemetry import TELEMETRY, HaltDecision
 from release_requests.requests.models import ReleaseRequest
-from release_requests.requests.service import db_now, transition
+from release_requests.requests.service import db_now, foreign_id_masker, transition
 from release_requests.requests.states import TRANSITIONS, Status
 from release_requests.settings import get_settings
 
@@ -813,11 +813,29 @@ def list_channels(session: Session, *, viewer: Person) -> list[ChannelPointer]:
     return [p for p in pointers if _channel_readable(session, viewer, p)]
 
 
-def channel_history(session: Session, *, viewer: Person, channel: str) -> list[ChannelHistory]:
+def channel_history(session: Session, *, viewer: Person, channel: str) -> list[HistoryOut]:
+    """Every move of the channel. A public channel serves every customer's fixes: a customer reading its history
+    sees their own request ids only (others' become "another report"), never whose fix moved it."""
     _visible_pointer(session, channel=channel, viewer=viewer)
-    return list(
-        session.scalars(select(ChannelHistory).where(ChannelHistory.channel == channel).order_by(ChannelHistory.id))
-    )
+    rows = [
+        HistoryOut.model_validate(h)
+        for h in session.scalars(
+            select(ChannelHistory).where(ChannelHistory.channel == channel).order_by(ChannelHistory.id)
+        )
+    ]
+    if viewer.role in access.STAFF:
+        return rows
+    texts = [f"{h.request_id} {h.reason}" for h in rows]
+    mask = foreign_id_masker(session, customer_id=viewer.customer_id, texts=texts)
+    return [
+        h.model_copy(
+            update={
+                "request_id": h.request_id if mask(h.request_id) == h.request_id else None,
+                "reason": mask(h.reason),
+            }
+        )
+        for h in rows
+    ]
 
 
 def revert_as(

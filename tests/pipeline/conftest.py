@@ -118,3 +118,16 @@ def fp_request(world_pipeline):
         )
         triage(s, actor=people["triage"], request_id=request.id, decision=Accept(decision="accept"), config=w.config)
         return {"id": request.id, "customer": customer.id, "tam": tam, **people}
+
+
+@pytest.fixture
+def staff(world_pipeline) -> dict:
+    w = world_pipeline
+    with db.transaction(w.seg.sessions) as s:
+        b = Builder(s, w.config)
+        duty = b.person("duty_manager")
+        b.shift(duty, datetime.now(UTC) - timedelta(days=1), datetime.now(UTC) + timedelta(days=1))
+        people = {role: b.person(role) for role in ("triage", "build_engineer", "release_manager")}
+        people["release_manager_2"] = b.person("release_manager")
+        people["analyst"] = b.person("build_engineer")  # writes fixes, so never signs them
+        return people

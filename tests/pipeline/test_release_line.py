@@ -4,161 +4,39 @@ no fix is ever lost between requests, conflicts are reported on both, a revert t
 from __future__ import annotations
 
 import hashlib
-import io
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import git
 import pytest
 from sqlalchemy import func, select
 
-from artifacts.corpus import load_corpus
 from artifacts.scan import open_base_bundle, scan_files
 from artifacts.signing import signing_key
 from release_requests import db
-from release_requests.api.app import create_app
-from release_requests.audit.models import AuditEvent
 from release_requests.errors import Conflict, Forbidden
 from release_requests.notifications.models import Notification
-from release_requests.pipeline import line, segments, service
-from release_requests.pipeline.models import Build, SegmentTrigger, StageRun
-from release_requests.pipeline.schemas import FixInput, SignoffIn
-from release_requests.releases.models import ChannelPointer, Release
+from release_requests.pipeline import line, service
+from release_requests.pipeline.models import Build
+from release_requests.pipeline.schemas import FixInput
 from release_requests.requests.models import ReleaseRequest
-from release_requests.requests.schemas import Accept
-from release_requests.requests.service import add_sample, db_now, triage
+from release_requests.requests.service import db_now
 from release_requests.requests.states import Status
 from release_requests.sla.service import status_of
-from release_requests.update_client import fetch
-from tests.conftest import Builder, serve_app
-from tests.pipeline.conftest import FP_RULE
-
-SIGNERS = {
-    "internal": ["build_engineer"],
-    "canary": ["build_engineer", "release_manager"],
-    "customer": ["build_engineer", "release_manager"],
-    "global": ["release_manager", "release_manager_2"],
-}
-STAGES = list(SIGNERS)
-
-
-@pytest.fixture
-def staff(world_pipeline) -> dict:
-    w = world_pipeline
-    with db.transaction(w.seg.sessions) as s:
-        b = Builder(s, w.config)
-        duty = b.person("duty_manager")
-        b.shift(duty, datetime.now(UTC) - timedelta(days=1), datetime.now(UTC) + timedelta(days=1))
-        people = {role: b.person(role) for role in ("triage", "build_engineer", "release_manager")}
-        people["release_manager_2"] = b.person("release_manager")
-        people["analyst"] = b.person("build_engineer")  # writes fixes, so never signs them
-        return people
-
-
-def sample_bytes(w, label: str) -> bytes:
-    """A file the starter rule FP_RULE detects, different per label (its own sha256)."""
-    corpus = load_corpus(git.Repo(w.settings.signature_repo).head.commit)
-    return f"MZ {label} ".encode() + next(s for s in corpus.malicious if s.expect == FP_RULE).render()
-
-
-def new_request(w, staff, content: bytes, *, kind: str = "false_positive", accept: bool = True) -> str:
-    with db.transaction(w.seg.sessions) as s:
-        b = Builder(s, w.config)
-        customer = b.customer()
-        tam = b.person("tam", tam_for=[customer.id])
-        request = b.request(by=tam, customer=customer, severity=1, kind=kind)
-        add_sample(
-            s,
-            actor=tam,
-            request_id=request.id,
-            config=w.config,
-            samples_dir=w.settings.samples_dir,
-            stream=io.BytesIO(content),
-            filename="tool.exe",
-            declared_sha256=None,
-        )
-        if accept:
-            triage(s, actor=staff["triage"], request_id=request.id, decision=Accept(decision="accept"), config=w.config)
-        return request.id
-
-
-def run_pending(w, request_id: str) -> list[str]:
-    """Run every pending segment of the request, as the dispatcher would, until none is left."""
-    results = []
-    while True:
-        with db.transaction(w.seg.sessions) as s:
-            trigger = s.scalar(
-                select(SegmentTrigger)
-                .where(SegmentTrigger.request_id == request_id, SegmentTrigger.status == "pending")
-                .order_by(SegmentTrigger.id)
-                .limit(1)
-            )
-            if trigger is None:
-                return results
-            trigger.status = "dispatched"
-            step, key = trigger.step, trigger.key
-        kind, _, rest = step.partition(":")
-        if kind == "build":
-            results.append(segments.run_build(w.seg, request_id=request_id, attempt=int(rest), trigger_key=key))
-        else:
-            stage, _, build_id = rest.partition(":")
-            results.append(
-                segments.run_publish(w.seg, request_id=request_id, stage=stage, build_id=int(build_id), trigger_key=key)
-            )
-
-
-def sign(w, staff, request_id: str, stage: str) -> None:
-    for role in SIGNERS[stage]:
-        with db.transaction(w.seg.sessions) as s:
-            service.sign(s, actor=staff[role], request_id=request_id, data=SignoffIn(stage=stage), config=w.config)
-
-
-def release(w, staff, request_id: str, stages: list[str]) -> None:
-    for stage in stages:
-        sign(w, staff, request_id, stage)
-        run_pending(w, request_id)
-        assert stage_status(w, request_id)[stage] == "published", (stage, audit(w, request_id)[-5:])
-
-
-def stage_status(w, request_id: str) -> dict[str, str]:
-    with db.transaction(w.seg.sessions) as s:
-        build = service.latest_build(s, request_id=request_id)
-        return {r.stage: r.status for r in s.scalars(select(StageRun).where(StageRun.build_id == build.id))}
-
-
-def audit(w, request_id: str) -> list[tuple[str, dict | None, str | None]]:
-    with db.transaction(w.seg.sessions) as s:
-        events = s.scalars(select(AuditEvent).where(AuditEvent.request_id == request_id).order_by(AuditEvent.seq))
-        return [(e.action, e.after, e.reason) for e in events]
-
-
-def served(w, channel: str) -> Release:
-    with db.transaction(w.seg.sessions) as s:
-        return s.get(Release, s.get(ChannelPointer, channel).version)
-
-
-def scan_channel(w, channel: str, files: list[Path], dest: Path) -> list[str]:
-    """Fetch the channel as a customer's machine would (`relreq client fetch`) and scan the files with it."""
-    key = signing_key(data_dir=w.settings.data_dir)
-    engine = db.make_engine(w.url, pool_size=2)
-    app = create_app(settings=w.settings, config=w.config, sessions=db.make_sessionmaker(engine))
-    try:
-        with serve_app(app) as url:
-            from artifacts.signing import public_key_pem
-
-            installed = fetch(
-                api_url=url, channel=channel, client_id="ws-0001", dest=dest, public_key_pem=public_key_pem(key)
-            )
-    finally:
-        engine.dispose()
-    bundle = open_base_bundle(Path(installed.path), public_key=key.public_key())
-    return [r.verdict for r in scan_files(bundle, files)]
-
-
-def write(tmp_path: Path, name: str, content: bytes) -> Path:
-    path = tmp_path / name
-    path.write_bytes(content)
-    return path
+from tests.conftest import Builder
+from tests.pipeline.driving import (
+    STAGES,
+    audit,
+    build_dir,
+    new_request,
+    release,
+    run_pending,
+    sample_bytes,
+    scan_channel,
+    served,
+    sign,
+    stage_status,
+    write,
+)
 
 
 def test_two_requests_released_one_after_the_other_keep_both_fixes(world_pipeline, staff, tmp_path):
@@ -203,11 +81,6 @@ def test_requests_in_flight_at_once_rebuild_on_the_new_tip_and_keep_their_signof
     key = signing_key(data_dir=w.settings.data_dir)
     bundle = open_base_bundle(Path(build_dir(w, b)), public_key=key.public_key())
     assert [r.verdict for r in scan_files(bundle, files)] == ["allowlisted", "allowlisted"]
-
-
-def build_dir(w, request_id: str) -> str:
-    with db.transaction(w.seg.sessions) as s:
-        return service.latest_build(s, request_id=request_id).bundle_dir
 
 
 FN_RULE = """rule Novel_Shared_Marker {
