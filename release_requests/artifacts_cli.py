@@ -45,7 +45,10 @@ BuilderOpt = Annotated[
 ]
 PublicKeyOpt = Annotated[
     Path | None,
-    typer.Option("--public-key", help="PEM public key to verify with [default: the local signing key's]."),
+    typer.Option(
+        "--public-key",
+        help="PEM public key to verify with [default: trusted-key.pem that `relreq client fetch` saved beside it].",
+    ),
 ]
 
 

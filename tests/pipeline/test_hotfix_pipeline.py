@@ -12,7 +12,7 @@ from sqlalchemy import select
 from release_requests import db
 from release_requests.pipeline import segments, service
 from release_requests.pipeline.schemas import FixInput, SignoffIn
-from release_requests.releases.models import ChannelPointer
+from release_requests.releases.models import ChannelPointer, Release
 from release_requests.requests.schemas import Accept, SubmitRequest
 from release_requests.requests.service import submit_request, triage
 from release_requests.requests.states import Status
@@ -91,3 +91,21 @@ def test_private_hotfix_goes_internal_then_only_to_its_customer(world_pipeline, 
     assert pointers[f"hotfix-{cid}-endpoint-agent"] == (build.version, cid)
     assert "global" not in pointers and build.branch.startswith(f"hotfix/{cid}/11.2.0-")
     assert build.version == f"{cid}/endpoint-agent/11.2.0-1"
+
+    # a second hotfix for the same customer, product and version keeps the first fix: its own release line
+    (repo / "fix2.c").write_text("int fixed_leak = 1;\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "fix leak on update")
+    second_fix = git(repo, "rev-parse", "HEAD")
+    with db.transaction(seg.sessions) as s:
+        second = submit_request(s, actor=duty, data=data.model_copy(update={"title": "Leak"}), config=w.config)
+        triage(s, actor=triager, request_id=second.id, decision=Accept(decision="accept"), config=w.config)
+        service.provide_fix(
+            s, actor=engineer, request_id=second.id, data=FixInput(type="commits", commits=[second_fix])
+        )
+    trigger = w.trigger(second.id, "build:")
+    assert "verified" in segments.run_build(seg, request_id=second.id, attempt=1, trigger_key=trigger.key)
+    with db.transaction(seg.sessions) as s:
+        rebuilt = service.latest_build(s, request_id=second.id)
+        picked = s.get(Release, rebuilt.version).manifest["cherry_picked"]
+    assert picked == [fix, second_fix], "the customer's shipped fix is carried into the next hotfix"

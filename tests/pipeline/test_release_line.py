@@ -17,9 +17,10 @@ from release_requests.errors import Conflict, Forbidden
 from release_requests.notifications.models import Notification
 from release_requests.pipeline import line, service
 from release_requests.pipeline.models import Build
-from release_requests.pipeline.schemas import FixInput
+from release_requests.pipeline.schemas import FixInput, SignoffIn
 from release_requests.requests.models import ReleaseRequest
-from release_requests.requests.service import db_now
+from release_requests.requests.schemas import Cancel
+from release_requests.requests.service import cancel, db_now
 from release_requests.requests.states import Status
 from release_requests.sla.service import status_of
 from tests.conftest import Builder
@@ -214,3 +215,27 @@ def test_a_storm_of_reports_on_one_sample_shares_one_build(world_pipeline, staff
             )
         ).all()
         assert set(told) == set(others)
+
+
+def test_a_rejected_or_cancelled_request_takes_its_fix_off_the_line(world_pipeline, staff):
+    w = world_pipeline
+    a_bytes, b_bytes = sample_bytes(w, "payroll"), sample_bytes(w, "ledger")
+    a, b = new_request(w, staff, a_bytes), new_request(w, staff, b_bytes)
+    run_pending(w, a)
+    release(w, staff, a, ["internal"])
+    run_pending(w, b)
+    release(w, staff, b, ["internal"])
+    with db.transaction(w.seg.sessions) as s:
+        decision = SignoffIn(stage="canary", decision="reject", reason="breaks the payroll run")
+        service.sign(s, actor=staff["release_manager"], request_id=a, data=decision, config=w.config)
+    assert any(action == "line.reverted" for action, _, _ in audit(w, a))
+    with db.transaction(w.seg.sessions) as s:
+        duty = Builder(s, w.config).person("duty_manager")
+        cancel(s, actor=duty, request_id=b, data=Cancel(reason="the customer found the cause elsewhere"))
+    with db.transaction(w.seg.sessions) as s:  # the reconciler's sweep
+        kept = line.housekeeping(s, repo_path=w.settings.signature_repo, config=w.config)
+    assert kept["line_reverted"] == [b]
+    tip = git.Repo(w.settings.signature_repo).heads.main.commit
+    allowlisted = (tip.tree / "allowlist/sha256.tsv").data_stream.read().decode()
+    for content in (a_bytes, b_bytes):
+        assert hashlib.sha256(content).hexdigest() not in allowlisted
