@@ -38,7 +38,7 @@ from artifacts.gitops import commit_files, resolve_commit
 from artifacts.sigrepo import ALLOWLIST_PATH, RULES_DIR, rule_sources
 from artifacts.yarax import RuleSource, rule_names
 
-_TRAILER_RE = re.compile(r"^(Request|Fix-Ref|Reverts-Request): *(\S+)\s*$", re.MULTILINE)
+_TRAILER_RE = re.compile(r"^(Request|Fix-Ref|Reverts-Request|Reverts-Commit): *(\S+)\s*$", re.MULTILINE)
 
 
 class FixConflict(ArtifactError):
@@ -216,7 +216,7 @@ def advance_line(repo: git.Repo, *, branch: str, new: str, expected: str) -> Non
 
 
 def trailers(message: str) -> dict[str, list[str]]:
-    """`Request:` / `Fix-Ref:` / `Reverts-Request:` trailers of a commit message."""
+    """`Request:` / `Fix-Ref:` / `Reverts-Request:` / `Reverts-Commit:` trailers of a commit message."""
     found: dict[str, list[str]] = {}
     for key, value in _TRAILER_RE.findall(message):
         found.setdefault(key, []).append(value)
@@ -231,6 +231,16 @@ def requests_between(repo: git.Repo, *, since: str | None, until: str) -> list[s
         for value in trailers(commit.message).get("Request", []):
             seen.setdefault(value)
     return list(seen)
+
+
+def reverted_since(repo: git.Repo, *, base: str, until: str) -> list[str]:
+    """Fix commits contained in `base` that a revert between `base` and `until` took off the line."""
+    reverted = [
+        sha
+        for commit in repo.iter_commits(f"{base}..{until}")
+        for sha in trailers(commit.message).get("Reverts-Commit", [])
+    ]
+    return [sha for sha in reverted if contains(repo, ancestor=sha, descendant=base)]
 
 
 def touched_by(repo: git.Repo, *, since: str, until: str, path: str) -> list[str]:

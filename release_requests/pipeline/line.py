@@ -144,7 +144,9 @@ def _waiting_bases(session: Session, *, not_on: str | None = None) -> list[tuple
             Build.status == "verified",
             Build.line_base.is_not(None),
         )
-        .with_for_update(of=ReleaseRequest, key_share=True)
+        # a request locked right now is being published or rebuilt: its own publish re-checks the line, and the
+        # reconciler sweeps again (waiting for it here could deadlock on the audit chain's lock)
+        .with_for_update(of=ReleaseRequest, key_share=True, skip_locked=True)
     )
     if not_on is not None:
         query = query.where(Build.line_base != not_on)
@@ -188,7 +190,7 @@ def take_off_line(
     tip = releaseline.line_tip(repo, branch).hexsha
     message = (
         f"revert: take {build.fix_ref} off the release line\n\n{reason}\n\n"
-        f"Reverts-Request: {request.id}\nFix-Ref: {build.fix_ref}\n"
+        f"Reverts-Request: {request.id}\nReverts-Commit: {build.commit}\nFix-Ref: {build.fix_ref}\n"
     )
     try:
         commit = releaseline.revert_change(

@@ -683,11 +683,15 @@ def _plan(
             )
         except LineBroken as exc:
             return str(exc)
+    if build.kind != "base":
+        return None
+    repo, branch = open_line(seg.settings.signature_repo, seg.config)
+    reverted = releaseline.reverted_since(repo, base=build.commit, until=releaseline.line_tip(repo, branch).hexsha)
+    if reverted:
+        return f"the base carries a fix taken off the release line since it was built ({', '.join(reverted)})"
     _, pipeline = pipeline_of(request, seg.config)
-    if build.kind == "base" and stage == pipeline.stages[0]:
-        repo, branch = open_line(seg.settings.signature_repo, seg.config)
-        if not join_line(session, repo=repo, branch=branch, request=request, build=build):
-            return "the release line moved since this base was built (another fix was released first)"
+    if stage == pipeline.stages[0] and not join_line(session, repo=repo, branch=branch, request=request, build=build):
+        return "the release line moved since this base was built (another fix was released first)"
     return None
 
 

@@ -4,12 +4,14 @@ no fix is ever lost between requests, conflicts are reported on both, a revert t
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import git
 import pytest
 from sqlalchemy import func, select
 
+from artifacts import releaseline
 from artifacts.scan import open_base_bundle, scan_files
 from artifacts.signing import signing_key
 from release_requests import db
@@ -239,3 +241,33 @@ def test_a_rejected_or_cancelled_request_takes_its_fix_off_the_line(world_pipeli
     allowlisted = (tip.tree / "allowlist/sha256.tsv").data_stream.read().decode()
     for content in (a_bytes, b_bytes):
         assert hashlib.sha256(content).hexdigest() not in allowlisted
+
+
+def test_a_base_carrying_a_reverted_fix_is_never_published(world_pipeline, staff):
+    """Even when nothing rebuilt it in time (the revert found it locked), publishing re-checks the line."""
+    w = world_pipeline
+    a, b = new_request(w, staff, sample_bytes(w, "payroll")), new_request(w, staff, sample_bytes(w, "ledger"))
+    run_pending(w, a)
+    release(w, staff, a, ["internal"])
+    run_pending(w, b)
+    release(w, staff, b, ["internal"])
+    repo = git.Repo(w.settings.signature_repo)
+    with db.transaction(w.seg.sessions) as s:
+        fix = service.latest_build(s, request_id=a)
+        change = releaseline.change_of(repo, base=fix.line_base, commit=fix.commit)
+    tip = repo.heads.main.commit.hexsha
+    revert = releaseline.revert_change(
+        repo,
+        change,
+        onto=tip,
+        branch="revert/by-hand",
+        message=f"revert by hand\n\nReverts-Commit: {fix.commit}\n",
+        author=line.LINE_AUTHOR,
+        when=datetime.now(UTC),
+    )
+    releaseline.advance_line(repo, branch="main", new=revert, expected=tip)
+    sign(w, staff, b, "canary")
+    outcome = run_pending(w, b)
+    assert any("carries a fix taken off the release line" in r for r in outcome), outcome
+    assert stage_status(w, b)["canary"] == "published"  # ...by the rebuilt base, which lacks A's fix
+    assert releaseline.contains(repo, ancestor=revert, descendant=served(w, "canary").manifest["commit"])
