@@ -8,7 +8,7 @@ Layout of DEST:
 
     DEST/current -> versions/<release>      symlink, switched atomically (rename over the old link)
     DEST/versions/<release>/                manifest.json + manifest.sig + the files: a verifiable bundle
-    DEST/trusted-key.pem                    the key trusted on first use when no --public-key is given
+    DEST/trusted-key.pem                    the trusted key: the pinned --public-key, else the one trusted on first use
     DEST/client.json                        this install's enrolled client id and secret (mode 0600)
     DEST/.incoming-*/                       downloads in progress (removed on success and on failure)
 
@@ -146,7 +146,7 @@ def fetch(
             version = release_key(json.loads(data))
             if body.get("version") != version:
                 raise UpdateFailed(f"server says version {body.get('version')!r}, the signed manifest is {version}")
-            return _install(
+            installed = _install(
                 http,
                 dest=dest,
                 channel=channel,
@@ -159,6 +159,10 @@ def fetch(
             )
     except httpx.HTTPError as exc:
         raise UpdateFailed(f"cannot talk to {api_url}: {exc}") from exc
+    saved = dest / TRUSTED_KEY
+    if public_key_pem is not None and (not saved.exists() or saved.read_bytes() != public_key_pem):
+        _atomic_write(saved, public_key_pem)  # a pin that verified is what this install trusts from now on
+    return installed
 
 
 def _client_id(dest: Path, given: str | None) -> str:

@@ -221,7 +221,8 @@ def test_the_right_pinned_key_installs(setup, relreq, settings, tmp_path, releas
     )
     assert code == 0, err
     assert json.loads(out)["version"] == releases.v1
-    assert not (dest / "trusted-key.pem").exists(), "a pinned key is never replaced by the server's"
+    # the pinned key is what the installation trusts from now on (and what `relreq artifacts scan` reads)
+    assert (dest / "trusted-key.pem").read_bytes() == pinned.read_bytes()
 
 
 def test_without_the_customer_token_the_channel_does_not_exist(setup, api_url):
