@@ -8,8 +8,8 @@
 
 Every check runs before the commit is written, so a refused fix leaves nothing behind. If the fix
 branch already holds fixes made on `base` (a request may need several), the new commit goes on top
-of them; a branch made on another base (an earlier attempt, before the release line moved) is
-started again from `base`.
+of them; a branch made on another base is started again from `base`. The pipeline gives every build
+attempt its own branch, so a later attempt never mistakes an earlier attempt's commit for its own.
 
 What ends up inside a base is public: the allowlist line and the rule file name carry the fix's
 opaque reference (`fix_ref`, resolved to a request only by staff) and a neutral reason, never the
@@ -55,12 +55,13 @@ def fix_false_positive(
     author: str,
     fix_ref: str | None = None,
     base: str = "HEAD",
+    branch: str | None = None,
     now: datetime | None = None,
 ) -> FixResult:
-    """Allowlist a wrongly detected sample on `fix/<request_id>`."""
+    """Allowlist a wrongly detected sample on `branch` (default `fix/<request_id>`)."""
     now = now or datetime.now(UTC)
     fix_ref = fix_ref or new_fix_ref()
-    repo, branch, parent, actor = _prepare(repo_path, request_id, fix_ref, author, base)
+    repo, branch, parent, actor = _prepare(repo_path, request_id, fix_ref, author, base, branch)
     data = _read_sample(sample)
     digest = sha256_bytes(data)
     matched = matching_rules(yara_x.Scanner(compile_rules(rule_sources(parent))), data)
@@ -114,14 +115,15 @@ def fix_false_negative(
     fix_ref: str | None = None,
     family: str = "generic",
     base: str = "HEAD",
+    branch: str | None = None,
     now: datetime | None = None,
 ) -> FixResult:
-    """Add an analyst's rule as `rules/<family>/<fix_ref>.yar` on `fix/<request_id>`."""
+    """Add an analyst's rule as `rules/<family>/<fix_ref>.yar` on `branch` (default `fix/<request_id>`)."""
     now = now or datetime.now(UTC)
     if not FAMILY_RE.match(family):
         raise InvalidInput(f"family {family!r}: must match {FAMILY_RE.pattern} (it becomes the namespace)")
     fix_ref = fix_ref or new_fix_ref()
-    repo, branch, parent, actor = _prepare(repo_path, request_id, fix_ref, author, base)
+    repo, branch, parent, actor = _prepare(repo_path, request_id, fix_ref, author, base, branch)
     data = _read_sample(sample)
     digest = sha256_bytes(data)
     path = rule_path(family, fix_ref)
@@ -177,14 +179,15 @@ def existing_fix(*, repo_path: Path, ref: str) -> str:
 
 
 def _prepare(
-    repo_path: Path, request_id: str, fix_ref: str, author: str, base: str
+    repo_path: Path, request_id: str, fix_ref: str, author: str, base: str, branch: str | None
 ) -> tuple[git.Repo, str, git.Commit, git.Actor]:
     """Validate inputs and find the commit the fix goes on: the fix branch tip if it builds on `base`."""
     check_ref_part(request_id, what="request id")
     check_ref_part(fix_ref, what="fix reference")
     actor = parse_author(author)
     repo = open_repo(repo_path)
-    branch = f"fix/{request_id}"
+    branch = branch or f"fix/{request_id}"
+    check_ref_part(branch.removeprefix("fix/"), what="fix branch")
     parent = resolve_commit(repo, base)
     if branch_exists(repo, branch):
         tip = repo.heads[branch].commit

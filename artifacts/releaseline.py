@@ -84,10 +84,6 @@ class Change(BaseModel):
         )
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
-    @property
-    def empty(self) -> bool:
-        return not (self.allowlist_added or self.allowlist_removed or self.files)
-
 
 def line_tip(repo: git.Repo, branch: str) -> git.Commit:
     """The commit the release branch points at; a missing branch is a configuration error, said as such."""
@@ -202,17 +198,17 @@ def advance_line(repo: git.Repo, *, branch: str, new: str, expected: str) -> Non
         return  # already there (a re-run after a crash)
     if actual != expected:
         raise LineMoved(branch, expected, actual)
-    checked_out = not repo.bare and not repo.head.is_detached and repo.active_branch.name == branch
-    if checked_out:  # keep the engineers' working tree in step (a two-way merge keeps their local edits)
-        try:
-            repo.git.update_index("-q", "--refresh", with_exceptions=False)
-            repo.git.read_tree("-m", "-u", expected, new)
-        except git.GitCommandError:
-            pass  # local edits in the way: the line moves all the same, `git status` will show the difference
     try:
         repo.git.update_ref(f"refs/heads/{branch}", new, expected, m=f"release line: {new[:12]}")
     except git.GitCommandError as exc:
         raise LineMoved(branch, expected, line_tip(repo, branch).hexsha) from exc
+    checked_out = not repo.bare and not repo.head.is_detached and repo.active_branch.name == branch
+    if checked_out:  # the line moved: bring the working tree along (a two-way merge keeps local edits)
+        try:
+            repo.git.update_index("-q", "--refresh", with_exceptions=False)
+            repo.git.read_tree("-m", "-u", expected, new)
+        except git.GitCommandError:
+            pass  # local edits in the way: `git status` shows the difference; committing them needs a rebase
 
 
 def trailers(message: str) -> dict[str, list[str]]:

@@ -23,7 +23,7 @@ from prefect.exceptions import ObjectNotFound
 from release_requests.config import get_config
 from release_requests.db import transaction
 from release_requests.installation import installation_name
-from release_requests.pipeline import line, segments, triggers
+from release_requests.pipeline import line, segments, sharing, triggers
 from release_requests.requests.models import ReleaseRequest
 from release_requests.runtime import migrated_url, session_factory
 from release_requests.settings import get_settings
@@ -98,8 +98,17 @@ def reconcile() -> dict:
     rollouts = _release_watch(config)
     with transaction(sessions) as session:
         line_kept = line.housekeeping(session, repo_path=get_settings().signature_repo, config=config)
+    with transaction(sessions) as session:
+        joined = sharing.sweep_unjoined(session, config=config)
     dispatched = dispatch_pending()
-    summary = {"redispatched": redispatched, "soaked": soaked, "dispatched": dispatched, **rollouts, **line_kept}
+    summary = {
+        "redispatched": redispatched,
+        "soaked": soaked,
+        "dispatched": dispatched,
+        "joined": joined,
+        **rollouts,
+        **line_kept,
+    }
     logger.info("reconcile: %s", summary)
     return summary
 
@@ -120,22 +129,24 @@ def _release_watch(config) -> dict:
             decision = evaluate_halt(session, channel=channel, config=config, now=now)
             if decision is not None:
                 releases.halt(session, channel=channel, decision=decision, config=config, now=now)
-                request = session.get(ReleaseRequest, decision.request_id) if decision.request_id else None
-                if request is not None:  # the halted fix leaves the release line too; other fixes stay
-                    line.take_off_line_if_any(
-                        session,
-                        request=request,
-                        actor=TELEMETRY,
-                        reason=f"halted on {channel}: {decision.reason}",
-                        repo_path=get_settings().signature_repo,
-                        config=config,
-                    )
                 halted.append(channel)
-                continue
-            before = session.get(ChannelPointer, channel).rollout_percent
-            after = releases.advance_rollout(session, actor=segments.PIPELINE, channel=channel, now=now, config=config)
-            if after != before:
-                advanced.append(f"{channel}:{after}%")
+            else:
+                before = session.get(ChannelPointer, channel).rollout_percent
+                after = releases.advance_rollout(
+                    session, actor=segments.PIPELINE, channel=channel, now=now, config=config
+                )
+                if after != before:
+                    advanced.append(f"{channel}:{after}%")
+        if decision is not None and decision.request_id:  # the halt is committed; now its fix leaves the line
+            with transaction(sessions) as session:
+                line.take_off_line_if_any(
+                    session,
+                    request=session.get(ReleaseRequest, decision.request_id),
+                    actor=TELEMETRY,
+                    reason=f"halted on {channel}: {decision.reason}",
+                    repo_path=get_settings().signature_repo,
+                    config=config,
+                )
     return {"rollouts_advanced": advanced, "halted": halted}
 
 

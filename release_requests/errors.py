@@ -54,6 +54,12 @@ class LineBroken(Conflict):
     code = "line_broken"
 
 
+class ChannelHalted(Conflict):
+    """An automatic halt stopped the channel: nothing is published to it until a person resumes it."""
+
+    code = "channel_halted"
+
+
 class InvalidInput(DomainError):
     """Input that is well-formed but wrong for the domain (e.g. a hash that does not match the bytes)."""
 

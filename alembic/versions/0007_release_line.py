@@ -32,6 +32,10 @@ def upgrade() -> None:
         op.f("ck_stage_runs_status"), "stage_runs", "status IN ('awaiting', 'publishing', 'published', 'superseded')"
     )
     op.add_column("channel_pointers", sa.Column("staff_only", sa.Boolean(), server_default=sa.false(), nullable=False))
+    # channels of the default `internal` stage published before this revision are staff-only from now on
+    op.execute(
+        "UPDATE channel_pointers SET staff_only = true WHERE channel = 'internal' OR channel LIKE 'hotfix-internal-%'"
+    )
     op.add_column("release_requests", sa.Column("advisory_id", sa.String(length=20), nullable=True))
     op.create_index(op.f("ix_release_requests_advisory_id"), "release_requests", ["advisory_id"], unique=False)
     op.execute("CREATE SEQUENCE advisory_number_seq")

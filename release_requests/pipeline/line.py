@@ -14,6 +14,7 @@ The rules (docs/releases.md, "The release line"):
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,12 +24,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from artifacts import releaseline
-from artifacts.errors import GitRefError
+from artifacts.errors import ArtifactError, GitRefError
 from artifacts.gitops import open_repo
 from release_requests import access
+from release_requests.audit.models import AuditEvent
 from release_requests.audit.service import Actor, record
 from release_requests.config import AppConfig
-from release_requests.errors import Conflict
+from release_requests.errors import Conflict, ServiceUnavailable
 from release_requests.people.models import Person
 from release_requests.people.service import actor_of
 from release_requests.pipeline.models import Build, StageRun
@@ -37,6 +39,7 @@ from release_requests.requests.models import ReleaseRequest
 from release_requests.requests.service import get_visible, transition
 from release_requests.requests.states import TRANSITIONS, Status
 
+log = logging.getLogger(__name__)
 _FIX_REF_RE = re.compile(r"\bFX-[0-9a-f]{10}\b")
 LINE_AUTHOR = git.Actor("release-pipeline", "release-pipeline@vendor.example")
 
@@ -154,13 +157,21 @@ def _waiting_bases(session: Session, *, not_on: str | None = None) -> list[tuple
 
 
 def join_line(session: Session, *, repo: git.Repo, branch: str, request: ReleaseRequest, build: Build) -> bool:
-    """Move the line to the build's candidate (compare-and-swap). False: the line moved, rebuild instead."""
+    """Move the line to the build's candidate (compare-and-swap). False: the line moved, rebuild instead.
+
+    Git moves before the database commits; a re-run after a crash in between finds the candidate on the
+    line without its audit event and completes the record (and the rebuilds of the others) then.
+    """
     if on_line(repo, branch, build):
-        return True
-    try:
-        releaseline.advance_line(repo, branch=branch, new=build.commit, expected=build.line_base)
-    except releaseline.LineMoved:
-        return False
+        if build.commit == build.line_base or _recorded(
+            session, action="line.advanced", request_id=request.id, tip=build.commit
+        ):
+            return True  # the line holds it already (and says so)
+    else:
+        try:
+            releaseline.advance_line(repo, branch=branch, new=build.commit, expected=build.line_base)
+        except releaseline.LineMoved:
+            return False
     record(
         session,
         actor=PIPELINE,
@@ -174,6 +185,19 @@ def join_line(session: Session, *, repo: git.Repo, branch: str, request: Release
     )
     rebase_stale(session, repo=repo, branch=branch, reason="the release line moved: another fix was released first")
     return True
+
+
+def _recorded(session: Session, *, action: str, request_id: str, tip: str) -> bool:
+    return (
+        session.scalar(
+            select(AuditEvent.seq)
+            .where(
+                AuditEvent.action == action, AuditEvent.request_id == request_id, AuditEvent.after["tip"].astext == tip
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def take_off_line(
@@ -205,9 +229,13 @@ def take_off_line(
     except releaseline.FixDependency as exc:
         exc.requests = requests_of_refs(session, exc.refs)  # the ids staff act on
         raise
-    if commit == tip:
-        return None
-    releaseline.advance_line(repo, branch=branch, new=commit, expected=tip)
+    if commit == tip:  # nothing left to revert: done before, or done in git by a run that crashed before its record
+        commit = _unrecorded_revert(repo, session, build=build, request_id=request.id, until=tip)
+        if commit is None:
+            return None
+        tip = repo.commit(commit).parents[0].hexsha
+    else:
+        releaseline.advance_line(repo, branch=branch, new=commit, expected=tip)
     record(
         session,
         actor=actor,
@@ -221,7 +249,9 @@ def take_off_line(
     )
     why = f"the release line moved: a fix was reverted ({reason})"
     rebase_stale(session, repo=repo, branch=branch, reason=why)
-    _rebuild_containing(session, repo=repo, commit=build.commit, reason=why, decision=f"revert-{commit[:12]}")
+    _rebuild_containing(
+        session, repo=repo, commit=build.commit, reason=why, decision=f"revert-{commit[:12]}", reverted=request.id
+    )
     return commit
 
 
@@ -249,6 +279,10 @@ def revert_fix(
         raise Conflict(
             f"{exc}; revert {', '.join(exc.requests) or 'the later fix'} first", depends_on=exc.requests
         ) from None
+    except releaseline.LineMoved as exc:
+        raise Conflict(f"{exc}; another change landed meanwhile: try again") from None
+    except ArtifactError as exc:
+        raise ServiceUnavailable(f"the signature repository cannot be changed now: {exc}") from None
     if commit is None:
         raise Conflict(f"{request.id} has no fix on the release line (never released, or reverted already)")
     if Status.failed in TRANSITIONS[Status(request.status)]:
@@ -260,61 +294,98 @@ def revert_fix(
 def take_off_line_if_any(
     session: Session, *, request: ReleaseRequest, actor: Actor, reason: str, repo_path: Path, config: AppConfig
 ) -> None:
-    """After a rejection or a halt: revert the request's fix if it joined the line. A later fix depending on
-    it keeps it there for now; that is recorded, and the reconciler tries again."""
+    """After a rejection or a halt: revert the request's fix if it joined the line.
+
+    Never undoes the decision that called it: a later fix depending on this one keeps it on the line (that
+    is recorded), and a git failure (the repository unreachable, the line moving meanwhile) is logged; the
+    reconciler takes the fixes of failed requests off the line on its next round either way.
+    """
     if not session.scalar(select(_FIXES_MADE.where(Build.request_id == request.id).exists())):
         return  # no fix commit was ever made: nothing can be on the line
-    repo, branch = open_line(repo_path, config)
     try:
-        take_off_line(session, repo=repo, branch=branch, request=request, actor=actor, reason=reason)
+        with session.begin_nested():
+            repo, branch = open_line(repo_path, config)
+            take_off_line(session, repo=repo, branch=branch, request=request, actor=actor, reason=reason)
     except releaseline.FixDependency as exc:
         record(
             session,
             actor=actor,
             action="line.revert_refused",
             entity_type="release_line",
-            entity_id=branch,
+            entity_id=config.stages.release_line.branch,
             request_id=request.id,
             after={"depends_on": exc.requests},
             reason=str(exc),
         )
+    except (ArtifactError, git.GitCommandError, ValueError) as exc:
+        log.warning("%s: taking the fix off the release line failed (%s); the reconciler retries", request.id, exc)
 
 
 def revert_abandoned(session: Session, *, repo_path: Path, config: AppConfig) -> list[str]:
-    """Fixes still on the line whose request failed or was cancelled since: take them off (the reconciler)."""
+    """Fixes still on the line whose request failed or was cancelled since: take them off (the reconciler).
+
+    A fix that other customers' reports share stays until a person decides (`relreq revert-fix`): their
+    customers may already run it, and the request that carried it is not theirs. Each request is handled
+    in its own savepoint, so one that cannot be reverted now does not hold the others back.
+    """
+    handled = select(AuditEvent.request_id).where(AuditEvent.action.in_(("line.reverted", "line.revert_held")))
+    shared = select(ReleaseRequest.duplicate_of_id).where(ReleaseRequest.duplicate_of_id.is_not(None))
     requests = session.scalars(
         select(ReleaseRequest)
         .where(
             ReleaseRequest.status.in_((Status.failed, Status.cancelled)),
             _FIXES_MADE.where(Build.request_id == ReleaseRequest.id).exists(),
+            ReleaseRequest.id.not_in(handled),
         )
         .order_by(ReleaseRequest.id)
     ).all()
     if not requests:
         return []
     repo, branch = open_line(repo_path, config)
+    sharing = set(session.scalars(shared.where(ReleaseRequest.duplicate_of_id.in_([r.id for r in requests]))))
     reverted = []
     for request in requests:
-        try:
-            commit = take_off_line(
+        if _line_build(repo, branch, session, request_id=request.id) is None:
+            continue  # never joined the line (failed before its first publish)
+        if request.id in sharing:
+            record(
                 session,
-                repo=repo,
-                branch=branch,
-                request=request,
                 actor=PIPELINE,
-                reason=f"{request.id} is {request.status}: its fix leaves the release line",
+                action="line.revert_held",
+                entity_type="release_line",
+                entity_id=branch,
+                request_id=request.id,
+                reason=f"{request.id} is {request.status}, but other reports share its fix: "
+                "it stays on the release line until a person reverts it (relreq revert-fix)",
             )
+            continue
+        try:
+            with session.begin_nested():
+                commit = take_off_line(
+                    session,
+                    repo=repo,
+                    branch=branch,
+                    request=request,
+                    actor=PIPELINE,
+                    reason=f"{request.id} is {request.status}: its fix leaves the release line",
+                )
         except releaseline.FixDependency:
             continue  # recorded when the revert was first refused; a person decides
+        except (ArtifactError, git.GitCommandError) as exc:
+            log.warning("%s: taking the fix off the release line failed (%s); retrying next round", request.id, exc)
+            continue
         if commit is not None:
             reverted.append(request.id)
     return reverted
 
 
-def _rebuild_containing(session: Session, *, repo: git.Repo, commit: str, reason: str, decision: str) -> None:
-    """Requests waiting for sign-off whose base carries a reverted fix get a base without it."""
+def _rebuild_containing(
+    session: Session, *, repo: git.Repo, commit: str, reason: str, decision: str, reverted: str
+) -> None:
+    """Requests waiting for sign-off whose base carries a reverted fix get a base without it (not the request
+    whose fix it is: that one leaves the pipeline)."""
     for request, build in _waiting_bases(session):
-        if releaseline.contains(repo, ancestor=commit, descendant=build.commit):
+        if request.id != reverted and releaseline.contains(repo, ancestor=commit, descendant=build.commit):
             request_rebuild(session, request=request, build=build, reason=reason, decision=decision)
 
 
@@ -328,6 +399,15 @@ def housekeeping(session: Session, *, repo_path: Path, config: AppConfig) -> dic
         why = "the release line moved since this base was built"
         rebuilt = rebase_stale(session, repo=repo, branch=branch, reason=why)
     return {"line_reverted": reverted, "line_rebuilt": rebuilt}
+
+
+def _unrecorded_revert(repo: git.Repo, session: Session, *, build: Build, request_id: str, until: str) -> str | None:
+    """The line's revert commit of this fix when the audit log does not know it yet (a crash in between)."""
+    for commit in repo.iter_commits(f"{build.commit}..{until}"):
+        if build.commit in releaseline.trailers(commit.message).get("Reverts-Commit", []):
+            recorded = _recorded(session, action="line.reverted", request_id=request_id, tip=commit.hexsha)
+            return None if recorded else commit.hexsha
+    return None
 
 
 def _line_build(repo: git.Repo, branch: str, session: Session, *, request_id: str) -> Build | None:

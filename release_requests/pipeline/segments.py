@@ -23,6 +23,7 @@ from artifacts import releaseline
 from artifacts.allowlist import parse_allowlist
 from artifacts.base import build_base
 from artifacts.bundle import BaseManifest, HotfixManifest, read_verified
+from artifacts.digest import sha256_bytes
 from artifacts.fixes import existing_fix, fix_false_negative, fix_false_positive, new_fix_ref
 from artifacts.hotfix import build_hotfix
 from artifacts.products import product_spec
@@ -35,12 +36,13 @@ from release_requests.config import AppConfig
 from release_requests.crashpoints import crash_point
 from release_requests.customers.models import Customer
 from release_requests.db import transaction
-from release_requests.errors import LineBroken, StaleVersion
+from release_requests.errors import ChannelHalted, LineBroken, StaleVersion
 from release_requests.notifications.service import notify
 from release_requests.pipeline.line import (
     LINE_AUTHOR,
     fix_ref_for,
     join_line,
+    on_line,
     open_line,
     request_rebuild,
     requests_of_refs,
@@ -146,6 +148,11 @@ def _samples(seg: Segment, session: Session, request_id: str) -> list[Path]:
     return [verified_sample_path(root, digest) for digest in stored_samples(session, request_id=request_id)]
 
 
+def fix_branch(request_id: str, attempt: int) -> str:
+    """One branch per build attempt: a re-run finds its own commits, a new attempt never reuses old ones."""
+    return f"fix/{request_id}" if attempt == 1 else f"fix/{request_id}-attempt{attempt}"
+
+
 def _resumable(repo: git.Repo, branch: str, base: str) -> git.Commit | None:
     """The fix branch's tip when it already holds fixes made on `base` (a re-run after a crash)."""
     if branch not in repo.heads:
@@ -168,7 +175,7 @@ def _candidate(
 
     A rebuild applies the previous base's change to the new tip; a new fix is committed on the tip itself.
     """
-    branch, base = f"fix/{request.id}", build.line_base
+    branch, base = fix_branch(request.id, build.attempt), build.line_base
     fix, now = build.fix, datetime.now(UTC)
     trailer = f"Request: {request.id}\nFix-Ref: {build.fix_ref}\n"
     if fix["type"] == "rebase":
@@ -207,6 +214,7 @@ def _candidate(
                 fix_ref=build.fix_ref,
                 author=author,
                 base=base,
+                branch=branch,
             )
     elif done is None:
         fix_false_negative(
@@ -218,6 +226,7 @@ def _candidate(
             author=author,
             family=fix.get("family", "generic"),
             base=base,
+            branch=branch,
         )
     commit = repo.heads[branch].commit.hexsha
     return branch, commit, releaseline.change_of(repo, base=base, commit=commit).change_id
@@ -243,14 +252,19 @@ def _build_base(seg: Segment, *, request_id: str, attempt: int, trigger_key: str
             build.line_base = releaseline.line_tip(repo, branch).hexsha
             build.fix_ref = build.fix_ref or fix_ref_for(session, request_id=request_id) or new_fix_ref()
         previous = session.get(Build, build.rebased_from_id) if build.rebased_from_id else None
-        fix_branch, commit = (build.branch, build.commit) if build.commit else (None, None)
+        made_on, commit = (build.branch, build.commit) if build.commit else (None, None)
     if commit is None:
-        fix_branch, commit, change_id = _candidate(
+        made_on, commit, change_id = _candidate(
             seg, repo, request=request, build=build, previous=previous, samples=samples
         )
+        if previous is not None and commit == previous.commit:  # a refusal that rebuilding cannot cure
+            raise artifact_errors.GitRefError(
+                f"rebuilding on the release line gives the same base ({commit[:12]}) that was refused; "
+                "a channel serves a commit the line does not hold: a person must look (docs/releases.md)"
+            )
         with transaction(seg.sessions) as session:
             build = _build(session, request_id, attempt)
-            build.branch, build.commit, build.change_id = fix_branch, commit, change_id
+            build.branch, build.commit, build.change_id = made_on, commit, change_id
             record(
                 session,
                 actor=PIPELINE,
@@ -259,7 +273,7 @@ def _build_base(seg: Segment, *, request_id: str, attempt: int, trigger_key: str
                 entity_id=str(build.id),
                 request_id=request_id,
                 after={
-                    "branch": fix_branch,
+                    "branch": made_on,
                     "commit": commit,
                     "line_base": build.line_base,
                     "change_id": change_id,
@@ -328,16 +342,21 @@ def _existing_hotfix(bundle_root: Path, *, customer: str, product: str, version:
 
 
 def _hotfix_line(session: Session, config: AppConfig, *, request: ReleaseRequest, version: str) -> list[str]:
-    """The fixes the customer's hotfix channel already ships for this product version: a new hotfix keeps
-    them (a private hotfix's release line is per customer, product and version)."""
-    channel = releases.channel_for(
-        config=config, kind=request.kind, stage="customer", customer_id=request.customer_id, product=request.product
-    )
-    pointer = session.get(ChannelPointer, channel)
-    served = session.get(Release, pointer.version) if pointer else None
-    if served is None or served.manifest.get("product_version") != version:
-        return []
-    return list(served.manifest.get("cherry_picked", []))
+    """The fixes this customer is served already for this product version, on any stage's channel: a new
+    hotfix keeps them (a private hotfix's release line is per customer, product and version)."""
+    _, pipeline = pipeline_of(request, config)
+    shipped: dict[str, None] = {}
+    for stage in pipeline.stages:
+        channel = releases.channel_for(
+            config=config, kind=request.kind, stage=stage, customer_id=request.customer_id, product=request.product
+        )
+        pointer = session.get(ChannelPointer, channel)
+        served = session.get(Release, pointer.version) if pointer else None
+        if served is None or served.private_to != request.customer_id:
+            continue  # a staff channel shared by customers may serve another customer's hotfix: not this line
+        if served.manifest.get("product_version") == version:
+            shipped.update(dict.fromkeys(served.manifest.get("cherry_picked", [])))
+    return list(shipped)
 
 
 def _build_hotfix(seg: Segment, *, request_id: str, attempt: int, trigger_key: str) -> str:
@@ -382,6 +401,8 @@ def _build_hotfix(seg: Segment, *, request_id: str, attempt: int, trigger_key: s
                 manifest.branch,
                 manifest.commit,
             )
+            # what engineers review is the request's own fixes: unchanged, their sign-offs hold for a rebuild
+            build.change_id = sha256_bytes(",".join(c.lower() for c in fix["commits"]).encode())[:16]
             build.status = "verifying"
             transition(
                 session,
@@ -596,6 +617,10 @@ def run_publish(seg: Segment, *, request_id: str, stage: str, build_id: int, tri
                 finish_trigger(session, key=trigger_key)  # a sign-off was revoked meanwhile: a new decision re-triggers
                 return f"stage {stage} no longer ready"
             channels = stage_channels(session, request=request, build=build, stage=stage, config=seg.config)
+            halted = releases.halted_channels(session, channels)
+            if halted:  # nothing moves; the reconciler asks again once a release manager resumes the channel
+                finish_trigger(session, key=trigger_key)
+                return f"stage {stage} waits: {', '.join(halted)} halted (relreq channels resume)"
             refusal = _plan(seg, session, request=request, build=build, stage=stage, channels=channels)
             if refusal is not None:
                 _refuse(session, request=request, build=build, stage=stage, reason=refusal)
@@ -610,14 +635,35 @@ def run_publish(seg: Segment, *, request_id: str, stage: str, build_id: int, tri
                 request=request,
                 target=Status.releasing,
                 action="request.releasing",
-                details={"stage": stage, "version": build.version, "channels": run.channels},
+                details={"stage": stage, "version": build.version},  # channels: other customers' names, staff view
             )
         channels, version, expected = list(run.channels), build.version, dict(run.expected)
     crash_point("publish:claimed")
     for channel in channels:
-        refusal = _publish_channel(
-            seg, request_id=request_id, run_id=run.id, channel=channel, version=version, expected=expected.get(channel)
-        )
+        try:
+            refusal = _publish_channel(
+                seg,
+                request_id=request_id,
+                run_id=run.id,
+                channel=channel,
+                version=version,
+                expected=expected.get(channel),
+            )
+        except ChannelHalted:  # halted after the stage was claimed: wait for the resume, re-run from the start
+            with transaction(seg.sessions) as session:
+                request = _locked(session, request_id)
+                run = session.get(StageRun, run.id)
+                run.status = "awaiting"
+                transition(
+                    session,
+                    actor=PIPELINE,
+                    request=request,
+                    target=Status.awaiting_approval,
+                    action="request.awaiting_approval",
+                    details={"waits_for_resume": channel},
+                )
+                finish_trigger(session, key=trigger_key)
+            return f"stage {stage} waits: {channel} halted (relreq channels resume)"
         if refusal is not None:
             with transaction(seg.sessions) as session:
                 request, build = _locked(session, request_id), session.get(Build, build_id)
@@ -678,9 +724,7 @@ def _plan(
     release = session.get(Release, build.version)
     for channel in channels:
         try:
-            releases.check_keeps_fixes(
-                session, channel=channel, release=release, repo_path=seg.settings.signature_repo, config=seg.config
-            )
+            releases.check_keeps_fixes(session, channel=channel, release=release, repo_path=seg.settings.signature_repo)
         except LineBroken as exc:
             return str(exc)
     if build.kind != "base":
@@ -690,7 +734,11 @@ def _plan(
     if reverted:
         return f"the base carries a fix taken off the release line since it was built ({', '.join(reverted)})"
     _, pipeline = pipeline_of(request, seg.config)
-    if stage == pipeline.stages[0] and not join_line(session, repo=repo, branch=branch, request=request, build=build):
+    if stage != pipeline.stages[0]:
+        if not on_line(repo, branch, build):  # later stages ship only what the line holds
+            return "the base is not on the release line (its fix left the line, or the line was rebuilt)"
+        return None
+    if not join_line(session, repo=repo, branch=branch, request=request, build=build):
         return "the release line moved since this base was built (another fix was released first)"
     return None
 

@@ -34,7 +34,7 @@ from release_requests.pipeline.schemas import (
 )
 from release_requests.pipeline.sharing import sweep_on_accept
 from release_requests.releases.models import ChannelPointer
-from release_requests.releases.service import channel_for
+from release_requests.releases.service import channel_customer, channel_for
 from release_requests.requests.models import ReleaseRequest, Sample
 from release_requests.requests.service import db_now, get_visible, transition
 from release_requests.requests.states import Status
@@ -493,15 +493,36 @@ def close(session: Session, *, actor: Person, request_id: str, data: CloseIn, co
         action="request.closed",
         reason=data.reason,
     )
-    tell(
+    now = db_now(session)
+    notify(
         session,
-        primary=request,
+        request=request,
         event="request.closed",
         targets=["customer", "internal_channel"],
         config=config,
-        at=db_now(session),
+        at=now,
         context={"title": request.title, "reason": data.reason, "by": actor.name},
     )
+    for sharer in affected(session, primary=request)[1:]:  # reports sharing the fix close with it, in their words
+        if sharer.status != Status.duplicate:
+            continue
+        transition(
+            session,
+            actor=actor_of(actor),
+            request=sharer,
+            target=Status.closed,
+            action="request.closed",
+            reason=f"closed with the shared fix of advisory {sharer.advisory_id or request.advisory_id}",
+        )
+        notify(
+            session,
+            request=sharer,
+            event="request.closed",
+            targets=["customer"],
+            config=config,
+            at=now,
+            context={"title": sharer.title, "reason": None, "by": actor.name, "advisory": sharer.advisory_id},
+        )
     return request
 
 
@@ -514,6 +535,13 @@ def status(session: Session, *, actor: Person, request_id: str, config: AppConfi
     name, pipeline = pipeline_of(request, config)
     build = latest_build(session, request_id=request.id)
     runs = []
+    staff = actor.role in access.STAFF  # a shared stage names other customers' channels: customers see their own
+
+    def mine(stage: str) -> str:
+        return channel_for(
+            config=config, kind=request.kind, stage=stage, customer_id=request.customer_id, product=request.product
+        )
+
     if build is not None:
         people = {}
         for run in session.scalars(select(StageRun).where(StageRun.build_id == build.id).order_by(StageRun.id)):
@@ -535,7 +563,9 @@ def status(session: Session, *, actor: Person, request_id: str, config: AppConfi
                 StageOut(
                     stage=run.stage,
                     status=run.status,
-                    channels=run.channels,
+                    channels=[
+                        c for c in run.channels if staff or c == mine(run.stage) or not channel_customer(config, c)
+                    ],
                     opened_at=run.opened_at,
                     published_at=run.published_at,
                     signed=ready.evaluation.satisfied,

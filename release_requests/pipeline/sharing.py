@@ -63,6 +63,8 @@ def open_build_for(session: Session, *, request: ReleaseRequest) -> ReleaseReque
         )
         .order_by(ReleaseRequest.id)
         .limit(1)
+        # held until this transaction ends: the primary cannot be cancelled or closed under the joining report
+        .with_for_update(of=ReleaseRequest, key_share=True)
     )
 
 
@@ -99,6 +101,27 @@ def sweep_on_accept(session: Session, *, primary: ReleaseRequest, config: AppCon
         _join(session, request=request, primary=primary, config=config)
         joined.append(request.id)
     return joined
+
+
+def sweep_unjoined(session: Session, *, config: AppConfig) -> list[str]:
+    """Reports filed while their build's primary was being accepted (neither saw the other): join them now."""
+    open_samples = (
+        select(Sample.sha256)
+        .join(ReleaseRequest, ReleaseRequest.id == Sample.request_id)
+        .where(ReleaseRequest.status.in_(BUILD_OPEN), ReleaseRequest.duplicate_of_id.is_(None))
+    )
+    waiting = session.scalars(
+        select(ReleaseRequest)
+        .join(Sample, Sample.request_id == ReleaseRequest.id)
+        .where(
+            ReleaseRequest.status == Status.submitted,
+            ReleaseRequest.kind.in_(SHAREABLE),
+            Sample.sha256.in_(open_samples),
+        )
+        .order_by(ReleaseRequest.id)
+        .with_for_update(of=ReleaseRequest, key_share=True, skip_locked=True)
+    ).unique()
+    return [r.id for r in waiting if join_open_build(session, request=r, config=config)]
 
 
 def _join(session: Session, *, request: ReleaseRequest, primary: ReleaseRequest, config: AppConfig) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from release_requests.config import AppConfig
@@ -13,6 +13,7 @@ from release_requests.installation import deployment_name
 from release_requests.installation import idempotency_key as scoped_key
 from release_requests.pipeline.models import Build, SegmentTrigger, StageRun
 from release_requests.pipeline.service import enqueue, readiness
+from release_requests.releases.service import halted_channels
 from release_requests.requests.models import ReleaseRequest
 from release_requests.requests.service import db_now
 from release_requests.requests.states import Status
@@ -102,10 +103,14 @@ def stages_ready_by_time(session: Session, *, config: AppConfig) -> list[str]:
                 SegmentTrigger.status.in_(("pending", "dispatched")),
             )
         )
-        ready = readiness(session, request=request, build=build, run=run, config=config)
-        if in_flight is None and ready.ready(now):
-            decision = f"soak-{ready.soak_until.isoformat() if ready.soak_until else 'none'}"
-            if enqueue(session, request_id=request.id, step=step, decision_id=decision):
+        if in_flight is not None or halted_channels(session, run.channels):
+            continue  # running already, or waiting for a person to resume a halted channel
+        if readiness(session, request=request, build=build, run=run, config=config).ready(now):
+            # numbered: a stage that waited out a halt is asked again once the channel is resumed
+            earlier = session.scalar(
+                select(func.count()).where(SegmentTrigger.request_id == request.id, SegmentTrigger.step == step)
+            )
+            if enqueue(session, request_id=request.id, step=step, decision_id=f"ready-{earlier + 1}"):
                 started.append(f"{request.id}:{run.stage}")
     return started
 

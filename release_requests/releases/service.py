@@ -35,7 +35,7 @@ from release_requests import access
 from release_requests.audit.service import Actor, record
 from release_requests.config import AppConfig, get_config
 from release_requests.customers.models import Customer
-from release_requests.errors import Conflict, InvalidInput, LineBroken, NotFound, StaleVersion
+from release_requests.errors import ChannelHalted, Conflict, InvalidInput, LineBroken, NotFound, StaleVersion
 from release_requests.notifications.service import notify
 from release_requests.people.models import Person
 from release_requests.people.service import actor_of
@@ -241,6 +241,19 @@ def _audience(session: Session, *, config: AppConfig, release: Release, channel:
     )
 
 
+def channel_customer(config: AppConfig, channel: str) -> str | None:
+    """The customer a customer-specific channel belongs to (`customer-<id>`, `hotfix-<id>-<product>`), else None.
+
+    For display filtering only (what a customer may see named); access decisions use the pointer's own
+    `private_to`, never a parsed name.
+    """
+    for pipeline in config.stages.pipelines.values():
+        for template in pipeline.channels.values():
+            if "{customer}" in template and (match := _template_regex(template).fullmatch(channel)):
+                return match["customer"]
+    return None
+
+
 def is_staff_channel(config: AppConfig, channel: str) -> bool:
     """The `internal` stage's channels serve the vendor's own machines: staff tokens only, in every view."""
     return any(
@@ -249,9 +262,7 @@ def is_staff_channel(config: AppConfig, channel: str) -> bool:
     )
 
 
-def check_keeps_fixes(
-    session: Session, *, channel: str, release: Release, repo_path: Path | None, config: AppConfig
-) -> None:
+def check_keeps_fixes(session: Session, *, channel: str, release: Release, repo_path: Path | None) -> None:
     """Refuse (LineBroken) a release that lacks a fix the channel serves now.
 
     Bases: the new base's commit must descend from the served base's commit (git ancestry on the release
@@ -377,7 +388,7 @@ def publish(
     if current is not None and current.version == version:
         return current
     if (current.version if current else None) == expected_current:  # a stale caller hears StaleVersion below
-        check_keeps_fixes(session, channel=channel, release=release, repo_path=repo_path, config=config)
+        check_keeps_fixes(session, channel=channel, release=release, repo_path=repo_path)
     first = config.stages.canary.steps[0]
     percent, step = (first.percent, 0) if _is_canary(config, channel) else (100, None)
     now = db_now(session)
@@ -882,12 +893,25 @@ def _halted_state(pointer: ChannelPointer) -> dict:
     }
 
 
+def halted_channels(session: Session, channels: list[str]) -> list[str]:
+    """Which of these channels an automatic halt stopped (they take nothing until resumed)."""
+    if not channels:
+        return []
+    return list(
+        session.scalars(
+            select(ChannelPointer.channel).where(
+                ChannelPointer.channel.in_(channels), ChannelPointer.halted_at.is_not(None)
+            )
+        )
+    )
+
+
 def _refuse_if_halted(session: Session, channel: str) -> None:
     """Nothing is published to a halted channel. The pointer row stays locked until the publish commits,
     so a halt committed meanwhile is seen here rather than overtaken."""
     pointer = _pointer(session, channel, lock=True)
     if pointer is not None and pointer.halted_at is not None:
-        raise Conflict(
+        raise ChannelHalted(
             f"channel {channel} was halted automatically at {pointer.halted_at.isoformat()} "
             f"({pointer.halted_reason}); nothing is published to it until a {' or '.join(sorted(RESUMES))} "
             f"resumes it (relreq channels resume {channel} --reason ...)",

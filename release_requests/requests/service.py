@@ -600,12 +600,11 @@ def foreign_id_masker(session: Session, *, customer_id: str, texts: list[str]):
     never shown (the advisory id is the shared name of the problem).
     """
     ids = {found for text in texts for found in _REQUEST_ID_RE.findall(text)}
-    own = set(
+    foreign = set(  # only ids of requests that exist and are someone else's: advisory ids stay
         session.scalars(
-            select(ReleaseRequest.id).where(ReleaseRequest.id.in_(ids), ReleaseRequest.customer_id == customer_id)
+            select(ReleaseRequest.id).where(ReleaseRequest.id.in_(ids), ReleaseRequest.customer_id != customer_id)
         )
     )
-    foreign = ids - own
 
     def mask(value):
         if isinstance(value, str):

@@ -1,7 +1,8 @@
 """The request state machine, defined once for the API, the CLI and the flows.
 
 Terminal states have no outgoing edges. A `duplicate` follows the primary request's build and releases;
-its only way out is a duty manager splitting it off (back to `accepted`, with a build of its own).
+it leaves when its primary is closed (closed with it), or when a duty manager splits it off (back to
+`accepted`, with a build of its own).
 """
 
 from __future__ import annotations
@@ -39,12 +40,13 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     S.released: frozenset({S.closed, S.failed}),
     S.failed: frozenset({S.building, S.closed}),
     S.rejected: frozenset(),
-    S.duplicate: frozenset({S.accepted}),  # split out of a shared build by a duty manager
+    S.duplicate: frozenset({S.accepted, S.closed}),  # split out by a duty manager; closed with the shared fix
     S.closed: frozenset(),
     S.cancelled: frozenset(),
 }
 
-OPEN_STATES = frozenset(s for s in Status if TRANSITIONS[s])
+# A duplicate waits on its primary's work, not on anybody's answer: not open work of its own.
+OPEN_STATES = frozenset(s for s in Status if TRANSITIONS[s]) - {S.duplicate}
 
 
 def check_transition(current: str, target: str) -> None:

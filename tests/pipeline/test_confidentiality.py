@@ -11,6 +11,10 @@ from sqlalchemy import select
 
 from release_requests import db
 from release_requests.notifications.models import Notification
+from release_requests.pipeline.schemas import CloseIn
+from release_requests.pipeline.service import close
+from release_requests.requests.models import ReleaseRequest
+from release_requests.requests.states import Status
 from tests.conftest import Builder
 from tests.pipeline.driving import api_for, new_request, release, run_pending, sample_bytes, token_for
 
@@ -98,6 +102,21 @@ def test_no_customer_words_ids_paths_or_channels_reach_the_public_or_other_custo
     for needle in foreign_to_b:
         assert needle not in text, needle
     assert f"customer-{customer_b.id}" in text  # the release notice names B's own channel
+
+    # A's customer closes with words of their own: B's report closes with the shared fix, without them
+    release(w, staff, a, ["global"])
+    with db.transaction(w.seg.sessions) as s:
+        closer = Builder(s, w.config).person("duty_manager")
+        close(s, actor=closer, request_id=a, data=CloseIn(reason="ACME-SECRET close note"), config=w.config)
+    with db.transaction(w.seg.sessions) as s:
+        assert s.get(ReleaseRequest, b).status == Status.closed
+        closed = s.scalars(
+            select(Notification.context).where(Notification.request_id == b, Notification.event == "request.closed")
+        ).all()
+    assert closed and "ACME-SECRET" not in json.dumps(closed)
+    with api_for(w) as url, httpx.Client(base_url=url, timeout=30) as http:
+        timeline = http.get(f"/api/v1/requests/{b}/timeline", headers=as_b).text
+    assert mine["advisory_id"] in timeline and a not in timeline  # the advisory is B's to see; A's id is not
 
 
 def test_a_failed_build_names_files_by_name_and_hash_never_a_server_path(world_pipeline, staff):

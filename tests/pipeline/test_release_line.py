@@ -17,9 +17,11 @@ from artifacts.signing import signing_key
 from release_requests import db
 from release_requests.errors import Conflict, Forbidden
 from release_requests.notifications.models import Notification
-from release_requests.pipeline import line, service
+from release_requests.pipeline import line, service, triggers
 from release_requests.pipeline.models import Build
 from release_requests.pipeline.schemas import FixInput, SignoffIn
+from release_requests.releases import service as releases
+from release_requests.releases.models import ChannelPointer
 from release_requests.requests.models import ReleaseRequest
 from release_requests.requests.schemas import Cancel
 from release_requests.requests.service import cancel, db_now
@@ -271,3 +273,84 @@ def test_a_base_carrying_a_reverted_fix_is_never_published(world_pipeline, staff
     assert any("carries a fix taken off the release line" in r for r in outcome), outcome
     assert stage_status(w, b)["canary"] == "published"  # ...by the rebuilt base, which lacks A's fix
     assert releaseline.contains(repo, ancestor=revert, descendant=served(w, "canary").manifest["commit"])
+
+
+RULE_TEMPLATE = """rule {name} {{
+  meta:
+    author = "Jane Analyst"
+    description = "Novel threat"
+    severity = "high"
+    created = "2026-11-30"
+    reference = "internal"
+  strings:
+    $m = "{marker}"
+  condition:
+    $m
+}}
+"""
+
+
+def test_a_new_attempt_builds_its_own_fix_never_the_rejected_one(world_pipeline, staff):
+    w = world_pipeline
+    rid = new_request(w, staff, b"NOVEL-ATTEMPT-MARKER-77 on one host", kind="false_negative")
+    first = RULE_TEMPLATE.format(name="Novel_Attempt_Broad", marker="NOVEL-ATTEMPT")
+    second = RULE_TEMPLATE.format(name="Novel_Attempt_Narrow", marker="NOVEL-ATTEMPT-MARKER-77")
+    for rule in (first, second):
+        with db.transaction(w.seg.sessions) as s:
+            service.provide_fix(s, actor=staff["analyst"], request_id=rid, data=FixInput(type="rule", rule_text=rule))
+        assert any("verified" in r for r in run_pending(w, rid))
+        if rule is first:
+            with db.transaction(w.seg.sessions) as s:
+                decision = SignoffIn(stage="internal", decision="reject", reason="rule too broad")
+                service.sign(s, actor=staff["build_engineer"], request_id=rid, data=decision, config=w.config)
+    with db.transaction(w.seg.sessions) as s:
+        build = service.latest_build(s, request_id=rid)
+    shipped = git.Repo(w.settings.signature_repo).commit(build.commit)
+    rules = [b.data_stream.read().decode() for b in shipped.tree.traverse() if b.path.endswith(f"{build.fix_ref}.yar")]
+    assert build.attempt == 2 and [r.strip() for r in rules] == [second.strip()]
+
+
+def test_reverting_a_request_waiting_for_signoff_does_not_bring_its_fix_back(world_pipeline, staff, tmp_path):
+    w = world_pipeline
+    a_bytes, b_bytes = sample_bytes(w, "payroll"), sample_bytes(w, "ledger")
+    a = new_request(w, staff, a_bytes)
+    run_pending(w, a)
+    release(w, staff, a, ["internal"])
+    with db.transaction(w.seg.sessions) as s:
+        line.revert_fix(
+            s,
+            actor=staff["release_manager"],
+            request_id=a,
+            reason="wrong file",
+            repo_path=w.settings.signature_repo,
+            config=w.config,
+        )
+    assert run_pending(w, a) == []  # nothing rebuilds the reverted request
+    b = new_request(w, staff, b_bytes)
+    run_pending(w, b)
+    release(w, staff, b, STAGES)
+    files = [write(tmp_path, "a.exe", a_bytes), write(tmp_path, "b.exe", b_bytes)]
+    assert scan_channel(w, "global", files, tmp_path / "client") == ["detected", "allowlisted"]
+
+
+def test_a_stage_waits_for_a_halted_channel_and_publishes_once_it_is_resumed(world_pipeline, staff):
+    w = world_pipeline
+    a, b = new_request(w, staff, sample_bytes(w, "payroll")), new_request(w, staff, sample_bytes(w, "ledger"))
+    run_pending(w, a)
+    release(w, staff, a, ["internal", "canary"])
+    run_pending(w, b)
+    release(w, staff, b, ["internal"])
+    with db.transaction(w.seg.sessions) as s:  # telemetry stopped canary (as releases.halt leaves it)
+        pointer = s.get(ChannelPointer, "canary")
+        pointer.halted_at, pointer.halted_reason, pointer.halted_version = db_now(s), "spike", pointer.version
+    sign(w, staff, b, "canary")
+    assert any("waits: canary halted" in r for r in run_pending(w, b))
+    assert stage_status(w, b)["canary"] == "awaiting"
+    with db.transaction(w.seg.sessions) as s:
+        assert s.get(ReleaseRequest, b).status == Status.awaiting_approval
+        assert triggers.stages_ready_by_time(s, config=w.config) == []  # nobody asks while it is halted
+        releases.resume(s, person=staff["release_manager"], channel="canary", reason="false alarm, checked")
+    with db.transaction(w.seg.sessions) as s:
+        assert triggers.stages_ready_by_time(s, config=w.config) == [f"{b}:canary"]
+    run_pending(w, b)
+    assert stage_status(w, b)["canary"] == "published"

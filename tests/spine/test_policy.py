@@ -57,7 +57,8 @@ def test_state_machine_edges():
     assert Status.released in OPEN_STATES and Status.closed not in OPEN_STATES
     for status in (Status.rejected, Status.closed, Status.cancelled):
         assert TRANSITIONS[status] == frozenset()
-    assert TRANSITIONS[Status.duplicate] == {Status.accepted}  # only a duty manager's split leaves it
+    assert TRANSITIONS[Status.duplicate] == {Status.accepted, Status.closed}  # split out, or closed with the fix
+    assert Status.duplicate not in OPEN_STATES
     with pytest.raises(IllegalTransition) as info:
         check_transition("submitted", "released")
     assert info.value.details["allowed"] == ["accepted", "cancelled", "duplicate", "needs_info", "rejected"]
