@@ -147,12 +147,9 @@ def apply_change(
         raise FixConflict(problems, sorted(refs))
     new_lines = {h: line for h, line in lines.items() if h not in change.allowlist_removed}
     new_lines.update(change.allowlist_added)
-    new_text = _render_allowlist(text, lines, new_lines)
-    if new_text != text:
-        files[ALLOWLIST_PATH] = new_text
-    if not files:
-        return tip.hexsha
-    return _write(repo, branch=branch, parent=tip, files=files, message=message, author=author, when=when)
+    return _commit_changes(
+        repo, tip, files, allowlist=(text, lines, new_lines), branch=branch, message=message, author=author, when=when
+    )
 
 
 def revert_change(
@@ -183,12 +180,9 @@ def revert_change(
         files[path] = change.before.get(path)
     if problems:
         raise FixDependency(problems, sorted(refs))
-    new_text = _render_allowlist(text, lines, new_lines)
-    if new_text != text:
-        files[ALLOWLIST_PATH] = new_text
-    if not files:
-        return tip.hexsha
-    return _write(repo, branch=branch, parent=tip, files=files, message=message, author=author, when=when)
+    return _commit_changes(
+        repo, tip, files, allowlist=(text, lines, new_lines), branch=branch, message=message, author=author, when=when
+    )
 
 
 def advance_line(repo: git.Repo, *, branch: str, new: str, expected: str) -> None:
@@ -291,6 +285,20 @@ def _render_allowlist(text: str, lines: dict[str, str], new_lines: dict[str, str
     return HEADER + "".join(kept + added)
 
 
-def _write(repo: git.Repo, *, files: dict[str, str | None], **commit) -> str:
-    encoded = {path: None if text is None else text.encode() for path, text in files.items()}
-    return commit_files(repo, files=encoded, **commit).hexsha
+def _commit_changes(
+    repo: git.Repo,
+    tip: git.Commit,
+    files: dict[str, str | None],
+    *,
+    allowlist: tuple[str, dict[str, str], dict[str, str]],
+    **commit,
+) -> str:
+    """Commit `files` and the allowlist's new lines on top of `tip`; `tip` itself when nothing changes."""
+    text, lines, new_lines = allowlist
+    new_text = _render_allowlist(text, lines, new_lines)
+    if new_text != text:
+        files[ALLOWLIST_PATH] = new_text
+    if not files:
+        return tip.hexsha
+    encoded = {path: None if content is None else content.encode() for path, content in files.items()}
+    return commit_files(repo, parent=tip, files=encoded, **commit).hexsha
