@@ -42,6 +42,7 @@ from release_requests.requests.schemas import (
 )
 from release_requests.requests.states import OPEN_STATES, TRANSITIONS, Status, check_transition
 from release_requests.routing.service import RoutingDecision, choose_owner
+from release_requests.samples.names import safe_filename
 from release_requests.samples.store import store_sample
 from release_requests.sla.service import status_of, status_of_many
 
@@ -509,7 +510,7 @@ def add_sample(
         sha256, size = store_sample(
             samples_dir, stream, max_bytes=config.intake.samples.max_bytes, declared_sha256=declared_sha256
         )
-        safe_name = re.sub(r"[\x00-\x1f\x7f/\\]", "_", filename or "")[:255] or None
+        safe_name = safe_filename(filename)  # every caller, not only the API, stores a name safe to show
         sample = _add_sample_row(
             session, actor=actor, request=request, sha256=sha256, size=size, filename=safe_name, stored=True
         )
