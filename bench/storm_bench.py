@@ -59,6 +59,7 @@ def main() -> None:
 
     import io
 
+    import git
     from sqlalchemy import func, select
 
     from artifacts.corpus import load_corpus
@@ -90,7 +91,7 @@ def main() -> None:
         config = load_config(REPO / "config")
         actor = Actor.system("bench")
         sessions = db.make_sessionmaker(db.make_engine(url))
-        corpus = load_corpus(__import__("git").Repo(data_dir / "sigrepo").head.commit)
+        corpus = load_corpus(git.Repo(data_dir / "sigrepo").head.commit)
         sample = b"MZ payroll 4.2.1 " + next(s for s in corpus.malicious if s.expect).render()
         sha = hashlib.sha256(sample).hexdigest()
         tokens: list[tuple[str, str]] = []  # (customer id, a TAM's token): TAMs file for their customers

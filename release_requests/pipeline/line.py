@@ -328,14 +328,16 @@ def revert_abandoned(session: Session, *, repo_path: Path, config: AppConfig) ->
     customers may already run it, and the request that carried it is not theirs. Each request is handled
     in its own savepoint, so one that cannot be reverted now does not hold the others back.
     """
-    handled = select(AuditEvent.request_id).where(AuditEvent.action.in_(("line.reverted", "line.revert_held")))
+    handled = select(AuditEvent.seq).where(  # per request, through the audit log's request index
+        AuditEvent.request_id == ReleaseRequest.id, AuditEvent.action.in_(("line.reverted", "line.revert_held"))
+    )
     shared = select(ReleaseRequest.duplicate_of_id).where(ReleaseRequest.duplicate_of_id.is_not(None))
     requests = session.scalars(
         select(ReleaseRequest)
         .where(
             ReleaseRequest.status.in_((Status.failed, Status.cancelled)),
             _FIXES_MADE.where(Build.request_id == ReleaseRequest.id).exists(),
-            ReleaseRequest.id.not_in(handled),
+            ~handled.exists(),
         )
         .order_by(ReleaseRequest.id)
     ).all()

@@ -17,6 +17,7 @@ from artifacts.signing import public_key_pem, signing_key
 from release_requests import db
 from release_requests.api.app import create_app
 from release_requests.audit.models import AuditEvent
+from release_requests.audit.service import Actor
 from release_requests.customers.models import Customer
 from release_requests.people.service import issue_token
 from release_requests.pipeline import segments, service
@@ -144,8 +145,6 @@ def api_for(w):
 
 
 def token_for(w, person) -> str:
-    from release_requests.audit.service import Actor
-
     with db.transaction(w.seg.sessions) as s:
         return issue_token(s, actor=Actor.system("tests"), person=s.merge(person))
 

@@ -44,14 +44,21 @@ from tests.pipeline.driving import (
 )
 
 
+def two_fixes_on_the_line(w, staff) -> tuple[str, str, bytes, bytes]:
+    """Requests A then B released to `internal`: both fixes on the line, B's base holding A's fix."""
+    a_bytes, b_bytes = sample_bytes(w, "payroll"), sample_bytes(w, "ledger")
+    a, b = new_request(w, staff, a_bytes), new_request(w, staff, b_bytes)
+    release(w, staff, a, ["internal"])
+    release(w, staff, b, ["internal"])
+    return a, b, a_bytes, b_bytes
+
+
 def test_two_requests_released_one_after_the_other_keep_both_fixes(world_pipeline, staff, tmp_path):
     w = world_pipeline
     a_bytes, b_bytes = sample_bytes(w, "payroll"), sample_bytes(w, "ledger")
     a = new_request(w, staff, a_bytes)
-    run_pending(w, a)
     release(w, staff, a, STAGES)
     b = new_request(w, staff, b_bytes)
-    run_pending(w, b)
     release(w, staff, b, STAGES)
 
     files = [write(tmp_path, "a.exe", a_bytes), write(tmp_path, "b.exe", b_bytes)]
@@ -128,12 +135,7 @@ def test_two_fixes_defining_the_same_rule_conflict_and_both_requests_say_so(worl
 
 def test_reverting_the_first_fix_keeps_the_second(world_pipeline, staff, tmp_path):
     w = world_pipeline
-    a_bytes, b_bytes = sample_bytes(w, "payroll"), sample_bytes(w, "ledger")
-    a, b = new_request(w, staff, a_bytes), new_request(w, staff, b_bytes)
-    run_pending(w, a)
-    release(w, staff, a, ["internal"])
-    run_pending(w, b)
-    release(w, staff, b, ["internal"])
+    a, b, a_bytes, b_bytes = two_fixes_on_the_line(w, staff)
     with db.transaction(w.seg.sessions) as s, pytest.raises(Forbidden, match="role 'build_engineer'"):
         line.revert_fix(
             s,
@@ -173,17 +175,22 @@ def test_reverting_the_first_fix_keeps_the_second(world_pipeline, staff, tmp_pat
 
 def test_a_stale_channel_expectation_replans_the_stage(world_pipeline, staff):
     w = world_pipeline
-    a, b = new_request(w, staff, sample_bytes(w, "payroll")), new_request(w, staff, sample_bytes(w, "ledger"))
-    run_pending(w, a)
-    release(w, staff, a, ["internal"])
-    run_pending(w, b)
-    release(w, staff, b, ["internal"])  # B's base holds A's fix, and canary's expectation is "nothing" for both
+    a, b, _, _ = two_fixes_on_the_line(w, staff)  # both canary stages opened expecting "nothing"
+    release(w, staff, a, ["canary"])
+    release(w, staff, b, ["canary"])  # canary moved under B, but B's base holds A's: re-planned, not rebuilt
+    actions = [action for action, _, _ in audit(w, b)]
+    assert "stage.replanned" in actions and "line.publish_refused" not in actions
+    assert served(w, "canary").manifest["commit"] == git.Repo(w.settings.signature_repo).heads.main.commit.hexsha
+
+
+def test_a_later_stage_never_replaces_a_base_holding_more_fixes(world_pipeline, staff):
+    w = world_pipeline
+    a, b, _, _ = two_fixes_on_the_line(w, staff)
+    release(w, staff, b, ["canary"])  # B (holding A's fix too) reaches canary first
     sign(w, staff, a, "canary")
-    sign(w, staff, b, "canary")
-    run_pending(w, b)  # B wins canary first
-    run_pending(w, a)  # A's expectation is stale; A's base lacks nothing canary serves? it lacks B: rebuilt
-    actions = [action for action, _, _ in audit(w, a)]
-    assert "line.publish_refused" in actions or "stage.replanned" in actions
+    outcome = run_pending(w, a)  # A's own base lacks B's fix: refused, rebuilt as the line's tip, published
+    assert any("refused, rebuilding" in r for r in outcome), outcome
+    assert "line.publish_refused" in [action for action, _, _ in audit(w, a)]
     assert stage_status(w, a)["canary"] == "published"
     assert served(w, "canary").manifest["commit"] == git.Repo(w.settings.signature_repo).heads.main.commit.hexsha
 
@@ -223,12 +230,7 @@ def test_a_storm_of_reports_on_one_sample_shares_one_build(world_pipeline, staff
 
 def test_a_rejected_or_cancelled_request_takes_its_fix_off_the_line(world_pipeline, staff):
     w = world_pipeline
-    a_bytes, b_bytes = sample_bytes(w, "payroll"), sample_bytes(w, "ledger")
-    a, b = new_request(w, staff, a_bytes), new_request(w, staff, b_bytes)
-    run_pending(w, a)
-    release(w, staff, a, ["internal"])
-    run_pending(w, b)
-    release(w, staff, b, ["internal"])
+    a, b, a_bytes, b_bytes = two_fixes_on_the_line(w, staff)
     with db.transaction(w.seg.sessions) as s:
         decision = SignoffIn(stage="canary", decision="reject", reason="breaks the payroll run")
         service.sign(s, actor=staff["release_manager"], request_id=a, data=decision, config=w.config)
@@ -248,11 +250,7 @@ def test_a_rejected_or_cancelled_request_takes_its_fix_off_the_line(world_pipeli
 def test_a_base_carrying_a_reverted_fix_is_never_published(world_pipeline, staff):
     """Even when nothing rebuilt it in time (the revert found it locked), publishing re-checks the line."""
     w = world_pipeline
-    a, b = new_request(w, staff, sample_bytes(w, "payroll")), new_request(w, staff, sample_bytes(w, "ledger"))
-    run_pending(w, a)
-    release(w, staff, a, ["internal"])
-    run_pending(w, b)
-    release(w, staff, b, ["internal"])
+    a, b, _, _ = two_fixes_on_the_line(w, staff)
     repo = git.Repo(w.settings.signature_repo)
     with db.transaction(w.seg.sessions) as s:
         fix = service.latest_build(s, request_id=a)
