@@ -12,13 +12,12 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from artifacts.allowlist import parse_allowlist
 from artifacts.baseversion import next_base_version, parent_base_version
 from artifacts.bundle import BaseManifest, manifest_fields, seal, staged_bundle
 from artifacts.gitops import create_annotated_tag, open_repo, resolve_commit
 from artifacts.progress import Progress, silent
+from artifacts.signing import Signer
 from artifacts.sigrepo import ALLOWLIST_PATH, read_text, rule_sources
 from artifacts.store import ArtifactStore
 from artifacts.yarax import YARA_X_VERSION, compile_rules, rule_names, serialize_rules
@@ -32,7 +31,7 @@ def build_base(
     repo_path: Path,
     ref: str,
     out_dir: Path,
-    key: Ed25519PrivateKey,
+    signer: Signer,
     store: ArtifactStore,
     builder: str,
     parent_version: str | None = None,
@@ -67,10 +66,10 @@ def build_base(
             yara_x_version=YARA_X_VERSION,
             builder=builder,
             built_at=now,
-            **manifest_fields(staging, key=key),
+            **manifest_fields(staging, signer=signer),
         )
         progress(3, steps, "signing and storing")
-        seal(staging, manifest, key=key, store=store)
+        seal(staging, manifest, signer=signer, store=store)
         progress(4, steps, f"tagging {commit.hexsha[:12]} as {version}")
         create_annotated_tag(
             repo, name=version, commit=commit, message=f"antivirus base {version} ({len(names)} rules)", tagger=builder

@@ -15,12 +15,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ValidationError, field_validator
 
 from artifacts.digest import sha256_file
 from artifacts.errors import IntegrityError, InvalidInput, first_problem
-from artifacts.signing import key_id, sign, verify
+from artifacts.signing import Signer, verify
 from artifacts.store import ArtifactStore
 
 MANIFEST = "manifest.json"
@@ -103,20 +103,20 @@ def staged_bundle(final_dir: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def seal(bundle_dir: Path, manifest: Manifest, *, key: Ed25519PrivateKey, store: ArtifactStore) -> None:
+def seal(bundle_dir: Path, manifest: Manifest, *, signer: Signer, store: ArtifactStore) -> None:
     """Write manifest + signature, make files read-only, and copy every file into the store."""
     data = (manifest.model_dump_json(indent=2) + "\n").encode()
     (bundle_dir / MANIFEST).write_bytes(data)
-    (bundle_dir / SIGNATURE).write_bytes(sign(key, data))
+    (bundle_dir / SIGNATURE).write_bytes(signer.sign(data))
     for path in bundle_dir.rglob("*"):
         if path.is_file():
             os.chmod(path, 0o444)
             store.put(path)
 
 
-def manifest_fields(bundle_dir: Path, *, key: Ed25519PrivateKey) -> dict:
-    """The common manifest fields derived from the bundle content and the key."""
-    return {"files": file_entries(bundle_dir), "signing_key_id": key_id(key.public_key())}
+def manifest_fields(bundle_dir: Path, *, signer: Signer) -> dict:
+    """The common manifest fields derived from the bundle content and the signer's key."""
+    return {"files": file_entries(bundle_dir), "signing_key_id": signer.key_id}
 
 
 def read_verified(bundle_dir: Path, *, public_key: Ed25519PublicKey, model: type[M]) -> M:

@@ -27,7 +27,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import git
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from artifacts.bundle import HotfixManifest, manifest_fields, seal, staged_bundle
 from artifacts.errors import BuildFailed, CherryPickConflict, GitRefError, InvalidInput
@@ -35,6 +34,7 @@ from artifacts.gitops import check_ref_part, identity_env, open_repo, resolve_co
 from artifacts.licences import check_licence
 from artifacts.products import ProductSpec
 from artifacts.progress import Progress, silent
+from artifacts.signing import Signer
 from artifacts.store import ArtifactStore
 
 LOG_FILE = "build.log"
@@ -50,7 +50,7 @@ def build_hotfix(
     customer: str,
     grants: list[dict],
     out_dir: Path,
-    key: Ed25519PrivateKey,
+    signer: Signer,
     store: ArtifactStore,
     builder: str,
     now: datetime | None = None,
@@ -111,9 +111,9 @@ def build_hotfix(
                 build_seconds=seconds,
                 builder=builder,
                 built_at=now,
-                **manifest_fields(staging, key=key),
+                **manifest_fields(staging, signer=signer),
             )
-            seal(staging, manifest, key=key, store=store)
+            seal(staging, manifest, signer=signer, store=store)
         succeeded = True
     finally:
         with suppress(git.GitCommandError):  # absent if `worktree add` itself failed

@@ -1,4 +1,10 @@
-"""Ed25519 signing key: created on purpose, never as a side effect, never readable by anyone but its owner.
+"""Signing releases: the `Signer` interface, and the Ed25519 key file that implements it today.
+
+A `Signer` has a key id, a public key (PEM for clients to pin) and `sign(bytes)`; whatever signs a
+bundle (`bundle.seal`, `build_base`, `build_hotfix`) takes one, so that the key may later live in an HSM
+or a KMS without the builders changing. `FileKeySigner` is the one implementation: the key file below.
+
+The signing key is created on purpose, never as a side effect, never readable by anyone but its owner.
 
 Reading a missing key is an error that says how to create one (`relreq artifacts keygen`, or the first
 start of `relreq serve`): a key made silently by a command pointed at the wrong data directory would
@@ -14,6 +20,7 @@ import binascii
 import os
 import stat
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -94,3 +101,49 @@ def verify(public_key: Ed25519PublicKey, data: bytes, signature: bytes, *, origi
         public_key.verify(base64.b64decode(signature.strip(), validate=True), data)
     except (InvalidSignature, binascii.Error) as exc:
         raise SignatureError(f"{origin}: signature does not verify with key {key_id(public_key)}") from exc
+
+
+@runtime_checkable
+class Signer(Protocol):
+    """What signs manifests. `sign` returns the detached signature file's content (base64 of the raw
+    Ed25519 signature plus a newline); anyone holding `public_key_pem()` can check it with `verify`."""
+
+    key_id: str  # short fingerprint recorded in manifests (`key_id()`), for rotation
+
+    def public_key(self) -> Ed25519PublicKey: ...
+
+    def public_key_pem(self) -> bytes: ...
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+class FileKeySigner:
+    """The Ed25519 key in `<data dir>/keys/signing.key` (`load`/`create`), or a key already in hand (tests)."""
+
+    def __init__(self, key: Ed25519PrivateKey, *, path: Path | None = None) -> None:
+        self._key = key
+        self.path = path  # where it was read from; None for a key handed in
+        self.key_id = key_id(key.public_key())
+
+    @classmethod
+    def load(cls, data_dir: Path) -> "FileKeySigner":
+        """The installation's key; SigningKeyError naming `relreq artifacts keygen` if there is none."""
+        return cls(signing_key(data_dir=data_dir), path=data_dir / KEY_RELPATH)
+
+    @classmethod
+    def create(cls, data_dir: Path) -> "tuple[FileKeySigner, bool]":
+        """`create_signing_key` as a signer: (the signer, whether the key was created now)."""
+        key, created = create_signing_key(data_dir=data_dir)
+        return cls(key, path=data_dir / KEY_RELPATH), created
+
+    def public_key(self) -> Ed25519PublicKey:
+        return self._key.public_key()
+
+    def public_key_pem(self) -> bytes:
+        return public_key_pem(self._key)
+
+    def sign(self, data: bytes) -> bytes:
+        return sign(self._key, data)
+
+    def __repr__(self) -> str:  # never the key itself
+        return f"FileKeySigner(key_id={self.key_id!r}, path={str(self.path) if self.path else None!r})"

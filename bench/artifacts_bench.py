@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from artifacts.allowlist import HEADER
 from artifacts.base import RULES_FILE, build_base
 from artifacts.scan import open_base_bundle, scan_bytes
+from artifacts.signing import FileKeySigner
 from artifacts.sigrepo import ALLOWLIST_PATH, rule_sources
 from artifacts.store import LocalStore
 from artifacts.yarax import YARA_X_VERSION
@@ -144,7 +145,7 @@ def bench(n_rules: int, corpus: list[bytes], key: Ed25519PrivateKey) -> None:
                 repo_path=root / "repo",
                 ref="main",
                 out_dir=root / "out",
-                key=key,
+                signer=FileKeySigner(key),
                 store=LocalStore(root / "store"),
                 builder="bench",
             )

@@ -22,6 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from devservers import LocalSlack, LocalSmtp  # noqa: E402
 from flows.notifications import listen_and_deliver  # noqa: E402
 from release_requests import db, embedded_pg  # noqa: E402
 from release_requests.audit.service import Actor  # noqa: E402
@@ -29,8 +30,7 @@ from release_requests.config import load_config  # noqa: E402
 from release_requests.customers.schemas import CustomerCreate  # noqa: E402
 from release_requests.customers.service import create_customer  # noqa: E402
 from release_requests.notifications.delivery import Deliverer  # noqa: E402
-from release_requests.notifications.local_servers import LocalSlack, LocalSmtp  # noqa: E402
-from release_requests.notifications.transports import SlackSender, SmtpSender  # noqa: E402
+from release_requests.notifications.transports import SlackTransport, SmtpTransport  # noqa: E402
 from release_requests.people.service import PersonCreate, create_person  # noqa: E402
 from release_requests.requests.schemas import SubmitRequest  # noqa: E402
 from release_requests.requests.service import submit_request  # noqa: E402
@@ -83,8 +83,10 @@ def main() -> None:
             deliverer = Deliverer(
                 engine=engine,
                 config=config,
-                slack=SlackSender(token=slack.token, base_url=slack.base_url),
-                smtp=SmtpSender(smtp.url),
+                transports=[
+                    SlackTransport(token=slack.token, base_url=slack.base_url),
+                    SmtpTransport(smtp.url, sender=config.notifications.email.from_address),
+                ],
             )
             stop = threading.Event()
             listener = threading.Thread(

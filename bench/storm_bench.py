@@ -30,7 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.updates_bench import free_port, serve_api, wait_for  # noqa: E402
+from bench.updates_bench import serve_api, wait_for  # noqa: E402
+from devservers import free_port  # noqa: E402
 
 
 def post(conn: http.client.HTTPConnection, path: str, body: dict, token: str) -> tuple[int, dict, float]:
@@ -67,6 +68,7 @@ def main() -> None:
     from artifacts.starter import init_sigrepo
     from release_requests import db, embedded_pg
     from release_requests.audit.service import Actor
+    from release_requests.clock import db_now
     from release_requests.config import load_config
     from release_requests.customers.schemas import CustomerCreate
     from release_requests.customers.service import create_customer
@@ -75,8 +77,8 @@ def main() -> None:
     from release_requests.pipeline.models import Build
     from release_requests.requests.models import ReleaseRequest
     from release_requests.requests.schemas import Accept, SubmitRequest
-    from release_requests.requests.service import add_sample, db_now, submit_request, triage
     from release_requests.sla.service import status_of_many
+    from release_requests.workflows import intake
 
     tmp = Path(tempfile.mkdtemp(prefix="rr-storm-bench-", dir="/tmp"))
     server = embedded_pg.start_server(tmp / "pg")
@@ -117,7 +119,7 @@ def main() -> None:
             first = create_person(
                 s, actor=actor, data=PersonCreate(name="First IT", role="customer", customer_id="storm-000")
             )
-            primary = submit_request(
+            primary = intake.submit(
                 s,
                 actor=first,
                 data=SubmitRequest(
@@ -129,7 +131,7 @@ def main() -> None:
                 ),
                 config=config,
             )
-            add_sample(
+            intake.add_sample(
                 s,
                 actor=first,
                 request_id=primary.id,
@@ -139,7 +141,7 @@ def main() -> None:
                 filename="payroll.exe",
                 declared_sha256=None,
             )
-            triage(s, actor=triager, request_id=primary.id, decision=Accept(decision="accept"), config=config)
+            intake.triage(s, actor=triager, request_id=primary.id, decision=Accept(decision="accept"), config=config)
             primary_id = primary.id
         port = free_port()
         env = os.environ | {"RR_DATABASE_URL": url, "RR_DATA_DIR": str(data_dir), "RR_CONFIG_DIR": str(REPO / "config")}

@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,11 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from devservers import free_port  # noqa: E402
 
 
 def wait_for(port: int, path: str, timeout: float = 30) -> None:
@@ -68,7 +63,7 @@ def serve_api(port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
-def make_bundle(out: Path, *, key, store, mib: int):
+def make_bundle(out: Path, *, signer, store, mib: int):
     """A signed base bundle (real manifest, real signature) with one large random rules file."""
     from artifacts.allowlist import HEADER
     from artifacts.base import ALLOWLIST_FILE, RULES_FILE
@@ -91,9 +86,9 @@ def make_bundle(out: Path, *, key, store, mib: int):
             yara_x_version=YARA_X_VERSION,
             builder="bench",
             built_at="2026-01-01T00:00:00Z",
-            **manifest_fields(staging, key=key),
+            **manifest_fields(staging, signer=signer),
         )
-        seal(staging, manifest, key=key, store=store)
+        seal(staging, manifest, signer=signer, store=store)
     return out / version
 
 
@@ -170,7 +165,7 @@ def main() -> None:
         serve_api(args.serve_api)
         return
 
-    from artifacts.signing import create_signing_key
+    from artifacts.signing import FileKeySigner
     from artifacts.store import LocalStore
     from release_requests import db, embedded_pg
     from release_requests.audit.service import Actor
@@ -178,7 +173,7 @@ def main() -> None:
     from release_requests.customers.schemas import CustomerCreate
     from release_requests.customers.service import create_customer
     from release_requests.people.service import PersonCreate, create_person, issue_token
-    from release_requests.releases import service
+    from release_requests.releases import publishing, registry
 
     tmp = Path(tempfile.mkdtemp(prefix="rr-updates-bench-", dir="/tmp"))
     server = embedded_pg.start_server(tmp / "pg")
@@ -189,9 +184,9 @@ def main() -> None:
         db.upgrade(url)
         data_dir = tmp / "data"
         config = load_config(REPO / "config")
-        key, _ = create_signing_key(data_dir=data_dir)
+        signer, _ = FileKeySigner.create(data_dir)
         store = LocalStore(data_dir / "artifacts")
-        bundle = make_bundle(tmp / "bundles", key=key, store=store, mib=args.file_mib)
+        bundle = make_bundle(tmp / "bundles", signer=signer, store=store, mib=args.file_mib)
         actor = Actor.system("bench")
         sessions = db.make_sessionmaker(db.make_engine(url))
         with db.transaction(sessions) as s:
@@ -211,11 +206,11 @@ def main() -> None:
                 s, actor=actor, data=PersonCreate(name="Bench IT", role="customer", customer_id=customer)
             )
             token = issue_token(s, actor=actor, person=person)
-            release = service.register_release(
-                s, actor=actor, bundle_dir=bundle, store=store, request_id=None, public_key=key.public_key()
+            release = registry.register_release(
+                s, actor=actor, bundle_dir=bundle, store=store, request_id=None, public_key=signer.public_key()
             )
             for channel in ("global", f"customer-{customer}"):
-                service.publish(
+                publishing.publish(
                     s,
                     actor=actor,
                     channel=channel,

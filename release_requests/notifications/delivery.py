@@ -7,60 +7,49 @@
    only if the claim is still ours (status `sending` and the same attempt number: a fencing token).
 
 A deliverer killed between 1 and 3 leaves a `sending` row whose lease runs out; the next deliverer claims
-it again. Whenever an earlier attempt may have reached the far side (any attempt after the first) a Slack
+it again. Sending is the row's transport's business (`transports.Transport`, looked up by the row's
+channel): whenever an earlier attempt may have reached the far side (any attempt after the first) a Slack
 notice first looks for its own id in the channel history (message metadata) and records that message
 instead of posting again; an e-mail is sent again with the same deterministic Message-ID, which mail
-clients collapse. Transient failures back off (`delivery.backoff_seconds`, or Slack's Retry-After);
-permanent ones (refused token, unknown channel, invalid address, template error) and the last allowed
-attempt move the row to `dead` and queue an alert to the internal channel and mailbox.
+clients collapse; a webhook delivery carries the notification id for the receiver to dedupe on.
+Transient failures back off (`delivery.backoff_seconds`, or the far side's Retry-After); permanent ones
+(refused token, unknown channel, invalid address, template error) and the last allowed attempt move the
+row to `dead` and queue an alert to the team through every configured transport — unless the dead row is
+itself an alert: dead letters do not breed dead letters.
+
+A row whose transport is not configured here (RR_SLACK_TOKEN unset, …) is not claimed for sending: it is
+marked `skipped` with the reason, once, without an audit event, a retry or an alert.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, case, func, or_, select
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from release_requests.audit.service import record
+from release_requests.clock import db_now
 from release_requests.config import AppConfig
 from release_requests.crashpoints import crash_point
 from release_requests.customers.models import Customer
-from release_requests.db import make_sessionmaker, transaction
+from release_requests.db import make_engine, make_sessionmaker, transaction
 from release_requests.notifications.models import Notification
-from release_requests.notifications.render import Rendered, RenderError, render
-from release_requests.notifications.service import OUTBOX, Recipient, queue
-from release_requests.notifications.transports import SendError, SlackSender, SmtpSender, build_email, check_address
+from release_requests.notifications.render import RenderError, render
+from release_requests.notifications.service import OUTBOX, queue, team_recipients
+from release_requests.notifications.transports import Delivered, Notice, SendError, Transport, configure
 from release_requests.requests.models import ReleaseRequest
-from release_requests.requests.service import db_now
+from release_requests.runtime import migrated_url
 from release_requests.settings import Settings
 from release_requests.sla.service import status_of
 
 log = logging.getLogger(__name__)
 CHANNEL = "rr_outbox"  # pg_notify channel of the insert trigger (migration 0003)
 ALERT_EVENT = "notification.dead"
-
-
-@dataclass(frozen=True)
-class Job:
-    """A claimed row, rendered, as the send step needs it (no ORM object crosses the transaction)."""
-
-    id: str
-    attempt: int
-    event: str
-    audience: str
-    channel: str
-    recipient: str
-    language: str
-    request_id: str | None
-    created_at: datetime
-    update_ts: str | None  # set: edit that Slack message (chat.update) instead of posting
-    rendered: Rendered
 
 
 def _due(now) -> object:
@@ -71,17 +60,17 @@ def _due(now) -> object:
 
 
 class Deliverer:
-    """Delivers due outbox rows. Crash points (`RR_CRASH_AT`, see `crashpoints`): `notify:claimed` (claim
-    committed, nothing sent), `notify:after_slack` / `notify:after_email` (the far side accepted the
-    message, nothing recorded yet)."""
+    """Delivers due outbox rows through `transports` (one per outbox channel; a channel without one, or with
+    one that is not configured, has its rows skipped). Crash points (`RR_CRASH_AT`, see `crashpoints`):
+    `notify:claimed` (claim committed, nothing sent), `notify:after_<channel>` (`after_slack`,
+    `after_email`, `after_webhook`: the far side accepted the message, nothing recorded yet)."""
 
     def __init__(
         self,
         *,
         engine: Engine,
         config: AppConfig,
-        slack: SlackSender | None,
-        smtp: SmtpSender | None,
+        transports: Iterable[Transport] | Mapping[str, Transport],
         lease_seconds: float | None = None,
         backoff_seconds: list[float] | None = None,
     ) -> None:
@@ -89,28 +78,29 @@ class Deliverer:
         self.engine = engine
         self.sessions = make_sessionmaker(engine)
         self.config = config
-        self.slack = slack
-        self.smtp = smtp
+        if isinstance(transports, Mapping):
+            transports = transports.values()
+        self.transports: dict[str, Transport] = {t.name: t for t in transports}
         self.lease = timedelta(seconds=lease_seconds if lease_seconds is not None else delivery.lease_seconds)
         self.backoff = list(backoff_seconds if backoff_seconds is not None else delivery.backoff_seconds)
         self.max_attempts = delivery.max_attempts
 
     @classmethod
     def from_settings(cls, settings: Settings, config: AppConfig, **kwargs) -> Deliverer:
-        """Slack from RR_SLACK_TOKEN/RR_SLACK_BASE_URL, e-mail from RR_SMTP_URL (either may be absent), the
-        database as every process opens it (`runtime.migrated_url`)."""
-        from release_requests.db import make_engine
-        from release_requests.runtime import migrated_url
-
-        timeout = config.notifications.delivery.timeout_seconds
-        slack = (
-            SlackSender(token=settings.slack_token, base_url=settings.slack_base_url, timeout=timeout)
-            if settings.slack_token
-            else None
-        )
-        smtp = SmtpSender(settings.smtp_url, timeout=timeout) if settings.smtp_url else None
+        """Every transport from its settings (`transports.configure`: Slack from RR_SLACK_TOKEN, e-mail from
+        RR_SMTP_URL, the webhook from RR_WEBHOOK_URL + RR_WEBHOOK_SECRET; any may be absent), the database as
+        every process opens it (`runtime.migrated_url`). A setting present but invalid is a ConfigError."""
+        transports = configure(settings, config)
         engine = make_engine(migrated_url())
-        return cls(engine=engine, config=config, slack=slack, smtp=smtp, **kwargs)
+        return cls(engine=engine, config=config, transports=transports, **kwargs)
+
+    def unconfigured(self) -> dict[str, str]:
+        """Transports whose notices are skipped here, with the reason (`{"slack": "RR_SLACK_TOKEN unset"}`)."""
+        return {name: t.reason for name, t in self.transports.items() if not t.configured}
+
+    def _configured(self, channel: str) -> Transport | None:
+        transport = self.transports.get(channel)
+        return transport if transport is not None and transport.configured else None
 
     # --- the loop ------------------------------------------------------------------------------
     def deliver_due(self, *, limit: int = 1000) -> Counter:
@@ -120,7 +110,7 @@ class Deliverer:
             claimed = self._claim()
             if claimed is None:
                 break
-            if isinstance(claimed, str):  # could not even be rendered: already dead
+            if isinstance(claimed, str):  # skipped (no transport here), or dead (could not be rendered)
                 outcomes[claimed] += 1
                 continue
             outcomes[self._deliver(claimed)] += 1
@@ -140,7 +130,7 @@ class Deliverer:
         return max(0.0, (row[0] - row[1]).total_seconds())
 
     # --- 1. claim ------------------------------------------------------------------------------
-    def _claim(self) -> Job | str | None:
+    def _claim(self) -> Notice | str | None:
         with transaction(self.sessions) as session:
             now = db_now(session)
             row = session.scalar(
@@ -152,31 +142,28 @@ class Deliverer:
             )
             if row is None:
                 return None
+            if self._configured(row.channel) is None:
+                self._skip(row)
+                return "skipped"
             row.attempts += 1
             try:
-                rendered = self._render(session, row)
+                notice = self._render(session, row)
             except RenderError as exc:
                 self._give_up(session, row, exc.message, now)
                 return "dead"
             row.status, row.claimed_until = "sending", now + self.lease
-            job = Job(
-                id=row.id,
-                attempt=row.attempts,
-                event=row.event,
-                audience=row.audience,
-                channel=row.channel,
-                recipient=row.recipient,
-                language=row.language,
-                request_id=row.request_id,
-                created_at=row.created_at,
-                update_ts=(row.context or {}).get("update_ts"),
-                rendered=rendered,
-            )
         crash_point("notify:claimed")
-        return job
+        return notice
 
-    def _render(self, session: Session, row: Notification) -> Rendered:
-        """The message as of now: the row's context plus the request's current state and SLA."""
+    def _skip(self, row: Notification) -> None:
+        """Not sent, not retried, not alerted about, not audited: the transport is simply not there. The
+        server said so once at start (and /healthz says so); `relreq notifications retry ID` once it is."""
+        transport = self.transports.get(row.channel)
+        reason = transport.reason if transport is not None else "no such transport"
+        row.status, row.last_error, row.claimed_until = "skipped", f"{row.channel} not configured: {reason}", None
+
+    def _render(self, session: Session, row: Notification) -> Notice:
+        """The notice as of now: the row's context plus the request's current state and SLA, rendered."""
         request = session.get(ReleaseRequest, row.request_id)
         customer = session.get(Customer, request.customer_id)
         sla = status_of(session, request=request, config=self.config, now=db_now(session))
@@ -189,76 +176,69 @@ class Deliverer:
             "customer": customer.name,
             "customer_id": customer.id,
         }
-        return render(
+        sla_now = sla.model_dump(mode="json") if sla else None
+        status_url = f"{self.config.notifications.email.status_url.rstrip('/')}/{request.id}"
+        context = row.context or {}
+        rendered = render(
             notification_id=row.id,
             event=row.event,
             language=row.language,
             audience=row.audience,
-            context=row.context or {},
+            context=context,
             request=facts,
-            sla=sla.model_dump(mode="json") if sla else None,
-            status_url=f"{self.config.notifications.email.status_url.rstrip('/')}/{request.id}",
+            sla=sla_now,
+            status_url=status_url,
+            severities=self.config.severity,
+        )
+        return Notice(
+            id=row.id,
+            attempt=row.attempts,
+            event=row.event,
+            audience=row.audience,
+            channel=row.channel,
+            recipient=row.recipient,
+            language=row.language,
+            request_id=row.request_id,
+            created_at=row.created_at,
+            rendered=rendered,
+            context=context,
+            request=facts,
+            sla=sla_now,
+            status_url=status_url,
         )
 
     # --- 2. send -------------------------------------------------------------------------------
-    def _deliver(self, job: Job) -> str:
+    def _deliver(self, notice: Notice) -> str:
+        transport = self.transports[notice.channel]
         try:
-            external_id, found = self._send(job)
+            delivered = transport.send(notice)
         except SendError as exc:
-            return self._record_failure(job, exc)
-        crash_point(f"notify:after_{job.channel}")
-        return self._record_sent(job, external_id, found)
-
-    def _send(self, job: Job) -> tuple[str, bool]:
-        """Send `job`; returns (external id, whether an earlier attempt had already delivered it)."""
-        if job.channel == "slack":
-            if self.slack is None:
-                raise SendError("Slack is not configured (set RR_SLACK_TOKEN)", permanent=True)
-            channel = self.slack.channel_id(job.recipient)
-            if job.update_ts:
-                self.slack.update(channel=channel, ts=job.update_ts, rendered=job.rendered)
-                return f"{channel}/{job.update_ts}", False
-            if job.attempt > 1:
-                since = job.created_at - timedelta(minutes=1)
-                ts = self.slack.find_posted(channel=channel, notification_id=job.id, since=since)
-                if ts is not None:
-                    return f"{channel}/{ts}", True
-            ts = self.slack.post(
-                channel=channel, rendered=job.rendered, notification_id=job.id, request_id=job.request_id
-            )
-            return f"{channel}/{ts}", False
-        if self.smtp is None:
-            raise SendError("e-mail is not configured (set RR_SMTP_URL)", permanent=True)
-        message = build_email(
-            notification_id=job.id,
-            request_id=job.request_id,
-            rendered=job.rendered,
-            sender=self.config.notifications.email.from_address,
-            to=check_address(job.recipient),
-            language=job.language,
-            date=job.created_at,
-        )
-        self.smtp.send(message)
-        return message["Message-ID"], False
+            return self._record_failure(notice, exc)
+        crash_point(f"notify:after_{transport.name}")
+        return self._record_sent(notice, delivered)
 
     # --- 3. record -----------------------------------------------------------------------------
-    def _reclaim_own(self, session: Session, job: Job) -> Notification | None:
+    def _reclaim_own(self, session: Session, notice: Notice) -> Notification | None:
         """The row, locked, if this claim still holds it; None if the lease ran out and another took over."""
-        row = session.get(Notification, job.id, with_for_update=True)
-        if row.status != "sending" or row.attempts != job.attempt:
+        row = session.get(Notification, notice.id, with_for_update=True)
+        if row.status != "sending" or row.attempts != notice.attempt:
             log.warning(
-                "notification %s: claim %d lost (now %s, attempt %d)", job.id, job.attempt, row.status, row.attempts
+                "notification %s: claim %d lost (now %s, attempt %d)",
+                notice.id,
+                notice.attempt,
+                row.status,
+                row.attempts,
             )
             return None
         return row
 
-    def _record_sent(self, job: Job, external_id: str, found: bool) -> str:
+    def _record_sent(self, notice: Notice, delivered: Delivered) -> str:
         with transaction(self.sessions) as session:
-            row = self._reclaim_own(session, job)
+            row = self._reclaim_own(session, notice)
             if row is None:
                 return "lost"
             now = db_now(session)
-            row.status, row.sent_at, row.external_id = "sent", now, external_id
+            row.status, row.sent_at, row.external_id = "sent", now, delivered.external_id
             row.claimed_until = row.last_error = None
             record(
                 session,
@@ -270,15 +250,15 @@ class Deliverer:
                 after={
                     **_summary(row),
                     "attempt": row.attempts,
-                    "external_id": external_id,
-                    "already_delivered": found,
+                    "external_id": delivered.external_id,
+                    "already_delivered": delivered.already_delivered,
                 },
             )
         return "sent"
 
-    def _record_failure(self, job: Job, exc: SendError) -> str:
+    def _record_failure(self, notice: Notice, exc: SendError) -> str:
         with transaction(self.sessions) as session:
-            row = self._reclaim_own(session, job)
+            row = self._reclaim_own(session, notice)
             if row is None:
                 return "lost"
             now = db_now(session)
@@ -308,8 +288,8 @@ class Deliverer:
         return "failed"
 
     def _give_up(self, session: Session, row: Notification, error: str, now: datetime) -> None:
-        """Dead-letter `row` and alert the team (by Slack and by e-mail: one of them may be what is broken).
-        An alert that dies itself is not alerted about again."""
+        """Dead-letter `row` and alert the team through every configured transport (Slack, e-mail, webhook:
+        one of them may be what is broken). An alert is never raised about an alert that died."""
         row.status, row.last_error, row.claimed_until = "dead", error, None
         event = record(
             session,
@@ -322,7 +302,6 @@ class Deliverer:
         )
         if row.event == ALERT_EVENT:
             return
-        internal = self.config.notifications.internal
         context = {
             "failed_id": row.id,
             "failed_event": row.event,
@@ -331,10 +310,9 @@ class Deliverer:
             "error": error,
             "attempts": row.attempts,
         }
-        for recipient in (
-            Recipient("internal", "slack", internal.slack_channel),
-            Recipient("internal", "email", internal.email),
-        ):
+        for recipient in team_recipients(self.config):
+            if self._configured(recipient.channel) is None:
+                continue  # it would only be skipped
             queue(
                 session,
                 request_id=row.request_id,
@@ -349,29 +327,3 @@ class Deliverer:
 def _summary(row: Notification) -> dict:
     """What every notification event on the timeline says (`audience` hides staff notices from customers)."""
     return {"event": row.event, "audience": row.audience, "channel": row.channel, "recipient": row.recipient}
-
-
-def libpq_url(engine: Engine) -> str:
-    return make_url(engine.url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def listen(deliverer: Deliverer, *, stop: threading.Event, poll_seconds: float = 2.0) -> None:
-    """Deliver each row as soon as it is committed (LISTEN on the insert trigger's channel), and whatever
-    falls due later (retries, quiet hours, expired leases) within `poll_seconds`. Returns when `stop` is set;
-    survives database restarts and unexpected errors (logged, then tried again after `poll_seconds`)."""
-    import psycopg
-
-    while not stop.is_set():
-        try:
-            with psycopg.connect(libpq_url(deliverer.engine), autocommit=True) as conn:
-                conn.execute(f"LISTEN {CHANNEL}")
-                while not stop.is_set():
-                    deliverer.deliver_due()
-                    due_in = deliverer.seconds_until_due()
-                    # a row due now but locked by another deliverer must not make this loop spin
-                    wait = poll_seconds if due_in is None else max(0.05, min(poll_seconds, due_in))
-                    for _ in conn.notifies(timeout=wait, stop_after=1):
-                        pass
-        except Exception:
-            log.exception("outbox listener failed; retrying in %s s", poll_seconds)
-            stop.wait(poll_seconds)

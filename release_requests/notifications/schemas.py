@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
 
-Status = Literal["queued", "sending", "sent", "failed", "dead"]
+Status = Literal["queued", "sending", "sent", "failed", "dead", "skipped"]
 QuietHoursSpec = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\d\d:\d\d-\d\d:\d\d$")]
 
 

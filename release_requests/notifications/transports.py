@@ -1,29 +1,48 @@
-"""Talking to Slack (slack-sdk Web API) and to an SMTP server, with every failure sorted into two kinds.
+"""How a notice leaves: one `Transport` per outbox channel (`slack`, `email`, `webhook`), found by name.
 
-A `SendError` is *permanent* when trying again cannot help (refused token, unknown channel, an address
-that is not an address, a refused login) and *transient* otherwise (rate limit, 5xx, dropped connection,
-SMTP outage); a rate limit carries Slack's Retry-After. Nothing here blocks or sleeps: the deliverer
-decides when to try again.
+The deliverer knows nothing of Slack or SMTP: it claims a row, renders it into a `Notice`, and hands it to
+`transports[row.channel].send(notice)`, which returns a `Delivered` (the provider's id for the message) or
+raises a `SendError` of one of two kinds:
+
+- `PermanentError` — trying again cannot help (refused token, unknown channel, an address that is not an
+  address, a refused login, a 4xx from the webhook);
+- `TransientError` — try later (rate limit, 5xx, dropped connection, timeout, SMTP outage); a rate limit
+  carries the far side's Retry-After. Nothing here blocks or sleeps: the deliverer decides when to try again.
+
+A transport that is not configured (its `RR_*` setting unset) is a `NotConfigured` with the reason: the
+deliverer records its notices once as `skipped` — not sent, not retried, no alert. `configure()` builds the
+registry from the settings; `transport_status()` says, for /healthz, which transport is configured.
 
 SMTP URL (`RR_SMTP_URL`): `smtp://[user:password@]host[:port]` (plain, port 25),
 `smtp+starttls://…` (STARTTLS, port 587), `smtps://…` (TLS from the first byte, port 465); the query
 parameter `cafile=/path/ca.pem` trusts a private CA (a test server's self-signed certificate).
 User and password are URL-encoded (`%40` for `@`).
+
+Webhook (`RR_WEBHOOK_URL`, `RR_WEBHOOK_SECRET`): a POST of a JSON document per notice, signed with
+HMAC-SHA256 over `{timestamp}.{body}` (header `X-RR-Signature: v1=<hex>`, `X-RR-Timestamp`). Only
+`https://` URLs, or `http://` to a loopback address; the URL comes from the settings only, never from a row.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.client
+import ipaddress
+import json
 import math
 import re
 import smtplib
 import ssl
-from dataclasses import dataclass
-from datetime import datetime
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import httpx
 from email_validator import EmailNotValidError, validate_email
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -31,7 +50,14 @@ from slack_sdk.errors import SlackApiError
 from release_requests.errors import ConfigError
 from release_requests.notifications.render import SLACK_EVENT_TYPE, Rendered
 
+if TYPE_CHECKING:
+    from release_requests.config import AppConfig
+    from release_requests.settings import Settings
+
 MESSAGE_ID_DOMAIN = "release-requests"
+WEBHOOK_TYPE = "rr_notification"  # the webhook document's `type`, as in Slack message metadata
+WEBHOOK_VERSION = 1
+WEBHOOK_USER_AGENT = "release-requests-webhook/1"
 # Slack errors that no retry can fix; anything else (5xx, unknown errors) is retried with backoff.
 PERMANENT_SLACK_ERRORS = frozenset(
     {
@@ -59,9 +85,15 @@ PERMANENT_SLACK_ERRORS = frozenset(
 )
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_HISTORY_MARGIN = timedelta(minutes=1)  # a resend looks back from the row's creation, minus clock skew
+
+
+# --- the interface --------------------------------------------------------------------------------
 
 
 class SendError(Exception):
+    """A send that did not happen. Raise `PermanentError` or `TransientError`; `permanent` tells them apart."""
+
     def __init__(self, message: str, *, permanent: bool, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -69,19 +101,120 @@ class SendError(Exception):
         self.retry_after = retry_after
 
 
-def message_id(notification_id: str) -> str:
-    """The same notice always has the same Message-ID, so a resend after a crash is collapsed by mail clients."""
-    return f"<{notification_id}@{MESSAGE_ID_DOMAIN}>"
+class PermanentError(SendError):
+    """Trying again cannot help: the notice goes to `dead` at once (and the team is alerted)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=True)
 
 
-class SlackSender:
-    """Posts, finds and updates messages; channel names are resolved to ids once per process."""
+class TransientError(SendError):
+    """Try again later: after the backoff, or exactly `retry_after` seconds later when the far side said so."""
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message, permanent=False, retry_after=retry_after)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A claimed outbox row, rendered, as a transport needs it (no ORM object crosses the transaction)."""
+
+    id: str
+    attempt: int  # 1 for the first attempt; > 1: an earlier attempt may have reached the far side
+    event: str
+    audience: str  # customer | internal
+    channel: str  # the outbox channel: the name of the transport that sends it
+    recipient: str  # channel-specific: a Slack channel/user, an e-mail address, the webhook's name
+    language: str
+    request_id: str | None
+    created_at: datetime
+    rendered: Rendered
+    context: dict = field(default_factory=dict)  # the row's context (Slack: `update_ts` edits that message)
+    request: dict = field(default_factory=dict)  # the request as of now: id, title, status, severity, kind, customer
+    sla: dict | None = None
+    status_url: str = ""
+
+
+@dataclass(frozen=True)
+class Delivered:
+    external_id: str  # the far side's id for the message: `channel/ts`, a Message-ID, the webhook's X-Request-Id
+    already_delivered: bool = False  # an earlier attempt had delivered it (found, not sent again)
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """One way out. `name` is the outbox channel it serves; `configured` False means its notices are skipped
+    (never sent, never retried, no alert) and `reason` says why (`RR_SLACK_TOKEN unset`)."""
+
+    name: str
+    configured: bool
+    reason: str
+
+    def send(self, notice: Notice) -> Delivered:
+        """Deliver `notice` or raise PermanentError / TransientError. May be called again for the same notice
+        (a crash, a timeout): make that harmless (look before resending, or a stable id the far side dedupes)."""
+        ...
+
+
+class NotConfigured:
+    """A transport whose settings are absent: nothing is sent through it."""
+
+    configured = False
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+
+    def send(self, notice: Notice) -> Delivered:
+        raise PermanentError(f"{self.name} is not configured: {self.reason}")
+
+
+# --- Slack ----------------------------------------------------------------------------------------
+
+
+class SlackTransport:
+    """Posts, finds and updates messages (slack-sdk Web API); channel names are resolved to ids once per process.
+
+    Every message carries metadata with the notification id, so an attempt after the first looks for it in
+    the channel's history before posting again."""
+
+    name = "slack"
+    configured = True
+    reason = "configured"
 
     def __init__(self, *, token: str, base_url: str | None = None, timeout: int = 10) -> None:
         kwargs = {"base_url": base_url} if base_url else {}
         # no retry handlers: a retry hidden inside the client could post twice; the outbox decides when to retry
         self.client = WebClient(token=token, timeout=timeout, retry_handlers=[], **kwargs)
         self._ids: dict[str, str] = {}
+
+    @staticmethod
+    def check(settings: Settings) -> str | None:
+        """Why this transport is not configured (None: it is)."""
+        return None if settings.slack_token else "RR_SLACK_TOKEN unset"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, config: AppConfig) -> SlackTransport | NotConfigured:
+        if reason := cls.check(settings):
+            return NotConfigured(cls.name, reason)
+        timeout = config.notifications.delivery.timeout_seconds
+        return cls(token=settings.slack_token, base_url=settings.slack_base_url, timeout=timeout)
+
+    def send(self, notice: Notice) -> Delivered:
+        channel = self.channel_id(notice.recipient)
+        update_ts = notice.context.get("update_ts")
+        if update_ts:  # edit that message (chat.update) instead of posting a new one
+            self.update(channel=channel, ts=update_ts, rendered=notice.rendered)
+            return Delivered(f"{channel}/{update_ts}")
+        if notice.attempt > 1:
+            since = notice.created_at - _HISTORY_MARGIN
+            ts = self.find_posted(channel=channel, notification_id=notice.id, since=since)
+            if ts is not None:
+                return Delivered(f"{channel}/{ts}", already_delivered=True)
+        ts = self.post(
+            channel=channel, rendered=notice.rendered, notification_id=notice.id, request_id=notice.request_id
+        )
+        return Delivered(f"{channel}/{ts}")
 
     def _call(self, method: str, **kwargs) -> dict:
         """Call a WebClient method (`chat_postMessage`); errors name the API method (`chat.postMessage`)."""
@@ -94,15 +227,15 @@ class SlackSender:
             if response.status_code == 429:
                 header = response.headers.get("Retry-After", response.headers.get("retry-after", "1"))
                 retry_after = math.ceil(float(header))  # whole seconds, as Slack sends them
-                raise SendError(
-                    f"Slack {api_method}: rate limited, retry after {retry_after} s",
-                    permanent=False,
-                    retry_after=retry_after,
+                raise TransientError(
+                    f"Slack {api_method}: rate limited, retry after {retry_after} s", retry_after=retry_after
                 ) from None
             detail = error or f"HTTP {response.status_code}"
-            raise SendError(f"Slack {api_method}: {detail}", permanent=error in PERMANENT_SLACK_ERRORS) from None
+            if error in PERMANENT_SLACK_ERRORS:
+                raise PermanentError(f"Slack {api_method}: {detail}") from None
+            raise TransientError(f"Slack {api_method}: {detail}") from None
         except (OSError, http.client.HTTPException, ValueError) as exc:  # refused, dropped, timed out, not JSON
-            raise SendError(f"Slack {api_method}: {type(exc).__name__}: {exc}", permanent=False) from None
+            raise TransientError(f"Slack {api_method}: {type(exc).__name__}: {exc}") from None
 
     def channel_id(self, recipient: str) -> str:
         """`C…`/`G…`/`D…` ids as they are; a user id → their direct-message channel; a name → its id."""
@@ -131,7 +264,7 @@ class SlackSender:
                     return channel["id"]
             cursor = (page.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
-                raise SendError(f"Slack: channel #{name} not found (or the app is not in it)", permanent=True)
+                raise PermanentError(f"Slack: channel #{name} not found (or the app is not in it)")
 
     def find_posted(self, *, channel: str, notification_id: str, since: datetime) -> str | None:
         """The ts of a message this notice already posted (its metadata carries the id), or None."""
@@ -172,6 +305,9 @@ class SlackSender:
         self._call("chat_update", channel=channel, ts=ts, text=rendered.slack_text, blocks=rendered.blocks)
 
 
+# --- e-mail (SMTP) --------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class SmtpTarget:
     host: str
@@ -202,12 +338,17 @@ def parse_smtp_url(url: str) -> SmtpTarget:
     )
 
 
+def message_id(notification_id: str) -> str:
+    """The same notice always has the same Message-ID, so a resend after a crash is collapsed by mail clients."""
+    return f"<{notification_id}@{MESSAGE_ID_DOMAIN}>"
+
+
 def check_address(address: str) -> str:
-    """The normalized address, or a permanent SendError saying why it is not one."""
+    """The normalized address, or a PermanentError saying why it is not one."""
     try:
         return validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as exc:
-        raise SendError(f"e-mail address '{address}' is not valid: {exc}", permanent=True) from None
+        raise PermanentError(f"e-mail address '{address}' is not valid: {exc}") from None
 
 
 def build_email(
@@ -234,17 +375,54 @@ def build_email(
     return msg
 
 
-class SmtpSender:
-    """One connection per message: simple, and an outage between messages costs nothing to recover from."""
+class SmtpTransport:
+    """E-mail over SMTP, one connection per message: simple, and an outage between messages costs nothing to
+    recover from. The Message-ID is derived from the notification id, so a resend is the same message."""
 
-    def __init__(self, url: str, *, timeout: int = 10) -> None:
+    name = "email"
+    configured = True
+    reason = "configured"
+
+    def __init__(self, url: str, *, sender: str, timeout: int = 10) -> None:
         self.target = parse_smtp_url(url)
+        self.sender = sender
         self.timeout = timeout
+
+    @staticmethod
+    def check(settings: Settings) -> str | None:
+        """Why this transport is not configured (None: it is); ConfigError for a URL that is not an SMTP URL."""
+        if not settings.smtp_url:
+            return "RR_SMTP_URL unset"
+        parse_smtp_url(settings.smtp_url)
+        return None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, config: AppConfig) -> SmtpTransport | NotConfigured:
+        if reason := cls.check(settings):
+            return NotConfigured(cls.name, reason)
+        notifications = config.notifications
+        return cls(
+            settings.smtp_url, sender=notifications.email.from_address, timeout=notifications.delivery.timeout_seconds
+        )
+
+    def send(self, notice: Notice) -> Delivered:
+        message = build_email(
+            notification_id=notice.id,
+            request_id=notice.request_id,
+            rendered=notice.rendered,
+            sender=self.sender,
+            to=check_address(notice.recipient),
+            language=notice.language,
+            date=notice.created_at,
+        )
+        self.submit(message)
+        return Delivered(message["Message-ID"])
 
     def _tls(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.target.cafile)
 
-    def send(self, message: EmailMessage) -> None:
+    def submit(self, message: EmailMessage) -> None:
+        """Hand one message to the SMTP server."""
         t = self.target
         try:
             if t.security == "tls":
@@ -258,20 +436,173 @@ class SmtpSender:
                     smtp.login(t.user, t.password or "")
                 smtp.send_message(message)
         except smtplib.SMTPAuthenticationError as exc:
-            raise SendError(f"SMTP login refused: {exc.smtp_code} {_text(exc.smtp_error)}", permanent=True) from None
+            raise PermanentError(f"SMTP login refused: {exc.smtp_code} {_text(exc.smtp_error)}") from None
         except smtplib.SMTPNotSupportedError as exc:
-            raise SendError(f"SMTP server: {exc}", permanent=True) from None
+            raise PermanentError(f"SMTP server: {exc}") from None
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
             raise SendError(f"SMTP recipient refused: {code} {_text(text)}", permanent=code >= 500) from None
         except smtplib.SMTPResponseException as exc:
             raise SendError(f"SMTP: {exc.smtp_code} {_text(exc.smtp_error)}", permanent=exc.smtp_code >= 500) from None
         except ssl.SSLCertVerificationError as exc:
-            raise SendError(f"SMTP TLS: {exc.verify_message}", permanent=True) from None
+            raise PermanentError(f"SMTP TLS: {exc.verify_message}") from None
         except (OSError, smtplib.SMTPException) as exc:  # refused, reset, timed out, disconnected
-            message = f"SMTP {t.host}:{t.port} unavailable: {type(exc).__name__}: {exc}"
-            raise SendError(message, permanent=False) from None
+            raise TransientError(f"SMTP {t.host}:{t.port} unavailable: {type(exc).__name__}: {exc}") from None
 
 
 def _text(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+# --- webhook --------------------------------------------------------------------------------------
+
+
+def check_webhook_url(url: str) -> str:
+    """`url` if it is https://host…, or http:// to a loopback address (tests, a local relay); ConfigError if not.
+
+    The message names the scheme and host only: the URL may carry a token in its path or query."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme == "https" and host:
+        return url
+    if parts.scheme == "http" and host and _loopback(host):
+        return url
+    shown = f"{parts.scheme or 'no scheme'}://{host}" if host else (parts.scheme or "no scheme")
+    raise ConfigError(
+        f"RR_WEBHOOK_URL: expected https://host/…, or http:// to a loopback address (127.0.0.1, ::1, localhost), "
+        f"got {shown}…"
+    )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
+    """`v1=` + hex HMAC-SHA256(secret, `{timestamp}.` + body): the `X-RR-Signature` header."""
+    return "v1=" + hmac.new(secret.encode(), timestamp.encode("ascii") + b"." + body, hashlib.sha256).hexdigest()
+
+
+def webhook_document(notice: Notice) -> dict:
+    """What the webhook receives for one notice (documented in docs/notifications.md, "Webhook")."""
+    return {
+        "type": WEBHOOK_TYPE,
+        "version": WEBHOOK_VERSION,
+        "notification_id": notice.id,
+        "event": notice.event,
+        "audience": notice.audience,
+        "attempt": notice.attempt,
+        "queued_at": notice.created_at.isoformat(),
+        "request": {**notice.request, "status_url": notice.status_url} if notice.request else None,
+        "sla": notice.sla,
+        "subject": notice.rendered.subject,
+        "text": notice.rendered.text,
+        "context": notice.context,
+    }
+
+
+def _retry_after(response: httpx.Response) -> int | None:
+    value = response.headers.get("Retry-After", "")
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+class WebhookTransport:
+    """A signed JSON POST per notice to the one configured URL (the team's relay, later the pager).
+
+    2xx: delivered. 4xx except 408 and 429: permanent (the receiver refuses this document). 429: transient,
+    honouring Retry-After. Anything else — 408, 3xx (redirects are not followed), 5xx, timeouts, refused or
+    dropped connections — transient. The receiver dedupes on `X-RR-Notification-Id`: after a crash or a
+    timeout the same notice may arrive twice, with the same id."""
+
+    name = "webhook"
+    configured = True
+    reason = "configured"
+
+    def __init__(self, url: str, *, secret: str, timeout: float = 10, cafile: str | None = None) -> None:
+        self.url = check_webhook_url(url)
+        if not secret:
+            raise ConfigError("RR_WEBHOOK_SECRET: empty; the webhook is never sent unsigned")
+        self._secret = secret
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=cafile) if cafile else True
+        self._client = httpx.Client(timeout=timeout, follow_redirects=False, verify=verify)
+
+    @staticmethod
+    def check(settings: Settings) -> str | None:
+        """Why this transport is not configured (None: it is); ConfigError for a URL it refuses."""
+        if not settings.webhook_url:
+            return "RR_WEBHOOK_URL unset"
+        check_webhook_url(settings.webhook_url)
+        return None if settings.webhook_secret else "RR_WEBHOOK_SECRET unset"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, config: AppConfig) -> WebhookTransport | NotConfigured:
+        if reason := cls.check(settings):
+            return NotConfigured(cls.name, reason)
+        timeout = config.notifications.delivery.timeout_seconds
+        return cls(settings.webhook_url, secret=settings.webhook_secret, timeout=timeout)
+
+    def send(self, notice: Notice) -> Delivered:
+        body = json.dumps(webhook_document(notice), ensure_ascii=False, separators=(",", ":")).encode()
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": WEBHOOK_USER_AGENT,
+            "X-RR-Notification-Id": notice.id,
+            "X-RR-Event": notice.event,
+            "X-RR-Timestamp": timestamp,
+            "X-RR-Signature": webhook_signature(self._secret, timestamp, body),
+        }
+        try:
+            response = self._client.post(self.url, content=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise TransientError(f"webhook: timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise PermanentError(f"webhook TLS: certificate not trusted ({exc})") from None
+            raise TransientError(f"webhook: {type(exc).__name__}: {exc}") from None
+        status = response.status_code
+        if 200 <= status < 300:
+            return Delivered(response.headers.get("X-Request-Id") or f"HTTP {status}")
+        detail = f"webhook: HTTP {status} {response.reason_phrase}".rstrip()
+        if status == 429:
+            retry_after = _retry_after(response)
+            suffix = f", retry after {retry_after} s" if retry_after is not None else ""
+            raise TransientError(f"{detail}{suffix}", retry_after=retry_after)
+        if 400 <= status < 500 and status != 408:
+            raise PermanentError(detail)
+        raise TransientError(detail)
+
+
+# --- the registry ---------------------------------------------------------------------------------
+
+TRANSPORTS = (SlackTransport, SmtpTransport, WebhookTransport)  # every outbox channel, by `name`
+
+
+def configure(settings: Settings, config: AppConfig) -> dict[str, Transport]:
+    """Every transport by channel name, configured or `NotConfigured`; a setting that is present but wrong
+    (an `ftp://` SMTP URL, a plain-http webhook to another host) is a ConfigError."""
+    return {cls.name: cls.from_settings(settings, config) for cls in TRANSPORTS}
+
+
+def transport_status(settings: Settings) -> dict[str, str]:
+    """For /healthz and the start-up warnings: `configured`, `not configured: RR_… unset`, or `invalid: …`
+    per transport (from the settings alone: no client is built, nothing is contacted)."""
+    status = {}
+    for cls in TRANSPORTS:
+        try:
+            reason = cls.check(settings)
+        except ConfigError as exc:
+            status[cls.name] = f"invalid: {exc}"
+            continue
+        status[cls.name] = f"not configured: {reason}" if reason else "configured"
+    return status
+
+
+def webhook_enabled(settings: Settings) -> bool:
+    """Whether staff notices are also queued for the webhook (both its settings are present)."""
+    return bool(settings.webhook_url and settings.webhook_secret)

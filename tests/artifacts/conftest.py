@@ -1,11 +1,9 @@
 """Fixtures for the artifacts tests: real git repositories in tmp dirs, the real YARA-X engine.
 
-The 300-rule starter repository is generated once per session and copied per test (a copy costs
-a few milliseconds, generation ~0.2 s).
+The 300-rule starter repository is generated once per session (`starter_template`, tests/conftest.py)
+and copied per test (a copy costs a few milliseconds, generation ~0.2 s).
 """
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import git
@@ -14,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from artifacts.corpus import load_corpus
 from artifacts.products import ProductSpec
-from artifacts.starter import init_sigrepo
 from artifacts.store import LocalStore
+from tests.conftest import copy_repo, make_product_repo
 
 AUTHOR = "Jane Analyst <jane@example.com>"
 BUILDER = "ci@build-host"
@@ -38,18 +36,9 @@ FN_RULE = f"""rule Novel_Threat_A {{
 """
 
 
-@pytest.fixture(scope="session")
-def starter_template(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("starter") / "sigrepo"
-    init_sigrepo(path=path, author="Signature Team <signatures@example.com>")
-    return path
-
-
 @pytest.fixture
 def sigrepo(starter_template, tmp_path) -> Path:
-    path = tmp_path / "sigrepo"
-    shutil.copytree(starter_template, path, symlinks=True)
-    return path
+    return copy_repo(starter_template, tmp_path / "sigrepo")
 
 
 @pytest.fixture
@@ -91,36 +80,7 @@ def store_objects(store: LocalStore) -> list[Path]:
     return sorted(p for p in store.root.rglob("*") if p.is_file())
 
 
-def _git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
 @pytest.fixture
 def product(tmp_path) -> tuple[ProductSpec, dict[str, str]]:
     """A product repo: tag v11.2.0, then on main a clean fix, a core change and a conflicting fix."""
-    repo = tmp_path / "endpoint-agent"
-    (repo / "src").mkdir(parents=True)
-    _git(tmp_path, "init", "-q", "-b", "main", str(repo))
-    _git(repo, "config", "user.name", "Dev One")
-    _git(repo, "config", "user.email", "dev1@example.com")
-    (repo / "src" / "core.c").write_text("int version = 1;\n")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-qm", "release 11.2.0")
-    _git(repo, "tag", "-a", "v11.2.0", "-m", "11.2.0")
-    (repo / "src" / "fix.c").write_text("int fixed_crash = 1;\n")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-qm", "fix crash on scan")
-    commits = {"clean_fix": _git(repo, "rev-parse", "HEAD")}
-    (repo / "src" / "core.c").write_text("int version = 2;\n")
-    _git(repo, "commit", "-qam", "core v2")
-    (repo / "src" / "core.c").write_text("int version = 3;\n")
-    _git(repo, "commit", "-qam", "core v3 (conflicts with 11.2.0)")
-    commits["conflicting_fix"] = _git(repo, "rev-parse", "HEAD")
-    spec = ProductSpec(
-        name="endpoint-agent",
-        repo=repo,
-        build=["sh", "-c", "mkdir -p dist && cat src/*.c > dist/agent.bin && echo built agent"],
-        timeout_seconds=30,
-        output="dist/*.bin",
-    )
-    return spec, commits
+    return make_product_repo(tmp_path)

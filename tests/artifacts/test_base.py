@@ -11,6 +11,7 @@ from artifacts.bundle import BaseManifest, read_verified
 from artifacts.digest import sha256_file
 from artifacts.errors import GitRefError, RepoLayoutError, RuleCompileError
 from artifacts.fixes import fix_false_positive
+from artifacts.signing import FileKeySigner
 from artifacts.yarax import YARA_X_VERSION
 
 from .conftest import AUTHOR, BUILDER, FN_RULE, git_state, store_objects
@@ -19,8 +20,16 @@ NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
 
 def build(sigrepo, tmp_path, key, store, ref="main", **kwargs):
+    signer = FileKeySigner(key)
     return build_base(
-        repo_path=sigrepo, ref=ref, out_dir=tmp_path / "out", key=key, store=store, builder=BUILDER, now=NOW, **kwargs
+        repo_path=sigrepo,
+        ref=ref,
+        out_dir=tmp_path / "out",
+        signer=signer,
+        store=store,
+        builder=BUILDER,
+        now=NOW,
+        **kwargs,
     )
 
 

@@ -6,7 +6,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from release_requests.artifacts_cli import artifacts_app, sigrepo_app
+from release_requests.cli.artifacts import artifacts_app, sigrepo_app
+from release_requests.settings import get_settings
 
 from .conftest import AUTHOR, FN_RULE, FP_RULE
 
@@ -18,12 +19,14 @@ app.add_typer(sigrepo_app, name="sigrepo")
 @pytest.fixture
 def run(tmp_path, monkeypatch):
     monkeypatch.setenv("RR_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()  # settings an earlier test cached would point at another data directory
     runner = CliRunner()
 
     def invoke(*args: str):
         return runner.invoke(app, [str(a) for a in args])
 
-    return invoke
+    yield invoke
+    get_settings.cache_clear()
 
 
 def test_every_command_has_help(run):

@@ -10,6 +10,7 @@ from artifacts.errors import BuildFailed, CherryPickConflict, ConfigError, GitRe
 from artifacts.hotfix import build_hotfix
 from artifacts.licences import check_licence
 from artifacts.products import load_products, product_spec
+from artifacts.signing import FileKeySigner
 
 from .conftest import BUILDER, store_objects
 
@@ -25,7 +26,7 @@ def hotfix(product, tmp_path, key, store, commits, **kwargs):
         "customer": "acme",
         "grants": GRANTS,
         "out_dir": tmp_path / "hotfixes",
-        "key": key,
+        "signer": FileKeySigner(key),
         "store": store,
         "builder": BUILDER,
     }

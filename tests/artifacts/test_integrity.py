@@ -10,7 +10,7 @@ from artifacts.base import build_base
 from artifacts.bundle import MANIFEST, SIGNATURE
 from artifacts.errors import IntegrityError, SignatureError
 from artifacts.scan import open_base_bundle
-from artifacts.signing import sign
+from artifacts.signing import FileKeySigner, sign
 from artifacts.verify import REPORT_FILE, verify_base
 
 from .conftest import BUILDER
@@ -19,7 +19,7 @@ from .conftest import BUILDER
 @pytest.fixture
 def bundle(sigrepo, tmp_path, key, store):
     manifest = build_base(
-        repo_path=sigrepo, ref="main", out_dir=tmp_path / "out", key=key, store=store, builder=BUILDER
+        repo_path=sigrepo, ref="main", out_dir=tmp_path / "out", signer=FileKeySigner(key), store=store, builder=BUILDER
     )
     path = tmp_path / "out" / manifest.version
     for p in path.iterdir():

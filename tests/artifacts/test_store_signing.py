@@ -12,6 +12,8 @@ from artifacts.digest import sha256_bytes
 from artifacts.errors import IntegrityError, InvalidInput, ObjectMissing, SignatureError, SigningKeyError
 from artifacts.signing import (
     KEY_RELPATH,
+    FileKeySigner,
+    Signer,
     create_signing_key,
     key_id,
     load_public_key,
@@ -58,6 +60,38 @@ def test_missing_and_malformed_digests(tmp_path):
         store.get("0" * 64)
     with pytest.raises(InvalidInput, match="not a sha256"):
         store.exists("../../etc/passwd")
+
+
+def test_local_path_is_verified_once_per_file_state_and_rot_is_never_served(tmp_path):
+    store: ArtifactStore = LocalStore(tmp_path / "store")
+    assert isinstance(store, ArtifactStore)
+    src = tmp_path / "a"
+    src.write_bytes(b"original")
+    digest = store.put(src)
+    path = store.local_path(digest)
+    assert path == tmp_path / "store" / "objects" / digest[:2] / digest and path.read_bytes() == b"original"
+    assert store.local_path(digest) == path  # unchanged on disk: not hashed again
+    os.chmod(path, 0o644)
+    path.write_bytes(b"rotten")  # another size (and mtime): checked again
+    with pytest.raises(IntegrityError, match=f"{digest}: content hashes to"):
+        store.local_path(digest)
+    with pytest.raises(ObjectMissing, match="no object"):
+        store.local_path("1" * 64)
+
+
+def test_file_key_signer_signs_what_the_public_key_verifies(tmp_path):
+    with pytest.raises(SigningKeyError, match="relreq artifacts keygen"):
+        FileKeySigner.load(tmp_path)  # reading never creates a key
+    created, was_created = FileKeySigner.create(tmp_path)
+    signer = FileKeySigner.load(tmp_path)
+    assert was_created and not FileKeySigner.create(tmp_path)[1]
+    assert isinstance(signer, Signer) and signer.path == tmp_path / KEY_RELPATH
+    assert signer.key_id == created.key_id == key_id(signing_key(data_dir=tmp_path).public_key())
+    assert signer.public_key_pem() == public_key_pem(signing_key(data_dir=tmp_path))
+    signature = signer.sign(b"manifest")
+    assert signature.endswith(b"\n")
+    verify(load_public_key(signer.public_key_pem(), origin="pem"), b"manifest", signature, origin="sig")
+    assert "BEGIN" not in repr(signer) and signer.key_id in repr(signer)
 
 
 def test_key_is_created_once_with_mode_0600(tmp_path):

@@ -11,6 +11,7 @@ from artifacts.corpus import load_corpus
 from artifacts.fixes import fix_false_negative, fix_false_positive
 from artifacts.gitops import open_repo
 from artifacts.scan import exit_code, open_base_bundle, scan_files
+from artifacts.signing import FileKeySigner
 from artifacts.sigrepo import rule_sources
 from artifacts.verify import REPORT_FILE, VerificationReport, verify_base
 
@@ -18,7 +19,10 @@ from .conftest import AUTHOR, BUILDER, FN_RULE, FP_RULE
 
 
 def build(sigrepo, tmp_path, key, store, ref):
-    manifest = build_base(repo_path=sigrepo, ref=ref, out_dir=tmp_path / "out", key=key, store=store, builder=BUILDER)
+    signer = FileKeySigner(key)
+    manifest = build_base(
+        repo_path=sigrepo, ref=ref, out_dir=tmp_path / "out", signer=signer, store=store, builder=BUILDER
+    )
     return tmp_path / "out" / manifest.version
 
 

@@ -1,39 +1,27 @@
-"""Slack and e-mail without the internet: a local Slack Web API and a local SMTP server.
+"""A Slack workspace without the internet: a local server speaking the Slack Web API.
 
 Used by the tests, the latency benchmark and `relreq demo`. `LocalSlack` speaks the Web API methods the
 deliverer uses (auth.test, conversations.list/open/history, chat.postMessage/update) over real HTTP, the
 way slack-sdk's own test suite does, records every call and can be told to fail: 429 with Retry-After,
-500, a dropped connection, invalid_auth, channel_not_found. `LocalSmtp` is an aiosmtpd server with
-optional AUTH and STARTTLS (a throwaway self-signed certificate) that keeps what it receives and can be
-stopped and started again (an outage) or told to answer 451.
+500, a dropped connection, invalid_auth, channel_not_found. `signed_interaction()` builds a button press
+signed the way Slack signs it (v0 HMAC-SHA256), written here from Slack's documentation rather than
+imported from the product, so that the product's verification is checked against an independent signer.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
 import json
-import logging
 import socket
-import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from email import message_from_bytes, policy
-from email.message import EmailMessage
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
-
-from release_requests.notifications.slack_requests import signature as slack_signature
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 FAILURES = {"rate_limited", "server_error", "drop", "invalid_auth", "channel_not_found"}
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -336,141 +324,7 @@ def signed_interaction(
     return body, headers
 
 
-# --- SMTP ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class ReceivedMail:
-    mail_from: str
-    rcpt_tos: list[str]
-    message: EmailMessage
-    at: float  # time.time() when the server accepted it
-    authenticated_as: str | None
-
-    @property
-    def message_id(self) -> str:
-        return self.message["Message-ID"]
-
-
-def self_signed_certificate(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
-    """A throwaway certificate for `host` (and localhost), valid for a day; returns (cert, key) paths."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(host))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "smtp-cert.pem", directory / "smtp-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    key_path.chmod(0o600)
-    return cert_path, key_path
-
-
-@dataclass
-class LocalSmtp:
-    """An SMTP server on a free port. With `user`/`password` it requires AUTH; with `starttls` it requires
-    STARTTLS before AUTH and mail. `url` is what RR_SMTP_URL should be set to."""
-
-    user: str | None = None
-    password: str | None = None
-    starttls: bool = False
-    host: str = "127.0.0.1"
-    port: int = field(default_factory=free_port)
-    received: list[ReceivedMail] = field(default_factory=list)
-    _rejections: list[tuple[int, str]] = field(default_factory=list)
-    _controller: object | None = None
-    _certdir: Path | None = None
-
-    @property
-    def cafile(self) -> Path | None:
-        return self._certdir / "smtp-cert.pem" if self._certdir else None
-
-    @property
-    def url(self) -> str:
-        scheme = "smtp+starttls" if self.starttls else "smtp"
-        auth = f"{quote(self.user, safe='')}:{quote(self.password or '', safe='')}@" if self.user else ""
-        query = f"?cafile={quote(str(self.cafile))}" if self.cafile else ""
-        return f"{scheme}://{auth}{self.host}:{self.port}{query}"
-
-    def reject_next(self, times: int = 1, *, code: int = 451, text: str = "4.3.0 Try again later") -> None:
-        """Answer DATA of the next `times` messages with `code` (4xx: temporary, 5xx: permanent)."""
-        self._rejections += [(code, text)] * times
-
-    def start(self) -> LocalSmtp:
-        from aiosmtpd.controller import Controller
-        from aiosmtpd.smtp import AuthResult
-
-        # aiosmtpd's own AUTH code trips its deprecation warning for `login_data` on every login
-        logging.getLogger("mail.log").setLevel(logging.ERROR)
-
-        kwargs: dict = {}
-        if self.starttls:
-            import ssl
-
-            if self._certdir is None:
-                self._certdir = Path(tempfile.mkdtemp(prefix="rr-smtp-"))
-                self_signed_certificate(self._certdir, self.host)
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(self._certdir / "smtp-cert.pem", self._certdir / "smtp-key.pem")
-            kwargs.update(tls_context=context, require_starttls=True)
-        if self.user:
-
-            def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
-                ok = auth_data.login.decode() == self.user and auth_data.password.decode() == (self.password or "")
-                return AuthResult(success=ok, handled=False, auth_data=auth_data.login.decode() if ok else None)
-
-            kwargs.update(authenticator=authenticate, auth_required=True, auth_require_tls=self.starttls)
-        self._controller = Controller(_Handler(self), hostname=self.host, port=self.port, **kwargs)
-        self._controller.start()
-        return self
-
-    def stop(self) -> None:
-        if self._controller is not None:
-            self._controller.stop()
-            self._controller = None
-
-    def __enter__(self) -> LocalSmtp:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def message_ids(self) -> list[str]:
-        return [m.message_id for m in self.received]
-
-
-class _Handler:
-    def __init__(self, server: LocalSmtp) -> None:
-        self.server = server
-
-    async def handle_DATA(self, server, session, envelope) -> str:
-        if self.server._rejections:
-            code, text = self.server._rejections.pop(0)
-            return f"{code} {text}"
-        message = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
-        self.server.received.append(
-            ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), message, time.time(), session.auth_data)
-        )
-        return "250 Message accepted for delivery"
+def slack_signature(signing_secret: str, timestamp: str, body: bytes) -> str:
+    """Slack's v0 request signature: `v0=` + hex HMAC-SHA256 of `v0:{timestamp}:{body}` with the signing secret."""
+    base = b"v0:" + timestamp.encode("ascii") + b":" + body
+    return "v0=" + hmac.new(signing_secret.encode(), base, hashlib.sha256).hexdigest()
