@@ -15,8 +15,11 @@ from pathlib import Path
 from sqlalchemy import MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
-from release_requests.settings import Settings
+from release_requests import embedded_pg
+from release_requests.errors import ConfigError
+from release_requests.settings import SOURCE_ROOT, Settings
 
 APP_ROLE = "rr_app"
 APP_DATABASE = "release_requests"
@@ -39,25 +42,72 @@ _embedded_servers: dict[Path, object] = {}
 _embedded_lock = threading.Lock()  # threads of one process (API, dispatcher, deliverer) share one server handle
 
 
-def resolve_database_url(settings: Settings) -> str:
-    """`RR_DATABASE_URL` if given, else the embedded server under `RR_DATA_DIR` (started on demand)."""
+class NoDatabase(ConfigError):
+    """No embedded database where this process looked; only set-up commands (`serve`, `db upgrade`) create one."""
+
+    code = "no_database"
+
+
+def resolve_database_url(settings: Settings, *, create: bool = False) -> str:
+    """`RR_DATABASE_URL` if given, else the embedded server under `RR_DATA_DIR` (started on demand).
+
+    Only with `create` (`relreq serve`, `relreq db upgrade`) is a missing embedded cluster or app database
+    created; every other process raises `NoDatabase` naming where it looked, instead of quietly working on
+    a new, empty database that is not the one the server uses.
+    """
     if settings.database_url:
         return settings.database_url
-    from release_requests import embedded_pg
-
     pgdata = settings.postgres_dir.resolve()
     with _embedded_lock:
         server = _embedded_servers.get(pgdata)
         if server is None:
+            if not create and not embedded_pg.cluster_exists(pgdata):
+                raise NoDatabase(missing_database_message(settings))
             server = embedded_pg.start_server(pgdata)
-            ensure_database(embedded_pg.server_url(server, "postgres"), APP_DATABASE)
+            admin_url = embedded_pg.server_url(server, "postgres")
+            if create:
+                ensure_database(admin_url, APP_DATABASE)
+            elif not database_exists(admin_url, APP_DATABASE):
+                raise NoDatabase(missing_database_message(settings))
             _embedded_servers[pgdata] = server
     return embedded_pg.server_url(server, APP_DATABASE)
 
 
+def legacy_data_dirs(settings: Settings) -> list[Path]:
+    """Data directories an earlier version left in `./.data` (of the repository or the current folder)."""
+    here = settings.data_dir.resolve()
+    found = []
+    for candidate in (SOURCE_ROOT / ".data", Path.cwd() / ".data"):
+        candidate = candidate.resolve()
+        if candidate != here and candidate not in found and embedded_pg.cluster_exists(candidate / "postgres"):
+            found.append(candidate)
+    return found
+
+
+def missing_database_message(settings: Settings) -> str:
+    where = "RR_DATA_DIR" if "data_dir" in settings.model_fields_set else "RR_DATA_DIR unset: the default"
+    message = (
+        f"no database at {settings.data_dir.resolve()} ({where}): start `relreq serve` once, "
+        "or set RR_DATA_DIR/RR_DATABASE_URL"
+    )
+    legacy = legacy_data_dirs(settings)
+    if legacy:
+        message += f" (an earlier version kept its data in {legacy[0]}: RR_DATA_DIR={legacy[0]} uses it)"
+    return message
+
+
+def database_exists(admin_url: str, name: str) -> bool:
+    engine = create_engine(admin_url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return bool(conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}))
+    finally:
+        engine.dispose()
+
+
 def ensure_database(admin_url: str, name: str, *, template: str | None = None) -> None:
     """Create database `name` if it does not exist (CREATE DATABASE cannot run inside a transaction)."""
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=_null_pool())
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     try:
         with engine.connect() as conn:
             exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
@@ -66,12 +116,6 @@ def ensure_database(admin_url: str, name: str, *, template: str | None = None) -
                 conn.execute(text(f'CREATE DATABASE "{name}"{suffix}'))
     finally:
         engine.dispose()
-
-
-def _null_pool():
-    from sqlalchemy.pool import NullPool
-
-    return NullPool
 
 
 def make_engine(url: str, *, as_app_role: bool = True, **kwargs) -> Engine:
@@ -100,6 +144,7 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 def alembic_config(url: str):
+    # deferred: Alembic costs ~0.4 s to import and only migrations need it, not every API or CLI process
     from alembic.config import Config
 
     cfg = Config()
@@ -110,13 +155,14 @@ def alembic_config(url: str):
 
 
 def upgrade(url: str, revision: str = "head") -> None:
+    # deferred: Alembic costs ~0.4 s to import and only migrations need it
     from alembic import command
 
     command.upgrade(alembic_config(url), revision)
 
 
 def current_revision(url: str) -> str | None:
-    engine = create_engine(url, poolclass=_null_pool())
+    engine = create_engine(url, poolclass=NullPool)
     try:
         with engine.connect() as conn:
             has_table = conn.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
@@ -126,6 +172,7 @@ def current_revision(url: str) -> str | None:
 
 
 def head_revision() -> str:
+    # deferred: Alembic costs ~0.4 s to import and only schema checks need it
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config("postgresql://")).get_current_head()

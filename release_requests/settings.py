@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SOURCE_ROOT = Path(__file__).resolve().parent.parent  # the repository (the package is installed editable)
+
+
+def default_data_dir() -> Path:
+    """Where the data lives when RR_DATA_DIR is unset: one place per user, whatever the current folder.
+
+    `$XDG_DATA_HOME/release-requests` (~/.local/share/release-requests); for root `/var/lib/release-requests`,
+    because the embedded server runs as its own system user and would have to open up root's home to reach it.
+    """
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/release-requests")
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "release-requests"
+
+
+def default_config_dir() -> Path:
+    """The reviewed policy shipped with the code (the repository's `config/`), not a folder of the cwd."""
+    return SOURCE_ROOT / "config"
 
 
 class Settings(BaseSettings):
@@ -17,8 +39,8 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="External Postgres (postgresql+psycopg://…); embedded Postgres if unset."
     )
-    data_dir: Path = Field(default=Path(".data"), description="Embedded Postgres data, samples, artifacts.")
-    config_dir: Path = Field(default=Path("config"), description="Reviewed policy files (TOML).")
+    data_dir: Path = Field(default_factory=default_data_dir, description="Postgres data, samples, artifacts.")
+    config_dir: Path = Field(default_factory=default_config_dir, description="Reviewed policy files (TOML).")
     api_url: str = Field(default="http://127.0.0.1:8000", description="Where CLI commands find the API.")
     token: str | None = Field(default=None, description="API token used by CLI commands.")
     sigrepo: Path | None = Field(default=None, description="Signature repository (default RR_DATA_DIR/sigrepo).")
@@ -27,7 +49,14 @@ class Settings(BaseSettings):
     slack_base_url: str | None = None
     slack_signing_secret: str | None = Field(default=None, description="Verifies Slack button presses.")
     smtp_url: str | None = None
+    webhook_url: str | None = Field(
+        default=None, description="Staff notices POSTed as signed JSON: https://, or http:// to a loopback address."
+    )
+    webhook_secret: str | None = Field(default=None, description="Shared secret of the webhook's HMAC signature.")
     log_level: str = "INFO"
+    log_format: Literal["auto", "text", "json"] = Field(
+        default="auto", description="Log lines: text on a terminal, JSON otherwise (auto), or forced."
+    )
     prefect_port: int = Field(default=4200, description="Port of the Prefect server `relreq serve` starts.")
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from release_requests.cli import local, pipeline, remote, sla
+from release_requests.cli.artifacts import artifacts_app, sigrepo_app
 from release_requests.cli.notifications import notifications_app
 from release_requests.cli.releases import channels_app, client_app, release_app
 
@@ -19,6 +20,8 @@ app.add_typer(local.db_app, name="db")
 app.add_typer(local.customers_app, name="customers")
 app.add_typer(local.users_app, name="users")
 app.add_typer(local.audit_app, name="audit")
+app.add_typer(artifacts_app, name="artifacts")
+app.add_typer(sigrepo_app, name="sigrepo")
 app.add_typer(remote.samples_app, name="samples")
 app.add_typer(notifications_app, name="notifications")
 app.add_typer(release_app, name="release")
@@ -51,15 +54,3 @@ for command in (
     remote.cancel,
 ):
     app.command(command.__name__.replace("list_requests", "list"))(command)
-
-
-def _mount_artifacts() -> None:
-    try:
-        from release_requests.artifacts_cli import artifacts_app, sigrepo_app
-    except ImportError:  # the artifacts commands need their own packages; the rest works without them
-        return
-    app.add_typer(artifacts_app, name="artifacts", help="Build, verify and sign antivirus bases and hotfixes.")
-    app.add_typer(sigrepo_app, name="sigrepo", help="Signature repositories (git + YARA-X rules).")
-
-
-_mount_artifacts()

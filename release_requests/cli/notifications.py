@@ -81,7 +81,7 @@ def prefs_set(
 @notifications_app.command("list")
 def list_notifications(
     request: Annotated[str | None, typer.Option(help="Only notices about this request.")] = None,
-    status: Annotated[str | None, typer.Option(help="queued | sending | sent | failed | dead.")] = None,
+    status: Annotated[str | None, typer.Option(help="queued | sending | sent | failed | dead | skipped.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 100,
     json_out: JsonFlag = False,
 ) -> None:

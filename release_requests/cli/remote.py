@@ -18,7 +18,6 @@ KINDS = {
     "false-negative": "false_negative",
     "private-hotfix": "private_hotfix",
 }
-SEVERITY_NAMES = {1: "1 critical", 2: "2 high", 3: "3 medium", 4: "4 low"}
 
 samples_app = typer.Typer(help="Evidence attached to requests.", no_args_is_help=True)
 
@@ -118,7 +117,7 @@ def list_requests(
                 r["id"],
                 r["customer_id"],
                 r["kind"],
-                SEVERITY_NAMES[r["severity"]],
+                r["severity_label"],
                 r["status"],
                 sla_text(r["sla"]),
                 r["title"],
@@ -144,7 +143,7 @@ def show(
         [
             ("customer", f"{r['customer_name']} ({r['customer_id']})"),
             ("kind", r["kind"]),
-            ("severity", SEVERITY_NAMES[r["severity"]]),
+            ("severity", r["severity_label"]),
             ("status", r["status"]),
             ("next states", ", ".join(r["allowed_transitions"])),
             ("SLA", sla_text(r["sla"])),
