@@ -6,26 +6,30 @@ so running either twice at once, or after a crash, delivers nothing twice (see t
 - `deliver_outbox` — a flow, deployed on `SWEEP_INTERVAL`: delivers everything due (a safety net for a
   listener that is down, and the whole job where latency does not matter).
 - `listen_and_deliver` — a long-running function for the serving process: wakes on every committed
-  outbox row (LISTEN rr_outbox) and delivers it within a fraction of a second.
+  outbox row (LISTEN rr_outbox) and delivers it within a fraction of a second. It logs one warning per
+  transport that is not configured when it starts (its notices are skipped, never retried or alerted about).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import timedelta
 
 from prefect import flow, get_run_logger
 
 from release_requests.config import get_config
-from release_requests.notifications.delivery import Deliverer, listen
+from release_requests.listening import listen_forever
+from release_requests.notifications.delivery import CHANNEL, Deliverer
 from release_requests.settings import get_settings
 
 SWEEP_INTERVAL = timedelta(minutes=1)
+log = logging.getLogger("flows.notifications")
 
 
 @flow(name="deliver-outbox")
 def deliver_outbox() -> dict[str, int]:
-    """Deliver every due outbox row; returns how many ended sent / failed / dead."""
+    """Deliver every due outbox row; returns how many ended sent / failed / dead / skipped."""
     deliverer = Deliverer.from_settings(get_settings(), get_config())
     try:
         outcomes = dict(deliverer.deliver_due())
@@ -36,9 +40,25 @@ def deliver_outbox() -> dict[str, int]:
 
 
 def listen_and_deliver(stop: threading.Event, *, poll_seconds: float = 2.0, deliverer: Deliverer | None = None) -> None:
-    """Run until `stop` is set (start it in a thread of `relreq serve`)."""
+    """Run until `stop` is set (start it in a thread of `relreq serve`): deliver each row as soon as it is
+    committed, and whatever falls due later (retries, quiet hours, expired leases) when it falls due or
+    within `poll_seconds`. Survives database restarts (`listening.listen_forever`: it reconnects and then
+    delivers what was committed meanwhile)."""
     deliverer = deliverer or Deliverer.from_settings(get_settings(), get_config())
+    for name, reason in deliverer.unconfigured().items():
+        log.warning("notifications: %s not configured (%s): its notices are skipped, not sent", name, reason)
+
+    def deliver() -> float | None:
+        deliverer.deliver_due()
+        return deliverer.seconds_until_due()
+
     try:
-        listen(deliverer, stop=stop, poll_seconds=poll_seconds)
+        listen_forever(
+            CHANNEL,
+            deliver,
+            stop,
+            poll_seconds=poll_seconds,
+            url=deliverer.engine.url.render_as_string(hide_password=False),
+        )
     finally:
         deliverer.engine.dispose()

@@ -9,24 +9,25 @@ advances canary rollouts and halts rollouts that telemetry condemns.
 from __future__ import annotations
 
 import logging
-import select as io_select
 import threading
-from datetime import UTC, datetime
+from collections.abc import Callable
 
-import psycopg
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 
+from release_requests.clock import db_now
 from release_requests.config import get_config
 from release_requests.db import transaction
 from release_requests.installation import installation_name
+from release_requests.listening import listen_forever
 from release_requests.pipeline import line, segments, sharing, triggers
-from release_requests.requests.models import ReleaseRequest
+from release_requests.pipeline.queue import SEGMENTS_CHANNEL
 from release_requests.runtime import migrated_url, session_factory
 from release_requests.settings import get_settings
+from release_requests.workflows.rollout import watch_rollouts
 
 log = logging.getLogger("flows.pipeline")
 LOST_STATES = {StateType.CRASHED, StateType.FAILED, StateType.CANCELLED}
@@ -84,20 +85,20 @@ def _lost(flow_run_id: str | None) -> bool:
 def reconcile() -> dict:
     """Restart whatever a lost trigger, a crash or the passage of time left undone."""
     logger = get_run_logger()
-    config = get_config()
+    config, settings = get_config(), get_settings()
     sessions = session_factory()
     redispatched = []
     with transaction(sessions) as session:
-        cutoff = datetime.now(UTC) - triggers.STALE_DISPATCH
+        cutoff = db_now(session) - triggers.STALE_DISPATCH
         for trigger in triggers.dispatched_before(session, cutoff=cutoff):
             if _lost(trigger.flow_run_id):
                 triggers.redispatch(session, trigger=trigger)
                 redispatched.append(trigger.key)
     with transaction(sessions) as session:
         soaked = triggers.stages_ready_by_time(session, config=config)
-    rollouts = _release_watch(config)
+    rollouts = watch_rollouts(sessions, config=config, settings=settings)
     with transaction(sessions) as session:
-        line_kept = line.housekeeping(session, repo_path=get_settings().signature_repo, config=config)
+        line_kept = line.housekeeping(session, repo_path=settings.signature_repo, config=config)
     with transaction(sessions) as session:
         joined = sharing.sweep_unjoined(session, config=config)
     dispatched = dispatch_pending()
@@ -106,62 +107,29 @@ def reconcile() -> dict:
         "soaked": soaked,
         "dispatched": dispatched,
         "joined": joined,
-        **rollouts,
+        **rollouts.as_dict(),
         **line_kept,
     }
     logger.info("reconcile: %s", summary)
     return summary
 
 
-def _release_watch(config) -> dict:
-    """Canary steps and telemetry halts, through the releases service (each channel its own transaction)."""
-    from release_requests.releases import service as releases
-    from release_requests.releases.models import ChannelPointer
-    from release_requests.releases.telemetry import TELEMETRY, evaluate_halt
-
-    advanced, halted = [], []
-    sessions = session_factory()
-    with transaction(sessions) as session:
-        channels = triggers.channels_to_watch(session)
-    for channel in channels:
-        with transaction(sessions) as session:
-            now = datetime.now(UTC)
-            decision = evaluate_halt(session, channel=channel, config=config, now=now)
-            if decision is not None:
-                releases.halt(session, channel=channel, decision=decision, config=config, now=now)
-                halted.append(channel)
-            else:
-                before = session.get(ChannelPointer, channel).rollout_percent
-                after = releases.advance_rollout(
-                    session, actor=segments.PIPELINE, channel=channel, now=now, config=config
-                )
-                if after != before:
-                    advanced.append(f"{channel}:{after}%")
-        if decision is not None and decision.request_id:  # the halt is committed; now its fix leaves the line
-            with transaction(sessions) as session:
-                line.take_off_line_if_any(
-                    session,
-                    request=session.get(ReleaseRequest, decision.request_id),
-                    actor=TELEMETRY,
-                    reason=f"halted on {channel}: {decision.reason}",
-                    repo_path=get_settings().signature_repo,
-                    config=config,
-                )
-    return {"rollouts_advanced": advanced, "halted": halted}
+def _dispatch_logged() -> None:
+    try:
+        dispatch_pending()
+    except ObjectNotFound:  # at start-up, before `serve` has registered the deployments
+        log.warning("segment deployments not registered yet; retrying at the next wake-up")
 
 
-def listen_and_dispatch(stop: threading.Event, *, poll_seconds: float = 2.0) -> None:
-    """Dispatch triggers the moment they are committed (LISTEN rr_segments), polling as a fallback."""
-    url = migrated_url().replace("postgresql+psycopg://", "postgresql://", 1)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("LISTEN rr_segments")
-        while not stop.is_set():
-            try:
-                dispatch_pending()
-            except ObjectNotFound:  # at start-up, before `serve` has registered the deployments
-                log.warning("segment deployments not registered yet; retrying in %.0f s", poll_seconds)
-            except Exception:  # the Prefect server may be restarting: keep the loop alive, retry next tick
-                log.exception("dispatching segment triggers failed; retrying")
-            io_select.select([conn.fileno()], [], [], poll_seconds)
-            for _ in conn.notifies(timeout=0):
-                pass
+def listen_and_dispatch(
+    stop: threading.Event,
+    *,
+    poll_seconds: float = 2.0,
+    url: str | None = None,
+    dispatch: Callable[[], None] = _dispatch_logged,
+) -> None:
+    """Dispatch triggers the moment they are committed (LISTEN rr_segments), polling as a fallback, until
+    `stop` is set. Survives database and Prefect restarts (`listening.listen_forever`: it reconnects, then
+    dispatches whatever was committed meanwhile; a failed dispatch is logged and tried at the next wake-up).
+    `url` defaults to the app database; `dispatch` to `dispatch_pending` (tests may count the wake-ups)."""
+    listen_forever(SEGMENTS_CHANNEL, dispatch, stop, poll_seconds=poll_seconds, url=url or migrated_url)

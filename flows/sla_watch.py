@@ -1,20 +1,21 @@
-"""`sla_watch`: every minute, record SLA threshold crossings (exactly once) and queue the notices."""
+"""`sla_watch`: every minute, record SLA threshold crossings (exactly once) and queue the notices.
+
+The work is `release_requests.workflows.sla_watch.watch`, at the database's time; this flow schedules it.
+"""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 
 from release_requests.config import get_config
 from release_requests.runtime import session_factory
-from release_requests.sla.watch import watch
+from release_requests.workflows.sla_watch import watch
 
 
 @flow(name="sla_watch", log_prints=False, retries=0)
 def sla_watch() -> list[str]:
     """One pass of the watcher; overlapping or repeated runs are harmless (unique crossings)."""
-    crossings = watch(session_factory(), config=get_config(), now=datetime.now(UTC))
+    crossings = watch(session_factory(), config=get_config())
     logger = get_run_logger()
     for crossing in crossings:
         logger.info(

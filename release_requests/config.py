@@ -9,11 +9,12 @@ from __future__ import annotations
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from release_requests.errors import ConfigError
+from release_requests.settings import get_settings
 
 
 class _Strict(BaseModel):
@@ -45,6 +46,7 @@ class Threshold(_Strict):
 
 class SeverityPolicy(_Strict):
     name: str
+    names: dict[str, str] = Field(default_factory=dict, description="the name in other languages, e.g. ru")
     response_minutes: int = Field(gt=0)
     clock: Literal["24x7", "business"]
     thresholds: list[Threshold] = Field(default_factory=list)
@@ -86,6 +88,11 @@ class SeverityConfig(_Strict):
             return base
         return base.model_copy(update=override.model_dump(exclude_none=True))
 
+    def label(self, severity: int, language: str = "en") -> str:
+        """'1 critical': how people read a severity everywhere (CLI tables, notices, the console)."""
+        policy = self.severity[str(severity)]
+        return f"{severity} {policy.names.get(language, policy.name)}"
+
 
 class InternalAudience(_Strict):
     slack_channel: str = Field(min_length=1)
@@ -104,14 +111,24 @@ class DeliveryPolicy(_Strict):
     timeout_seconds: int = Field(default=10, ge=1, description="per Slack/SMTP call; must be well under the lease")
 
 
+class QuietHoursPolicy(_Strict):
+    severities: list[Literal[1, 2, 3, 4]] = Field(
+        default_factory=lambda: [3, 4], description="notices a customer's quiet hours may hold back"
+    )
+
+
 class NotificationsPolicy(_Strict):
     internal: InternalAudience
     email: EmailPolicy
     delivery: DeliveryPolicy = DeliveryPolicy()
+    quiet_hours: QuietHoursPolicy = QuietHoursPolicy()
 
 
 StageName = Literal["internal", "canary", "customer", "global"]
 Role = Literal["admin", "tam", "duty_manager", "triage", "build_engineer", "release_manager", "emergency"]
+
+
+HOTFIX_KINDS = frozenset({"private_hotfix"})  # request kinds answered by a private hotfix build, not a base
 
 
 class Pipeline(_Strict):
@@ -124,7 +141,14 @@ class Pipeline(_Strict):
         missing = [s for s in self.stages if s not in self.channels]
         if missing:
             raise ValueError(f"stages {missing} have no channel")
+        if len({kind in HOTFIX_KINDS for kind in self.kinds}) > 1:
+            raise ValueError("a pipeline ships either bases or private hotfixes, not both")
         return self
+
+    @property
+    def builds(self) -> Literal["base", "hotfix"]:
+        """What this pipeline ships: a public antivirus base or a customer's private hotfix."""
+        return "hotfix" if self.kinds[0] in HOTFIX_KINDS else "base"
 
 
 class SignoffRule(_Strict):
@@ -184,7 +208,7 @@ class ReleaseLinePolicy(_Strict):
 
 
 class StagesConfig(_Strict):
-    pipelines: dict[Literal["antivirus_base", "private_hotfix"], Pipeline]
+    pipelines: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")], Pipeline]
     stage: dict[StageName, StagePolicy]
     severity_soak_factor: dict[Literal["1", "2", "3", "4"], float]
     separation_of_duties: SeparationOfDuties
@@ -198,13 +222,20 @@ class StagesConfig(_Strict):
             undefined = [s for s in pipeline.stages if s not in self.stage]
             if undefined:
                 raise ValueError(f"pipelines.{name}: stages {undefined} have no [stage.*] policy")
-        hotfix = self.pipelines.get("private_hotfix")
-        if hotfix is not None and "global" in hotfix.stages:
-            raise ValueError("pipelines.private_hotfix: a private hotfix never goes to the global channel")
+            if pipeline.builds == "hotfix" and "global" in pipeline.stages:
+                raise ValueError(f"pipelines.{name}: a private hotfix never goes to the global channel")
+        kinds = [kind for pipeline in self.pipelines.values() for kind in pipeline.kinds]
+        twice = sorted({kind for kind in kinds if kinds.count(kind) > 1})
+        if twice:
+            raise ValueError(f"request kinds {twice} are handled by more than one pipeline")
         return self
 
     def pipeline_for(self, kind: str) -> tuple[str, Pipeline]:
         return next((name, p) for name, p in self.pipelines.items() if kind in p.kinds)
+
+    def shipping(self, builds: str) -> list[Pipeline]:
+        """The pipelines that ship `builds` ("base" or "hotfix"): where a release of that kind may go."""
+        return [p for p in self.pipelines.values() if p.builds == builds]
 
     def soak(self, *, stage: str, severity: int) -> int:
         """Minutes the previous stage must soak before `stage`, shortened by severity."""
@@ -253,6 +284,4 @@ def load_config(config_dir: Path) -> AppConfig:
 
 @lru_cache
 def get_config(config_dir: Path | None = None) -> AppConfig:
-    from release_requests.settings import get_settings
-
     return load_config(config_dir or get_settings().config_dir)

@@ -21,10 +21,23 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import git
 import httpx
 from rich.console import Console
 
+from artifacts.corpus import load_corpus
+from artifacts.starter import init_sigrepo
+from release_requests import runtime
+from release_requests.audit.service import Actor
 from release_requests.cli.output import CliError, local_time
+from release_requests.config import get_config
+from release_requests.customers.schemas import CustomerCreate
+from release_requests.customers.service import assign_tam, create_customer
+from release_requests.people.service import PersonCreate, create_person, issue_token
+from release_requests.routing.service import ShiftCreate, add_shifts, set_fallback
+from release_requests.runtime import local_session
+from release_requests.server import wait_until_healthy
+from release_requests.settings import get_settings
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
 MOSCOW = ZoneInfo("Europe/Moscow")
@@ -95,17 +108,6 @@ class Story:
 
 def _setup(data_dir: Path, sample: Path) -> dict[str, str]:
     """Customer, people, rotation and the starter signature repository (local admin commands)."""
-    import git
-
-    from artifacts.corpus import load_corpus
-    from artifacts.starter import init_sigrepo
-    from release_requests.audit.service import Actor
-    from release_requests.customers.schemas import CustomerCreate
-    from release_requests.customers.service import assign_tam, create_customer
-    from release_requests.people.service import PersonCreate, create_person, issue_token
-    from release_requests.routing.service import ShiftCreate, add_shifts, set_fallback
-    from release_requests.runtime import local_session
-
     admin = Actor.system("demo")
     repo = data_dir / "sigrepo"  # `relreq serve` creates the starter repository on its first start
     if not repo.exists():
@@ -171,11 +173,14 @@ def _setup(data_dir: Path, sample: Path) -> dict[str, str]:
 
 
 def run() -> None:
-    from release_requests import runtime
-    from release_requests.config import get_config
-    from release_requests.notifications.local_servers import LocalSlack, LocalSmtp, free_port
-    from release_requests.settings import get_settings
-
+    try:
+        # deferred and guarded: the local Slack and SMTP servers are not product code; the `demo` extra has them
+        from devservers import LocalSlack, LocalSmtp, free_port
+    except ImportError as exc:
+        raise CliError(
+            f"relreq demo needs the local Slack and SMTP servers ({exc.name or exc} is missing): "
+            "install release-requests[demo] (pip install -e '.[demo]' in a checkout; make installs it)"
+        ) from None
     base = get_settings().data_dir.resolve()
     data_dir = base / "demo"
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -221,24 +226,14 @@ def run() -> None:
         smtp.stop()
 
 
-def _wait_healthy(api: str, serve: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if serve.poll() is not None:
-            raise CliError(f"relreq serve exited with {serve.returncode}; see its log")
-        try:
-            if httpx.get(api + "/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise CliError("relreq serve did not become healthy in 120 s")
-
-
 def _story(api: str, data_dir: Path, slack, smtp, serve: subprocess.Popen) -> None:
     story = Story(api)
     story.say("Starting relreq serve (embedded Postgres, Prefect server, flows, API)")
-    _wait_healthy(api, serve)
+
+    try:
+        wait_until_healthy(f"{api}/healthz", timeout=120, process=serve)
+    except RuntimeError as exc:
+        raise CliError(f"relreq serve: {exc}; see {data_dir / 'serve.log'}") from None
     story.say("Admin: customer Moscow Bank (Europe/Moscow, enterprise), TAM Tanya, duty manager Boris, engineers")
     sample = data_dir / "payroll.exe"
     story.tokens = _setup(data_dir, sample)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -29,6 +29,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from devservers import free_port
 from release_requests import db, embedded_pg, runtime
 from release_requests.audit.service import Actor
 from release_requests.cli import main
@@ -37,9 +38,9 @@ from release_requests.customers.schemas import CustomerCreate
 from release_requests.customers.service import assign_tam, create_customer
 from release_requests.people.service import PersonCreate, create_person
 from release_requests.requests.schemas import SubmitRequest
-from release_requests.requests.service import submit_request
 from release_requests.routing.service import ShiftCreate, add_shifts
 from release_requests.settings import Settings, get_settings
+from release_requests.workflows import intake
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -121,15 +122,80 @@ def data_dir(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_data_dir(data_dir) -> Iterator[None]:
+    """No test reaches the default data directory (the developer's own database): RR_DATA_DIR is the session's
+    unless the environment names one."""
+    if "RR_DATA_DIR" in os.environ:
+        yield
+        return
+    os.environ["RR_DATA_DIR"] = str(data_dir)
+    get_settings.cache_clear()
+    yield
+    os.environ.pop("RR_DATA_DIR", None)
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def settings(db_url, data_dir) -> Settings:
     return Settings(database_url=db_url, data_dir=data_dir, config_dir=REPO / "config")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+SIGNATURE_TEAM = "Signature Team <signatures@example.com>"
+
+
+@pytest.fixture(scope="session")
+def starter_template(tmp_path_factory) -> Path:
+    """The starter signature repository (300 rules, one commit), generated once per session: copy it
+    (`copy_repo`, a few milliseconds) into a test's own place, never change it."""
+    from artifacts.starter import init_sigrepo
+
+    path = tmp_path_factory.mktemp("starter") / "sigrepo"
+    init_sigrepo(path=path, author=SIGNATURE_TEAM)
+    return path
+
+
+def copy_repo(template: Path, dest: Path) -> Path:
+    shutil.copytree(template, dest, symlinks=True)
+    return dest
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def make_product_repo(root: Path, *, padding_lines: int = 0):
+    """The product repository of private hotfixes, `root/endpoint-agent`: tag v11.2.0, then on main a clean
+    fix, a core change and a fix that conflicts with 11.2.0. Returns its ProductSpec and the commits
+    `clean_fix` and `conflicting_fix`. `padding_lines` makes the fix (and so the built agent) bigger."""
+    from artifacts.products import ProductSpec
+
+    repo = root / "endpoint-agent"
+    (repo / "src").mkdir(parents=True)
+    git(root, "init", "-q", "-b", "main", str(repo))
+    git(repo, "config", "user.name", "Dev One")
+    git(repo, "config", "user.email", "dev1@example.com")
+    (repo / "src" / "core.c").write_text("int version = 1;\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "release 11.2.0")
+    git(repo, "tag", "-a", "v11.2.0", "-m", "11.2.0")
+    (repo / "src" / "fix.c").write_text("int fixed_crash = 1;\n" + "/* padding */\n" * padding_lines)
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "fix crash on scan")
+    commits = {"clean_fix": git(repo, "rev-parse", "HEAD")}
+    (repo / "src" / "core.c").write_text("int version = 2;\n")
+    git(repo, "commit", "-qam", "core v2")
+    (repo / "src" / "core.c").write_text("int version = 3;\n")
+    git(repo, "commit", "-qam", "core v3 (conflicts with 11.2.0)")
+    commits["conflicting_fix"] = git(repo, "rev-parse", "HEAD")
+    spec = ProductSpec(
+        name="endpoint-agent",
+        repo=repo,
+        build=["sh", "-c", "mkdir -p dist && cat src/*.c > dist/agent.bin && echo built agent"],
+        timeout_seconds=30,
+        output="dist/*.bin",
+    )
+    return spec, commits
 
 
 @contextmanager
@@ -243,25 +309,35 @@ def execute_as_superuser(url: str, sql: str) -> None:
     engine.dispose()
 
 
+def run_relreq(monkeypatch, capsys, args: tuple[str, ...], env: dict[str, str | None]) -> tuple[int, str, str]:
+    """`relreq ARGS` in-process through the real entry point with these RR_* variables (None: unset);
+    returns (exit code, stdout, stderr)."""
+    for name, value in env.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    runtime.session_factory.cache_clear()
+    monkeypatch.setattr(sys, "argv", ["relreq", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
 @pytest.fixture
 def relreq(monkeypatch, capsys, settings, api_url):
-    """Run `relreq ARGS` in-process through the real entry point; returns (exit code, stdout, stderr)."""
+    """Run `relreq ARGS` in-process against the test database and API; returns (exit code, stdout, stderr)."""
 
     def run(*args: str, token: str | None = None) -> tuple[int, str, str]:
-        monkeypatch.setenv("RR_DATABASE_URL", settings.database_url)
-        monkeypatch.setenv("RR_DATA_DIR", str(settings.data_dir))
-        monkeypatch.setenv("RR_API_URL", api_url)
-        if token:
-            monkeypatch.setenv("RR_TOKEN", token)
-        else:
-            monkeypatch.delenv("RR_TOKEN", raising=False)
-        get_settings.cache_clear()
-        runtime.session_factory.cache_clear()
-        monkeypatch.setattr(sys, "argv", ["relreq", *args])
-        with pytest.raises(SystemExit) as exit_info:
-            main()
-        out, err = capsys.readouterr()
-        return exit_info.value.code, out, err
+        env = {
+            "RR_DATABASE_URL": settings.database_url,
+            "RR_DATA_DIR": str(settings.data_dir),
+            "RR_API_URL": api_url,
+            "RR_TOKEN": token,
+        }
+        return run_relreq(monkeypatch, capsys, args, env)
 
     yield run
     get_settings.cache_clear()
@@ -361,7 +437,7 @@ class Builder:
             received_at=received_at,
             **extra,
         )
-        return submit_request(self.session, actor=by, data=data, config=self.intake_config)
+        return intake.submit(self.session, actor=by, data=data, config=self.intake_config)
 
 
 @pytest.fixture

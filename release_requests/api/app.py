@@ -6,10 +6,12 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from release_requests.access import needs
 from release_requests.api import (
     customers_views,
     duty_views,
     errors,
+    home_views,
     notifications_views,
     pipeline_views,
     releases_views,
@@ -20,6 +22,7 @@ from release_requests.api import (
 )
 from release_requests.api.deps import AppContext
 from release_requests.config import AppConfig
+from release_requests.notifications.transports import transport_status
 from release_requests.settings import Settings
 
 
@@ -40,11 +43,13 @@ def create_app(*, settings: Settings, config: AppConfig, sessions: sessionmaker[
     app.include_router(slack_views.router)
     app.include_router(releases_views.router)
     app.include_router(updates_views.router)
+    app.include_router(home_views.router)  # `GET /`: where the API docs are
 
-    @app.get("/healthz", tags=["meta"])
+    @app.get("/healthz", tags=["meta"], openapi_extra=needs("public"))
     def healthz() -> dict:
         with app.state.context.unit_of_work() as session:
             session.execute(text("SELECT 1"))
-        return {"status": "ok"}
+        # which notification transports this installation has ("slack": "not configured: RR_SLACK_TOKEN unset")
+        return {"status": "ok", "notifications": transport_status(settings)}
 
     return app

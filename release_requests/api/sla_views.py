@@ -8,12 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime, BaseModel
 
-from release_requests import access
+from release_requests.access import needs
 from release_requests.api.deps import AppContext, caller, context
-from release_requests.customers.service import get_customer
-from release_requests.errors import NotFound
+from release_requests.clock import db_now
+from release_requests.customers.service import customer_for
 from release_requests.people.models import Person
-from release_requests.requests import service
+from release_requests.requests import presentation
 from release_requests.requests.schemas import RequestOut, Severity
 from release_requests.sla.service import due_for
 
@@ -31,14 +31,14 @@ class DueTime(BaseModel):
     timezone: str
 
 
-@router.get("/queue", response_model=list[RequestOut])
+@router.get("/queue", response_model=list[RequestOut], openapi_extra=needs("queue.read"))
 def work_queue(me: Person = Depends(caller), ctx: AppContext = Depends(context)):
     """Open work: breached first, then by severity, Enterprise before standard, then by due time."""
     with ctx.unit_of_work() as session:
-        return service.queue(session, actor=me, config=ctx.config)
+        return presentation.queue(session, actor=me, config=ctx.config)
 
 
-@router.get("/sla/due", response_model=DueTime)
+@router.get("/sla/due", response_model=DueTime, openapi_extra=needs("customer.read"))
 def sla_due(
     customer_id: Annotated[str, Query()],
     severity: Annotated[Severity, Query()],
@@ -48,10 +48,8 @@ def sla_due(
 ) -> DueTime:
     """When a request of this severity filed at `at` is due, in the customer's zone and UTC."""
     with ctx.unit_of_work() as session:
-        if not access.can_see_customer(session, me, customer_id):
-            raise NotFound(f"no customer '{customer_id}'")
-        customer = get_customer(session, customer_id=customer_id)
-        filed = at or service.db_now(session)
+        customer = customer_for(session, actor=me, customer_id=customer_id)
+        filed = at or db_now(session)
         due, policy = due_for(customer=customer, severity=severity, at=filed, config=ctx.config)
         zone = customer.calendar().zone
         return DueTime(

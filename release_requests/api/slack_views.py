@@ -3,7 +3,7 @@
 A request whose signature does not match `RR_SLACK_SIGNING_SECRET`, whose timestamp is more than five
 minutes away from now, or whose signature headers are malformed is refused with 401; a signed body
 that is not a well-formed button press with 400 (see `notifications.slack_requests`); replays and
-unknown Slack users with 403 (see `notifications.slack`).
+unknown Slack users with 403 (see `workflows.slack_decisions`).
 """
 
 from __future__ import annotations
@@ -11,15 +11,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from release_requests.access import needs
 from release_requests.api.deps import AppContext, context
 from release_requests.errors import ServiceUnavailable
-from release_requests.notifications.slack import handle_interaction
 from release_requests.notifications.slack_requests import parse_interaction, verify
+from release_requests.workflows.slack_decisions import handle_interaction
 
 router = APIRouter(tags=["slack"])
 
 
-@router.post("/slack/interactions")
+@router.post("/slack/interactions", openapi_extra=needs("slack.interaction"))
 async def interactions(request: Request, ctx: AppContext = Depends(context)) -> dict:
     secret = ctx.settings.slack_signing_secret
     if not secret:

@@ -16,12 +16,13 @@ from fastapi.responses import FileResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from artifacts.store import LocalStore
+from artifacts.store import ArtifactStore, LocalStore
+from release_requests.access import needs
 from release_requests.api.deps import AppContext, context
 from release_requests.errors import Unauthenticated
 from release_requests.people.models import Person
 from release_requests.people.service import authenticate
-from release_requests.releases import service
+from release_requests.releases import registry, serving
 from release_requests.releases.models import Release
 from release_requests.releases.naming import CHANNEL_PATTERN, CLIENT_ID_PATTERN, SHA256_PATTERN
 from release_requests.releases.schemas import FileOut, ManifestOut
@@ -43,17 +44,17 @@ def _viewer(session: Session, credentials: HTTPAuthorizationCredentials | None) 
         return None
 
 
-@router.get("/public-key.pem", response_class=PlainTextResponse)
+@router.get("/public-key.pem", response_class=PlainTextResponse, openapi_extra=needs("public"))
 def public_key(ctx: AppContext = Depends(context)) -> PlainTextResponse:
     """The Ed25519 key manifests are signed with (PEM). Clients should pin it rather than fetch it each time."""
-    return PlainTextResponse(service.server_public_key_pem(ctx.settings.data_dir), media_type="application/x-pem-file")
+    return PlainTextResponse(registry.server_public_key_pem(ctx.settings.data_dir), media_type="application/x-pem-file")
 
 
 _bodies: dict[tuple, bytes] = {}
 _MAX_BODIES = 1024
 
 
-def _manifest_body(session: Session, served: service.Served, channel: str, public_key_pem: str) -> bytes:
+def _manifest_body(session: Session, served: serving.Served, channel: str, public_key_pem: str) -> bytes:
     """The response for one (channel, release, publication), rendered once: releases never change, and a
     moved pointer has a new `published_at`, so a cached body is never stale."""
     pointer = served.pointer
@@ -90,7 +91,7 @@ def _manifest_body(session: Session, served: service.Served, channel: str, publi
     return body
 
 
-@router.get("/{channel}/manifest.json", response_model=ManifestOut)
+@router.get("/{channel}/manifest.json", response_model=ManifestOut, openapi_extra=needs("update.download"))
 def manifest(
     channel: Channel,
     credentials: Credentials,
@@ -101,8 +102,8 @@ def manifest(
     """The release this client should run, with its signed manifest and the key to check it with."""
     with ctx.unit_of_work() as session:
         viewer = _viewer(session, credentials)
-        served = service.served_release(session, channel=channel, client_id=x_client_id or client_id, viewer=viewer)
-        body = _manifest_body(session, served, channel, service.server_public_key_pem(ctx.settings.data_dir))
+        served = serving.served_release(session, channel=channel, client_id=x_client_id or client_id, viewer=viewer)
+        body = _manifest_body(session, served, channel, registry.server_public_key_pem(ctx.settings.data_dir))
     return Response(
         body,
         media_type="application/json",
@@ -117,7 +118,7 @@ class _ArtifactResponse(FileResponse):
     chunk_size = 1 << 20  # starlette's 64 KiB chunks cost a thread hop each: ~4x slower on large files
 
 
-@router.get("/{channel}/artifacts/{sha256}", response_class=FileResponse)
+@router.get("/{channel}/artifacts/{sha256}", response_class=FileResponse, openapi_extra=needs("update.download"))
 def artifact(
     channel: Channel,
     sha256: Annotated[str, Path(pattern=SHA256_PATTERN)],
@@ -126,10 +127,11 @@ def artifact(
 ) -> FileResponse:
     """One file of the channel's release, by content hash; supports Range; integrity headers name the hash."""
     with ctx.unit_of_work() as session:
-        name, private = service.served_file(
+        name, private = serving.served_file(
             session, channel=channel, sha256=sha256, viewer=_viewer(session, credentials)
         )
-    path = service.verified_object_path(LocalStore(ctx.settings.artifacts_dir), sha256)
+    store: ArtifactStore = LocalStore(ctx.settings.artifacts_dir)
+    path = store.local_path(sha256)  # checked against the digest: a rotten object is an error, never shipped
     digest = base64.b64encode(bytes.fromhex(sha256)).decode()
     return _ArtifactResponse(
         path,

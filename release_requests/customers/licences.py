@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from release_requests.customers.service import get_customer
 from release_requests.errors import NotFound
+from release_requests.runtime import local_session
 
 
 def licence_grants_for(customer_id: str) -> list[dict]:
     """[{"product": ..., "versions": ...}] for one customer; LookupError if there is no such customer."""
-    from release_requests.runtime import local_session
-
     with local_session() as session:
         try:
             return list(get_customer(session, customer_id=customer_id).licensed_products)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Literal
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -29,8 +30,6 @@ class LicenceGrant(BaseModel):
     @field_validator("versions")
     @classmethod
     def _specifier(cls, value: str) -> str:
-        from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
         try:
             SpecifierSet(value)
         except InvalidSpecifier:

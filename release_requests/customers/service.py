@@ -1,4 +1,9 @@
-"""Customer records: creation, lookup, TAM assignment. Every change is audited in the same transaction."""
+"""Customer records: creation, lookup, TAM assignment. Every change is audited in the same transaction.
+
+`create_customer`, `get_customer`, `list_customers` and `assign_tam` are the trusted primitives (local admin
+commands, tests, the demo); a person asking over the API goes through `customers_for`, `customer_for` and
+`create_customer_as`, which apply the permission table and visibility (`release_requests.access`).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,13 @@ import re
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from release_requests import access
 from release_requests.audit.service import Actor, record
 from release_requests.customers.models import Customer, TamAssignment
 from release_requests.customers.schemas import CustomerCreate, CustomerOut
 from release_requests.errors import Conflict, InvalidInput, NotFound
 from release_requests.people.models import Person
+from release_requests.people.service import actor_of
 
 
 def _slug(name: str) -> str:
@@ -52,7 +59,7 @@ def list_customers(session: Session) -> list[Customer]:
 
 def assign_tam(session: Session, *, actor: Actor, customer_id: str, person: Person) -> None:
     get_customer(session, customer_id=customer_id)
-    if person.role != "tam":
+    if not access.allows(person, "customer.be_tam"):
         raise InvalidInput(f"{person.name} has role '{person.role}', not 'tam'", field="role")
     if session.get(TamAssignment, (customer_id, person.id)) is not None:
         return
@@ -65,6 +72,29 @@ def assign_tam(session: Session, *, actor: Actor, customer_id: str, person: Pers
         entity_id=customer_id,
         after={"tam_id": person.id, "tam": person.name},
     )
+
+
+def customers_for(session: Session, *, actor: Person) -> list[Customer]:
+    """The customers this person may see: customer users their own, TAMs those assigned to them, staff all."""
+    access.authorize(actor, "customer.read")
+    query = select(Customer).order_by(Customer.id)
+    visible = access.visible_customer_ids(session, actor)
+    if visible is not None:
+        query = query.where(Customer.id.in_(visible))
+    return list(session.scalars(query))
+
+
+def customer_for(session: Session, *, actor: Person, customer_id: str) -> Customer:
+    """One customer this person may see; another customer's is not found (its existence is not revealed)."""
+    access.authorize(actor, "customer.read")
+    if not access.can_see_customer(session, actor, customer_id):
+        raise NotFound(f"no customer '{customer_id}'")
+    return get_customer(session, customer_id=customer_id)
+
+
+def create_customer_as(session: Session, *, actor: Person, data: CustomerCreate) -> Customer:
+    access.authorize(actor, "customer.create")
+    return create_customer(session, actor=actor_of(actor), data=data)
 
 
 def tams_of(session: Session, *, customer_id: str) -> list[Person]:

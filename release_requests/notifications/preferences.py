@@ -6,6 +6,7 @@ notices already in the outbox keep the recipients they were queued for.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -16,13 +17,11 @@ from sqlalchemy.orm import Session
 from release_requests import access
 from release_requests.audit.service import record
 from release_requests.customers.models import Customer
-from release_requests.errors import Forbidden, NotFound
+from release_requests.errors import NotFound
 from release_requests.notifications.models import CustomerNotificationPrefs
 from release_requests.notifications.schemas import PreferencesIn, PreferencesOut, parse_quiet_hours
 from release_requests.people.models import Person
 from release_requests.people.service import actor_of
-
-QUIET_SEVERITIES = frozenset({3, 4})  # critical and high notices are never held back
 
 
 @dataclass(frozen=True)
@@ -35,9 +34,10 @@ class Effective:
     quiet_hours: str | None
     timezone: str
 
-    def deliver_at(self, *, severity: int, at: datetime) -> datetime:
-        """When a customer notice queued at `at` may go out: the end of quiet hours for severity 3–4."""
-        if self.quiet_hours is None or severity not in QUIET_SEVERITIES:
+    def deliver_at(self, *, severity: int, at: datetime, held_back: Collection[int]) -> datetime:
+        """When a customer notice queued at `at` may go out: the end of quiet hours for the severities the
+        policy lets quiet hours hold back (`[quiet_hours] severities` in config/notifications.toml)."""
+        if self.quiet_hours is None or severity not in held_back:
             return at
         start, end = parse_quiet_hours(self.quiet_hours)
         zone = ZoneInfo(self.timezone)
@@ -87,18 +87,17 @@ def _out(customer: Customer, prefs: CustomerNotificationPrefs | None, eff: Effec
 
 def get_preferences(session: Session, *, actor: Person, customer_id: str) -> PreferencesOut:
     """Anyone who can see the customer may read its preferences."""
+    access.authorize(actor, "preferences.read")
     customer = _customer(session, actor=actor, customer_id=customer_id)
     return _out(customer, session.get(CustomerNotificationPrefs, customer.id), effective(session, customer=customer))
 
 
 def set_preferences(session: Session, *, actor: Person, customer_id: str, data: PreferencesIn) -> PreferencesOut:
-    """The customer's own users, their TAMs and admins may change them; the change is audited."""
+    """The customer's own users, their TAMs and admins may change them; the change is audited.
+
+    The table says which roles; visibility narrows it to this customer's users and its assigned TAMs."""
+    access.authorize(actor, "preferences.change")
     customer = _customer(session, actor=actor, customer_id=customer_id)
-    own_user = actor.role == "customer" and actor.customer_id == customer.id
-    if not (own_user or actor.role in ("tam", "admin")):  # a TAM who got here is assigned to this customer
-        raise Forbidden(
-            f"role '{actor.role}' may not change notification preferences (allowed: own customer users, tam, admin)"
-        )
     prefs = session.get(CustomerNotificationPrefs, customer.id)
     before = None if prefs is None else PreferencesIn.model_validate(prefs, from_attributes=True).model_dump()
     if prefs is None:

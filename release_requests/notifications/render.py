@@ -18,6 +18,7 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup, escape
 
+from release_requests.config import SeverityConfig
 from release_requests.errors import DomainError
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -31,7 +32,6 @@ LABELS = {
         "state": "State",
         "sla": "Response SLA",
         "status_link": "Request status",
-        "severity": {1: "1 critical", 2: "2 high", 3: "3 medium", 4: "4 low"},
         "states": {
             "submitted": "received, awaiting triage",
             "needs_info": "waiting for your information",
@@ -61,7 +61,6 @@ LABELS = {
         "state": "Состояние",
         "sla": "Срок ответа",
         "status_link": "Статус запроса",
-        "severity": {1: "1 критическая", 2: "2 высокая", 3: "3 средняя", 4: "4 низкая"},
         "states": {
             "submitted": "получен, ожидает разбора",
             "needs_info": "ждём информацию от вас",
@@ -182,12 +181,14 @@ def render(
     request: dict,
     sla: dict | None,
     status_url: str,
+    severities: SeverityConfig,
 ) -> Rendered:
     """Render every part of one notice; RenderError names the template and what is wrong."""
     name = template_name(event, language if language in LANGUAGES else "en")
     if event in BUTTON_EVENTS and "stage" not in context:
         raise RenderError(f"template {name}: 'stage' is undefined (the buttons need it)")
-    t = LABELS[language if language in LANGUAGES else "en"]
+    language = language if language in LANGUAGES else "en"
+    t = {**LABELS[language], "severity": {n: severities.label(n, language) for n in (1, 2, 3, 4)}}
     variables = {
         **context,
         "request": request,

@@ -3,6 +3,10 @@
 It resolves *targets* (the customer, the internal channel, the request's owner, its TAMs, the manager
 on duty) to concrete recipients and writes one outbox row per recipient and medium, inside the
 caller's transaction. Delivery happens elsewhere, later, exactly once in effect.
+
+A recipient's `channel` names the transport that will send it (`transports.TRANSPORTS`): `slack`,
+`email`, or `webhook`. The webhook (RR_WEBHOOK_URL) hears what the internal Slack channel hears, and only
+when it is configured; its rows name it (`internal`), never a URL: no row can send anything anywhere else.
 """
 
 from __future__ import annotations
@@ -25,21 +29,40 @@ from release_requests.errors import Conflict, NotFound
 from release_requests.notifications.models import Notification
 from release_requests.notifications.preferences import effective
 from release_requests.notifications.schemas import NotificationFilters
+from release_requests.notifications.transports import webhook_enabled
 from release_requests.people.models import Person
 from release_requests.people.service import actor_of
 from release_requests.requests.models import ReleaseRequest
+from release_requests.routing.service import on_duty
+from release_requests.settings import get_settings
 
 
 @dataclass(frozen=True)
 class Recipient:
     audience: str  # customer | internal
-    channel: str  # slack | email
-    address: str
+    channel: str  # slack | email | webhook: the transport that sends it
+    address: str  # a Slack channel or user id, an e-mail address, WEBHOOK_RECIPIENT
     language: str = "en"
     person_id: int | None = None
 
 
 OUTBOX = Actor.system("outbox")
+WEBHOOK_RECIPIENT = "internal"  # the one webhook, RR_WEBHOOK_URL: rows carry its name, the URL stays in settings
+
+
+def _webhook_enabled() -> bool:
+    return webhook_enabled(get_settings())
+
+
+def team_recipients(config: AppConfig) -> list[Recipient]:
+    """Everywhere the team hears about the outbox itself (a dead letter): the internal Slack channel, the
+    internal mailbox and the webhook. The deliverer keeps those whose transport it has configured."""
+    internal = config.notifications.internal
+    return [
+        Recipient("internal", "slack", internal.slack_channel),
+        Recipient("internal", "email", internal.email),
+        Recipient("internal", "webhook", WEBHOOK_RECIPIENT),
+    ]
 
 
 def _person_recipient(person: Person) -> Recipient:
@@ -61,8 +84,6 @@ def resolve(
     session: Session, *, targets: Iterable[str], request: ReleaseRequest, config: AppConfig, at: datetime
 ) -> list[Recipient]:
     """Concrete recipients of `targets`; the customer target follows the customer's notification preferences."""
-    from release_requests.routing.service import on_duty
-
     recipients: list[Recipient] = []
     customer = session.get(Customer, request.customer_id)
     for target in dict.fromkeys(targets):
@@ -70,6 +91,8 @@ def resolve(
             recipients += _customer_recipients(session, customer)
         elif target == "internal_channel":
             recipients.append(Recipient("internal", "slack", config.notifications.internal.slack_channel))
+            if _webhook_enabled():  # staff notices the internal channel gets also go to the webhook
+                recipients.append(Recipient("internal", "webhook", WEBHOOK_RECIPIENT))
         elif target == "internal_email":
             recipients.append(Recipient("internal", "email", config.notifications.internal.email))
         elif target == "owner" and request.owner_id:
@@ -153,8 +176,8 @@ def notify(
     """Queue `event` about `request` for `targets`; the same (event, key, recipient) is queued only once.
 
     `context` must hold everything the message needs that is not read again at send time (the request's
-    state and SLA are): templates refuse missing variables. Customer notices of severity 3–4 requests
-    wait for the end of the customer's quiet hours.
+    state and SLA are): templates refuse missing variables. Customer notices of the severities in
+    `[quiet_hours]` wait for the end of the customer's quiet hours.
     """
     customer_prefs = None
     queued = []
@@ -162,7 +185,9 @@ def notify(
         send_at = at
         if recipient.audience == "customer":
             customer_prefs = customer_prefs or effective(session, customer=session.get(Customer, request.customer_id))
-            send_at = customer_prefs.deliver_at(severity=request.severity, at=at)
+            send_at = customer_prefs.deliver_at(
+                severity=request.severity, at=at, held_back=config.notifications.quiet_hours.severities
+            )
         row = queue(
             session, request_id=request.id, event=event, recipient=recipient, context=context, at=send_at, key=key
         )
@@ -171,17 +196,9 @@ def notify(
     return queued
 
 
-def pending(session: Session, *, request_id: str) -> list[Notification]:
-    return list(
-        session.scalars(
-            select(Notification).where(Notification.request_id == request_id).order_by(Notification.created_at)
-        )
-    )
-
-
 def list_notifications(session: Session, *, actor: Person, filters: NotificationFilters) -> list[Notification]:
     """Staff see the outbox of the requests they can see, newest first."""
-    access.require_role(actor, access.STAFF, to="read the notification outbox")
+    access.authorize(actor, "notification.read")
     query = select(Notification)
     visible = access.visible_customer_ids(session, actor)
     if visible is not None:
@@ -195,17 +212,18 @@ def list_notifications(session: Session, *, actor: Person, filters: Notification
     return list(session.scalars(query.order_by(Notification.created_at.desc(), Notification.id).limit(filters.limit)))
 
 
-RETRIES = frozenset({"admin", "duty_manager"})
+RETRYABLE = ("dead", "failed", "skipped")
 
 
 def retry(session: Session, *, actor: Person, notification_id: str) -> Notification:
-    """Put a dead (or failing) notice back in the queue with fresh attempts, after its cause was fixed."""
-    access.require_role(actor, RETRIES, to="retry notifications")
+    """Put a dead (or failing) notice back in the queue with fresh attempts, after its cause was fixed; a
+    notice skipped because its transport was not configured, once it is."""
+    access.authorize(actor, "notification.retry")
     row = session.get(Notification, notification_id, with_for_update=True)
     if row is None:
         raise NotFound(f"no notification '{notification_id}'")
-    if row.status not in ("dead", "failed"):
-        raise Conflict(f"notification {row.id} is {row.status}; only dead or failed ones can be retried")
+    if row.status not in RETRYABLE:
+        raise Conflict(f"notification {row.id} is {row.status}; only dead or failed (or skipped) ones can be retried")
     before = {"status": row.status, "attempts": row.attempts, "last_error": row.last_error}
     row.status, row.attempts, row.next_attempt_at, row.claimed_until = "queued", 0, func.now(), None
     session.flush()

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from release_requests.access import ROLES
+from release_requests.access import ROLES, role_allows
 from release_requests.audit.service import Actor, record
 from release_requests.customers.schemas import DEFAULT_WEEKLY_HOURS, normalize_weekly_hours
 from release_requests.errors import Conflict, InvalidInput, NotFound, Unauthenticated
@@ -53,9 +53,10 @@ def actor_of(person: Person) -> Actor:
 
 
 def create_person(session: Session, *, actor: Actor, data: PersonCreate) -> Person:
-    if data.role == "customer" and not data.customer_id:
+    member = role_allows(data.role, "customer.member")
+    if member and not data.customer_id:
         raise InvalidInput("a customer user needs --customer", field="customer_id")
-    if data.role != "customer" and data.customer_id:
+    if not member and data.customer_id:
         raise InvalidInput("only customer users belong to a customer", field="customer_id")
     if data.email and session.scalar(select(Person.id).where(Person.email == data.email)):
         raise Conflict(f"a person with e-mail {data.email} already exists", field="email")
@@ -108,3 +109,11 @@ def find_person(session: Session, *, ref: str) -> Person:
     if person is None:
         raise NotFound(f"no person '{ref}'")
     return person
+
+
+def display_name(session: Session, person_id: int | None) -> str | None:
+    """'Name (role)' as requests show their owner and assignee; None for nobody."""
+    if person_id is None:
+        return None
+    person = session.get(Person, person_id)
+    return f"{person.name} ({person.role})" if person else None

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 
 import git
@@ -29,14 +28,15 @@ from artifacts.gitops import open_repo
 from release_requests import access
 from release_requests.audit.models import AuditEvent
 from release_requests.audit.service import Actor, record
+from release_requests.clock import db_now
 from release_requests.config import AppConfig
 from release_requests.errors import Conflict, ServiceUnavailable
 from release_requests.people.models import Person
 from release_requests.people.service import actor_of
 from release_requests.pipeline.models import Build, StageRun
 from release_requests.pipeline.queue import PIPELINE, enqueue, latest_build
+from release_requests.requests.lifecycle import get_visible, transition
 from release_requests.requests.models import ReleaseRequest
-from release_requests.requests.service import get_visible, transition
 from release_requests.requests.states import TRANSITIONS, Status
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ def take_off_line(
             branch=f"revert/{request.id}",
             message=message,
             author=LINE_AUTHOR,
-            when=datetime.now(UTC),
+            when=db_now(session),
         )
     except releaseline.FixDependency as exc:
         exc.requests = requests_of_refs(session, exc.refs)  # the ids staff act on
@@ -258,7 +258,6 @@ def take_off_line(
 _FIXES_MADE = select(Build.id).where(
     Build.kind == "base", Build.line_base.is_not(None), Build.commit != Build.line_base
 )
-REVERTS_FIXES = frozenset({"release_manager", "admin", "emergency"})
 
 
 def revert_fix(
@@ -270,9 +269,12 @@ def revert_fix(
     request, no longer carries the fix. A later fix that changed the same file must be reverted first
     (Conflict naming it). Returns the revert commit.
     """
-    access.require_role(actor, REVERTS_FIXES, to="revert fixes")
+    access.authorize(actor, "fix.revert")
     request = get_visible(session, actor=actor, request_id=request_id, lock=True)
-    repo, branch = open_line(repo_path, config)
+    try:
+        repo, branch = open_line(repo_path, config)
+    except GitRefError as exc:  # the server's set-up, not the caller's mistake
+        raise ServiceUnavailable(str(exc)) from None
     try:
         commit = take_off_line(session, repo=repo, branch=branch, request=request, actor=actor_of(actor), reason=reason)
     except releaseline.FixDependency as exc:

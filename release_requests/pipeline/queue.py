@@ -8,10 +8,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from release_requests.audit.service import Actor, record
+from release_requests.clock import db_now
 from release_requests.pipeline.models import Build, SegmentTrigger
-from release_requests.requests.service import db_now
 
 PIPELINE = Actor.system("pipeline")
+
+SEGMENTS_CHANNEL = "rr_segments"  # the dispatcher LISTENs here: a committed trigger wakes it at once
 
 
 def enqueue(session: Session, *, request_id: str, step: str, decision_id: str) -> SegmentTrigger | None:
@@ -25,7 +27,7 @@ def enqueue(session: Session, *, request_id: str, step: str, decision_id: str) -
     ).scalar_one_or_none()
     if trigger_id is None:
         return None
-    session.execute(text("SELECT pg_notify('rr_segments', :key)"), {"key": key})
+    session.execute(text("SELECT pg_notify(:channel, :key)"), {"channel": SEGMENTS_CHANNEL, "key": key})
     record(
         session,
         actor=PIPELINE,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import git
@@ -27,11 +27,12 @@ from artifacts.digest import sha256_bytes
 from artifacts.fixes import existing_fix, fix_false_negative, fix_false_positive, new_fix_ref
 from artifacts.hotfix import build_hotfix
 from artifacts.products import product_spec
-from artifacts.signing import signing_key
+from artifacts.signing import FileKeySigner
 from artifacts.sigrepo import ALLOWLIST_PATH, read_text
 from artifacts.store import LocalStore
 from artifacts.verify import verify_base
 from release_requests.audit.service import record
+from release_requests.clock import db_now
 from release_requests.config import AppConfig
 from release_requests.crashpoints import crash_point
 from release_requests.customers.models import Customer
@@ -60,10 +61,11 @@ from release_requests.pipeline.service import (
     stored_samples,
     tell,
 )
-from release_requests.releases import service as releases
+from release_requests.releases import publishing, registry
+from release_requests.releases.channels import channel_for, halted_channels
 from release_requests.releases.models import ChannelPointer, Release
+from release_requests.requests.lifecycle import transition
 from release_requests.requests.models import ReleaseRequest
-from release_requests.requests.service import db_now, transition
 from release_requests.requests.states import Status
 from release_requests.samples.store import verified_sample_path
 from release_requests.settings import Settings
@@ -83,8 +85,9 @@ class Segment:
         return LocalStore(self.settings.artifacts_dir)
 
     @property
-    def key(self):
-        return signing_key(data_dir=self.settings.data_dir)
+    def signer(self) -> FileKeySigner:
+        """What signs the bundles this installation builds: its key file (RR_DATA_DIR/keys/signing.key)."""
+        return FileKeySigner.load(self.settings.data_dir)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -169,14 +172,21 @@ def _original_fix(session: Session, build: Build) -> dict:
 
 
 def _candidate(
-    seg: Segment, repo: git.Repo, *, request: ReleaseRequest, build: Build, previous: Build | None, samples: list[Path]
+    seg: Segment,
+    repo: git.Repo,
+    *,
+    request: ReleaseRequest,
+    build: Build,
+    previous: Build | None,
+    samples: list[Path],
+    at: datetime,
 ) -> tuple[str, str, str]:
     """(branch, commit, change id) of the release line tip plus this request's fix, made once per attempt.
 
     A rebuild applies the previous base's change to the new tip; a new fix is committed on the tip itself.
     """
     branch, base = fix_branch(request.id, build.attempt), build.line_base
-    fix, now = build.fix, datetime.now(UTC)
+    fix, now = build.fix, at
     trailer = f"Request: {request.id}\nFix-Ref: {build.fix_ref}\n"
     if fix["type"] == "rebase":
         change = releaseline.change_of(repo, base=previous.line_base, commit=previous.commit)
@@ -253,9 +263,10 @@ def _build_base(seg: Segment, *, request_id: str, attempt: int, trigger_key: str
             build.fix_ref = build.fix_ref or fix_ref_for(session, request_id=request_id) or new_fix_ref()
         previous = session.get(Build, build.rebased_from_id) if build.rebased_from_id else None
         made_on, commit = (build.branch, build.commit) if build.commit else (None, None)
+        now = db_now(session)
     if commit is None:
         made_on, commit, change_id = _candidate(
-            seg, repo, request=request, build=build, previous=previous, samples=samples
+            seg, repo, request=request, build=build, previous=previous, samples=samples, at=now
         )
         if previous is not None and commit == previous.commit:  # a refusal that rebuilding cannot cure
             raise artifact_errors.GitRefError(
@@ -281,19 +292,19 @@ def _build_base(seg: Segment, *, request_id: str, attempt: int, trigger_key: str
                 },
             )
     crash_point("build:fix_committed")
-    key = seg.key
+    signer = seg.signer
     bundle = _existing_base(seg, commit)
     if bundle is None:
         manifest = build_base(
             repo_path=seg.settings.signature_repo,
             ref=commit,
             out_dir=seg.settings.bundles_dir / "base",
-            key=key,
+            signer=signer,
             store=seg.store,
             builder=build.builder,
         )
         bundle = seg.settings.bundles_dir / "base" / manifest.version
-    manifest = read_verified(bundle, public_key=key.public_key(), model=BaseManifest)
+    manifest = read_verified(bundle, public_key=signer.public_key(), model=BaseManifest)
     crash_point("build:built")
     with transaction(seg.sessions) as session:
         request = _locked(session, request_id)
@@ -311,7 +322,7 @@ def _build_base(seg: Segment, *, request_id: str, attempt: int, trigger_key: str
     previous = seg.settings.bundles_dir / "base" / manifest.parent_version if manifest.parent_version else None
     report = verify_base(
         bundle_dir=bundle,
-        public_key=key.public_key(),
+        public_key=signer.public_key(),
         samples=samples,
         expect="clean" if request.kind == "false_positive" else "detected",
         previous=previous if previous and previous.exists() else None,
@@ -329,12 +340,12 @@ def _build_base(seg: Segment, *, request_id: str, attempt: int, trigger_key: str
     )
 
 
-def _existing_hotfix(bundle_root: Path, *, customer: str, product: str, version: str, commits: list[str], key):
+def _existing_hotfix(bundle_root: Path, *, customer: str, product: str, version: str, commits: list[str], signer):
     """A hotfix bundle already built from these commits (the segment crashed after building): reuse it."""
     for bundle in sorted(bundle_root.glob(f"{customer}/{product}/{version}-*")):
         if not (bundle / "manifest.sig").exists():
             continue
-        manifest = read_verified(bundle, public_key=key.public_key(), model=HotfixManifest)
+        manifest = read_verified(bundle, public_key=signer.public_key(), model=HotfixManifest)
         picked = manifest.cherry_picked
         if len(picked) == len(commits) and all(p.startswith(c.lower()) for p, c in zip(picked, commits, strict=True)):
             return bundle, manifest
@@ -347,7 +358,7 @@ def _hotfix_line(session: Session, config: AppConfig, *, request: ReleaseRequest
     _, pipeline = pipeline_of(request, config)
     shipped: dict[str, None] = {}
     for stage in pipeline.stages:
-        channel = releases.channel_for(
+        channel = channel_for(
             config=config, kind=request.kind, stage=stage, customer_id=request.customer_id, product=request.product
         )
         pointer = session.get(ChannelPointer, channel)
@@ -370,10 +381,10 @@ def _build_hotfix(seg: Segment, *, request_id: str, attempt: int, trigger_key: s
             raise artifact_errors.InvalidInput(f"{request_id}: a hotfix needs the product and its version")
         shipped = _hotfix_line(session, seg.config, request=request, version=version)
     commits = shipped + [c for c in fix["commits"] if not any(p.startswith(c.lower()) for p in shipped)]
-    key = seg.key
+    signer = seg.signer
     root = seg.settings.bundles_dir / "hotfix"
     found = _existing_hotfix(
-        root, customer=request.customer_id, product=request.product, version=version, commits=commits, key=key
+        root, customer=request.customer_id, product=request.product, version=version, commits=commits, signer=signer
     )
     if found is None:
         manifest = build_hotfix(
@@ -383,7 +394,7 @@ def _build_hotfix(seg: Segment, *, request_id: str, attempt: int, trigger_key: s
             customer=request.customer_id,
             grants=grants,
             out_dir=root,
-            key=key,
+            signer=signer,
             store=seg.store,
             builder=build.builder,
         )
@@ -412,7 +423,7 @@ def _build_hotfix(seg: Segment, *, request_id: str, attempt: int, trigger_key: s
                 action="request.verifying",
                 details={"version": manifest.version},
             )
-    read_verified(bundle, public_key=key.public_key(), model=HotfixManifest)  # signature and every file hash again
+    read_verified(bundle, public_key=signer.public_key(), model=HotfixManifest)  # signature and every file hash again
     report = {
         "passed": True,
         "checks": [
@@ -443,7 +454,7 @@ def _conclude(
         if not passed:
             failed = [c["name"] for c in report.get("checks", []) if c.get("status") == "failed"]
             return _fail_locked(seg, session, request, build, trigger_key, reason=f"verification failed: {failed}")
-        release = releases.register_release(
+        release = registry.register_release(
             session,
             actor=PIPELINE,
             bundle_dir=bundle,
@@ -451,7 +462,7 @@ def _conclude(
             request_id=request_id,
             private_to=request.customer_id if build.kind == "hotfix" else None,
             product=request.product if build.kind == "hotfix" else None,
-            public_key=seg.key.public_key(),
+            public_key=seg.signer.public_key(),
         )
         build.version = release.version  # the release key channels point at (hotfixes: <customer>/<product>/<v>)
         build.status = "verified"
@@ -617,7 +628,7 @@ def run_publish(seg: Segment, *, request_id: str, stage: str, build_id: int, tri
                 finish_trigger(session, key=trigger_key)  # a sign-off was revoked meanwhile: a new decision re-triggers
                 return f"stage {stage} no longer ready"
             channels = stage_channels(session, request=request, build=build, stage=stage, config=seg.config)
-            halted = releases.halted_channels(session, channels)
+            halted = halted_channels(session, channels)
             if halted:  # nothing moves; the reconciler asks again once a release manager resumes the channel
                 finish_trigger(session, key=trigger_key)
                 return f"stage {stage} waits: {', '.join(halted)} halted (relreq channels resume)"
@@ -724,7 +735,9 @@ def _plan(
     release = session.get(Release, build.version)
     for channel in channels:
         try:
-            releases.check_keeps_fixes(session, channel=channel, release=release, repo_path=seg.settings.signature_repo)
+            publishing.check_keeps_fixes(
+                session, channel=channel, release=release, repo_path=seg.settings.signature_repo
+            )
         except LineBroken as exc:
             return str(exc)
     if build.kind != "base":
@@ -770,7 +783,7 @@ def _publish_channel(
     for _ in range(2):
         with transaction(seg.sessions) as session:
             try:
-                releases.publish(
+                publishing.publish(
                     session,
                     actor=PIPELINE,
                     channel=channel,
@@ -828,7 +841,7 @@ def _announce_stage(
             shown = channels
             if stage == "customer":
                 shown = [
-                    releases.channel_for(
+                    channel_for(
                         config=seg.config,
                         kind=request.kind,
                         stage=stage,

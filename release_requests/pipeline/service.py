@@ -12,10 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from release_requests import access
+from release_requests.audit.models import AuditEvent
 from release_requests.audit.service import record
-from release_requests.config import AppConfig, get_config
+from release_requests.clock import db_now
+from release_requests.config import HOTFIX_KINDS, AppConfig
 from release_requests.customers.service import tams_of
-from release_requests.errors import Conflict, Forbidden, InvalidInput, NotFound
+from release_requests.errors import Conflict, InvalidInput
 from release_requests.notifications.service import notify
 from release_requests.people.models import Person
 from release_requests.people.service import actor_of
@@ -33,16 +35,12 @@ from release_requests.pipeline.schemas import (
     StageOut,
 )
 from release_requests.pipeline.sharing import sweep_on_accept
+from release_requests.releases.channels import channel_customer, channel_for
 from release_requests.releases.models import ChannelPointer
-from release_requests.releases.service import channel_customer, channel_for
+from release_requests.requests.lifecycle import get_visible, transition
 from release_requests.requests.models import ReleaseRequest, Sample
-from release_requests.requests.service import db_now, get_visible, transition
 from release_requests.requests.states import Status
 from release_requests.settings import get_settings
-
-BUILDS = frozenset({"build_engineer", "admin"})
-CLOSES = frozenset({"customer", "tam", "duty_manager", "admin"})
-
 
 # --------------------------------------------------------------------------------------------------
 # Who is affected, and telling them
@@ -95,13 +93,11 @@ def stored_samples(session: Session, *, request_id: str) -> list[str]:
     return list(session.scalars(select(Sample.sha256).where(Sample.request_id == request_id, Sample.stored.is_(True))))
 
 
-def on_accepted(
-    session: Session, *, request: ReleaseRequest, decision_id: str, config: AppConfig | None = None
-) -> Build:
+def on_accepted(session: Session, *, request: ReleaseRequest, decision_id: str, config: AppConfig) -> Build:
     """Triage accepted: open the first build. A false positive with its sample builds at once (the fix is
     an allowlist entry); everything else waits for an engineer's fix input. Reports of the same sample
     still waiting for triage join this build (pipeline.sharing)."""
-    kind = "hotfix" if request.kind == "private_hotfix" else "base"
+    kind = pipeline_of(request, config)[1].builds
     automatic = request.kind == "false_positive" and stored_samples(session, request_id=request.id)
     build = Build(
         request_id=request.id,
@@ -124,16 +120,13 @@ def on_accepted(
     )
     if automatic:
         enqueue(session, request_id=request.id, step="build:1", decision_id=decision_id)
-    sweep_on_accept(session, primary=request, config=config or get_config())
+    sweep_on_accept(session, primary=request, config=config)
     return build
-
-
-SPLITS = frozenset({"duty_manager", "admin"})
 
 
 def split(session: Session, *, actor: Person, request_id: str, reason: str, config: AppConfig) -> ReleaseRequest:
     """A duty manager takes a request out of a shared build: it is accepted on its own and gets its own build."""
-    access.require_role(actor, SPLITS, to="split requests out of a shared build")
+    access.authorize(actor, "request.split")
     request = get_visible(session, actor=actor, request_id=request_id, lock=True)
     if request.status != Status.duplicate:
         raise Conflict(f"request {request.id} is {request.status}; only a request sharing another's build splits")
@@ -152,11 +145,11 @@ def split(session: Session, *, actor: Person, request_id: str, reason: str, conf
 
 def provide_fix(session: Session, *, actor: Person, request_id: str, data: FixInput) -> Build:
     """An engineer supplies the fix (rule, ref, commits) or asks for a rebuild after a failure."""
-    access.require_role(actor, BUILDS, to="provide fixes")
+    access.authorize(actor, "fix.provide")
     request = get_visible(session, actor=actor, request_id=request_id, lock=True)
     if request.status not in (Status.accepted, Status.failed):
         raise Conflict(f"request {request.id} is {request.status}; fixes are taken when accepted or after a failure")
-    if (data.type == "commits") != (request.kind == "private_hotfix"):
+    if (data.type == "commits") != (request.kind in HOTFIX_KINDS):
         raise InvalidInput("private hotfixes take commits; antivirus bases take allowlist, rule or ref", field="type")
     if data.type == "allowlist" and not stored_samples(session, request_id=request.id):
         raise InvalidInput("an allowlist fix needs a stored sample on the request", field="type")
@@ -355,19 +348,53 @@ def sign(
 ) -> Evaluation:
     """Grant, reject, revoke or override a stage sign-off under the policy in stages.toml."""
     request = get_visible(session, actor=actor, request_id=request_id, lock=True)
+    access.authorize(actor, "stage.override" if data.decision == "override" else "stage.sign")
+    build, run = _awaiting(session, request=request, stage=data.stage, config=config)
+    _check_signer(session, actor=actor, request=request, build=build, data=data, config=config)
+    event, audit = _record_signoff(session, actor=actor, request=request, build=build, data=data, via=via)
+    if data.decision == "reject":
+        _fail_rejected(
+            session, actor=actor, request=request, build=build, data=data, config=config, at=audit.occurred_at
+        )
+    if data.decision == "override":
+        _announce_override(
+            session, actor=actor, request=request, build=build, event=event, config=config, at=audit.occurred_at
+        )
+    start_publish_if_ready(session, request=request, build=build, run=run, config=config, decision_id=str(audit.seq))
+    evaluation = readiness(session, request=request, build=build, run=run, config=config).evaluation
+    if data.decision in ("approve", "revoke") and not evaluation.satisfied:
+        _ask_again(
+            session,
+            request=request,
+            build=build,
+            event=event,
+            evaluation=evaluation,
+            config=config,
+            at=audit.occurred_at,
+        )
+    return evaluation
+
+
+def _awaiting(session: Session, *, request: ReleaseRequest, stage: str, config: AppConfig) -> tuple[Build, StageRun]:
+    """The build and its run of `stage`, if that stage is the one waiting for sign-off; else why not."""
     _, pipeline = pipeline_of(request, config)
-    if data.stage not in pipeline.stages:
+    if stage not in pipeline.stages:
         stages = ", ".join(pipeline.stages)
-        raise InvalidInput(f"stage '{data.stage}' is not part of a {request.kind} release ({stages})", field="stage")
+        raise InvalidInput(f"stage '{stage}' is not part of a {request.kind} release ({stages})", field="stage")
     if request.status != Status.awaiting_approval:
         raise Conflict(f"request {request.id} is {request.status}; no stage is waiting for sign-off")
     build = latest_build(session, request_id=request.id)
     run = awaiting_stage(session, build=build) if build else None
-    if run is None or run.stage != data.stage or run.status != "awaiting":
+    if run is None or run.stage != stage or run.status != "awaiting":
         waiting = run.stage if run and run.status == "awaiting" else "none"
-        raise Conflict(f"stage '{data.stage}' is not waiting for sign-off (waiting: {waiting})")
-    policy = config.stages.stage[data.stage]
-    _check_signer(session, actor=actor, request=request, build=build, data=data, config=config)
+        raise Conflict(f"stage '{stage}' is not waiting for sign-off (waiting: {waiting})")
+    return build, run
+
+
+def _record_signoff(
+    session: Session, *, actor: Person, request: ReleaseRequest, build: Build, data: SignoffIn, via: str
+) -> tuple[SignoffEvent, AuditEvent]:
+    """The append-only sign-off event (what the policy counts) and its audit event (what proves it)."""
     event = SignoffEvent(
         request_id=request.id,
         build_id=build.id,
@@ -390,89 +417,130 @@ def sign(
         after={"stage": data.stage, "decision": data.decision, "via": via, "version": build.version},
         reason=data.reason,
     )
-    now = audit.occurred_at
-    if data.decision == "reject":
-        transition(
-            session,
-            actor=actor_of(actor),
-            request=request,
-            target=Status.failed,
-            action="request.failed",
-            reason=f"stage {data.stage} rejected: {data.reason}",
-        )
-        tell(
-            session,
-            primary=request,
-            event="release.rejected",
-            targets=["customer", "internal_channel"],
-            config=config,
-            at=now,
-            key=f"{build.id}:{data.stage}",
-            context={"stage": data.stage, "reason": data.reason, "by": actor.name, "title": request.title},
-        )
-        take_off_line_if_any(
-            session,
-            request=request,
-            actor=actor_of(actor),
-            reason=f"stage {data.stage} rejected: {data.reason}",
-            repo_path=get_settings().signature_repo,
-            config=config,
-        )
-    if data.decision == "override":
-        barred = set(barred_people(session, request=request, build=build, config=config))
-        missing = evaluate(policy.signoff, _facts(session, build=build, stage=data.stage)[:-1], barred=barred).missing
-        notify(
-            session,
-            request=request,
-            event="signoff.override",
-            targets=["internal_channel"],
-            config=config,
-            at=now,
-            key=str(event.id),
-            context={"stage": data.stage, "by": actor.name, "reason": data.reason, "missing": missing},
-        )
-    start_publish_if_ready(session, request=request, build=build, run=run, config=config, decision_id=str(audit.seq))
-    evaluation = readiness(session, request=request, build=build, run=run, config=config).evaluation
-    if data.decision in ("approve", "revoke") and not evaluation.satisfied:
-        # each Slack message carries one decision: ask again, saying who is still needed
-        tell(
-            session,
-            primary=request,
-            event="approval.requested",
-            targets=["internal_channel"],
-            config=config,
-            at=now,
-            key=f"{build.id}:{data.stage}:{event.id}",
-            context={
-                "request_id": request.id,
-                "stage": data.stage,
-                "title": request.title,
-                "version": build.version,
-                "signoff": evaluation.missing,
-            },
-        )
-    return evaluation
+    return event, audit
+
+
+def _fail_rejected(
+    session: Session,
+    *,
+    actor: Person,
+    request: ReleaseRequest,
+    build: Build,
+    data: SignoffIn,
+    config: AppConfig,
+    at: datetime,
+) -> None:
+    """A rejected stage fails the request, tells the customer and the team, and takes its fix off the line."""
+    reason = f"stage {data.stage} rejected: {data.reason}"
+    transition(
+        session, actor=actor_of(actor), request=request, target=Status.failed, action="request.failed", reason=reason
+    )
+    tell(
+        session,
+        primary=request,
+        event="release.rejected",
+        targets=["customer", "internal_channel"],
+        config=config,
+        at=at,
+        key=f"{build.id}:{data.stage}",
+        context={"stage": data.stage, "reason": data.reason, "by": actor.name, "title": request.title},
+    )
+    take_off_line_if_any(
+        session,
+        request=request,
+        actor=actor_of(actor),
+        reason=reason,
+        repo_path=get_settings().signature_repo,
+        config=config,
+    )
+
+
+def _announce_override(
+    session: Session,
+    *,
+    actor: Person,
+    request: ReleaseRequest,
+    build: Build,
+    event: SignoffEvent,
+    config: AppConfig,
+    at: datetime,
+) -> None:
+    """An override tells the team which sign-offs it stood in for (what was missing before it)."""
+    policy = config.stages.stage[event.stage]
+    barred = set(barred_people(session, request=request, build=build, config=config))
+    missing = evaluate(policy.signoff, _facts(session, build=build, stage=event.stage)[:-1], barred=barred).missing
+    notify(
+        session,
+        request=request,
+        event="signoff.override",
+        targets=["internal_channel"],
+        config=config,
+        at=at,
+        key=str(event.id),
+        context={"stage": event.stage, "by": actor.name, "reason": event.reason, "missing": missing},
+    )
+
+
+def _ask_again(
+    session: Session,
+    *,
+    request: ReleaseRequest,
+    build: Build,
+    event: SignoffEvent,
+    evaluation: Evaluation,
+    config: AppConfig,
+    at: datetime,
+) -> None:
+    """Each Slack message carries one decision: after one, ask again, saying who is still needed."""
+    tell(
+        session,
+        primary=request,
+        event="approval.requested",
+        targets=["internal_channel"],
+        config=config,
+        at=at,
+        key=f"{build.id}:{event.stage}:{event.id}",
+        context={
+            "request_id": request.id,
+            "stage": event.stage,
+            "title": request.title,
+            "version": build.version,
+            "signoff": evaluation.missing,
+        },
+    )
 
 
 def _check_signer(
     session: Session, *, actor: Person, request: ReleaseRequest, build: Build, data: SignoffIn, config: AppConfig
 ) -> None:
+    """The finer rules, after the table allowed `stage.sign` / `stage.override` (`sign`): the stage's sign-off
+    roles and the override roles from config/stages.toml, and separation of duties."""
     policy = config.stages.stage[data.stage]
     if data.decision == "override":
         allowed = set(config.stages.separation_of_duties.override_roles)
         if actor.role not in allowed:
-            raise Forbidden(f"role '{actor.role}' may not override sign-offs (allowed: {', '.join(sorted(allowed))})")
+            raise access.refuse(
+                "stage.override",
+                f"role '{actor.role}' may not override sign-offs (allowed: {', '.join(sorted(allowed))})",
+                source="config/stages.toml: separation_of_duties.override_roles",
+            )
         return
     roles = {rule.role for rule in policy.signoff}
     if actor.role not in roles:
-        raise Forbidden(
+        raise access.refuse(
+            "stage.sign",
             f"role '{actor.role}' does not sign stage '{data.stage}' (policy: "
             + ", ".join(f"{r.count} × {r.role}" for r in policy.signoff)
-            + ")"
+            + ")",
+            source=f"config/stages.toml: stage.{data.stage}.signoff",
         )
     barred = barred_people(session, request=request, build=build, config=config)
     if actor.id in barred and data.decision in ("approve", "reject"):
-        raise Forbidden(f"{actor.name} is {barred[actor.id]} of {request.id} and may not sign it")
+        raise access.refuse(
+            "stage.sign",
+            f"{actor.name} is {barred[actor.id]} of {request.id} and may not sign it",
+            source="config/stages.toml: separation_of_duties.forbidden",
+        )
     mine = [f for f in _facts(session, build=build, stage=data.stage) if f.person_id == actor.id]
     active = bool(mine) and mine[-1].action == "approve"
     if data.decision == "approve" and active:
@@ -483,7 +551,7 @@ def _check_signer(
 
 def close(session: Session, *, actor: Person, request_id: str, data: CloseIn, config: AppConfig) -> ReleaseRequest:
     """The customer has the fix: close the request (and tell everybody who shared it)."""
-    access.require_role(actor, CLOSES, to="close requests")
+    access.authorize(actor, "request.close")
     request = get_visible(session, actor=actor, request_id=request_id, lock=True)
     transition(
         session,
@@ -531,11 +599,12 @@ def close(session: Session, *, actor: Person, request_id: str, data: CloseIn, co
 
 
 def status(session: Session, *, actor: Person, request_id: str, config: AppConfig) -> PipelineOut:
+    access.authorize(actor, "request.read")
     request = get_visible(session, actor=actor, request_id=request_id)
     name, pipeline = pipeline_of(request, config)
     build = latest_build(session, request_id=request.id)
     runs = []
-    staff = actor.role in access.STAFF  # a shared stage names other customers' channels: customers see their own
+    staff = access.is_staff(actor)  # a shared stage names other customers' channels: customers see their own
 
     def mine(stage: str) -> str:
         return channel_for(
@@ -582,15 +651,6 @@ def status(session: Session, *, actor: Person, request_id: str, config: AppConfi
         build=BuildOut.model_validate(build, from_attributes=True) if build else None,
         stage_runs=runs,
         duplicates=[  # another customer's report sharing the build is theirs to know, not this viewer's
-            r.id
-            for r in affected(session, primary=request)[1:]
-            if actor.role in access.STAFF or r.customer_id == request.customer_id
+            r.id for r in affected(session, primary=request)[1:] if staff or r.customer_id == request.customer_id
         ],
     )
-
-
-def find_build(session: Session, *, request_id: str) -> Build:
-    build = latest_build(session, request_id=request_id)
-    if build is None:
-        raise NotFound(f"request {request_id} has no build")
-    return build

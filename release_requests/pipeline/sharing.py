@@ -15,10 +15,11 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from release_requests.audit.service import Actor
+from release_requests.clock import db_now
 from release_requests.config import AppConfig
 from release_requests.notifications.service import notify
+from release_requests.requests.lifecycle import change, transition
 from release_requests.requests.models import ReleaseRequest, Sample
-from release_requests.requests.service import change, db_now, transition
 from release_requests.requests.states import Status
 
 SHARING = Actor.system("intake")

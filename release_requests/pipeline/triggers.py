@@ -8,14 +8,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from release_requests.clock import db_now
 from release_requests.config import AppConfig
 from release_requests.installation import deployment_name
 from release_requests.installation import idempotency_key as scoped_key
 from release_requests.pipeline.models import Build, SegmentTrigger, StageRun
 from release_requests.pipeline.service import enqueue, readiness
-from release_requests.releases.service import halted_channels
+from release_requests.releases.channels import halted_channels
+from release_requests.releases.models import ChannelPointer, Release
 from release_requests.requests.models import ReleaseRequest
-from release_requests.requests.service import db_now
 from release_requests.requests.states import Status
 
 
@@ -120,8 +121,6 @@ STALE_DISPATCH = timedelta(minutes=2)
 
 def channels_to_watch(session: Session) -> list[str]:
     """Channels whose newest base is still soaking: rolling out, or serving a request not yet closed."""
-    from release_requests.releases.models import ChannelPointer, Release
-
     rows = session.execute(
         select(ChannelPointer.channel)
         .join(Release, Release.version == ChannelPointer.version)

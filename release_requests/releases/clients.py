@@ -15,13 +15,14 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from release_requests import access
 from release_requests.audit.service import record
+from release_requests.clock import db_now
 from release_requests.errors import NotFound, Unauthenticated
 from release_requests.people.models import Person
 from release_requests.people.service import actor_of, hash_token
 from release_requests.releases.models import EnrolledClient
 from release_requests.releases.schemas import ClientEnrolIn
-from release_requests.requests.service import db_now
 
 CLIENT_ID_PREFIX = "uc-"
 SECRET_PREFIX = "rrc_"  # tells a client credential apart from a person's API token (`rr_`) at a glance
@@ -29,11 +30,12 @@ SECRET_PREFIX = "rrc_"  # tells a client credential apart from a person's API to
 
 def _owned_by(person: Person) -> str | None:
     """The organisation a person's clients belong to: their customer, or None (the vendor) for staff."""
-    return person.customer_id if person.role == "customer" else None
+    return None if access.is_staff(person) else person.customer_id
 
 
 def enrol(session: Session, *, person: Person, data: ClientEnrolIn) -> tuple[EnrolledClient, str]:
     """A new client for the person's organisation and its secret (the caller shows it once; never stored)."""
+    access.authorize(person, "client.enrol")
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
     actor = actor_of(person)
     client = EnrolledClient(
@@ -60,8 +62,9 @@ def enrol(session: Session, *, person: Person, data: ClientEnrolIn) -> tuple[Enr
 
 def list_clients(session: Session, *, viewer: Person) -> list[EnrolledClient]:
     """Vendor staff see every client; a customer's users see their own organisation's."""
+    access.authorize(viewer, "client.read")
     query = select(EnrolledClient).order_by(EnrolledClient.enrolled_at, EnrolledClient.id)
-    if viewer.role == "customer":
+    if not access.is_staff(viewer):
         query = query.where(EnrolledClient.customer_id == viewer.customer_id)
     return list(session.scalars(query))
 
@@ -71,8 +74,9 @@ def revoke(session: Session, *, person: Person, client_id: str) -> EnrolledClien
 
     Another organisation's client is reported as not found, so customers cannot probe each other's ids.
     """
+    access.authorize(person, "client.revoke")
     client = session.get(EnrolledClient, client_id, with_for_update=True)
-    if client is None or (person.role == "customer" and client.customer_id != person.customer_id):
+    if client is None or (not access.is_staff(person) and client.customer_id != person.customer_id):
         raise NotFound(f"no client '{client_id}'")
     if client.revoked_at is not None:
         return client

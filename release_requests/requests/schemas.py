@@ -112,6 +112,7 @@ class RequestOut(BaseModel):
     customer_name: str
     kind: str
     severity: int
+    severity_label: str = Field(description="the severity as people read it, e.g. '1 critical' (config/severity.toml)")
     channel: str
     title: str
     description: str

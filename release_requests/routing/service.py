@@ -14,15 +14,16 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
+from release_requests import access
 from release_requests.audit.service import Actor, record
 from release_requests.customers.service import tams_of
 from release_requests.errors import InvalidInput
 from release_requests.people.models import Person
+from release_requests.people.service import actor_of, find_person
 from release_requests.routing.models import DutyFallback, DutyShift, Leave
 from release_requests.sla.availability import is_person_available
 from release_requests.sla.calendar import WeeklyHours
 
-DUTY_ROLES = frozenset({"duty_manager", "admin"})
 WEEK = timedelta(days=7)
 
 
@@ -58,7 +59,7 @@ class LeaveCreate(BaseModel):
 
 
 def add_shifts(session: Session, *, actor: Actor, person: Person, data: ShiftCreate) -> list[DutyShift]:
-    if person.role not in DUTY_ROLES:
+    if not access.allows(person, "duty.serve"):
         raise InvalidInput(f"{person.name} has role '{person.role}'; duty shifts are for duty managers", field="person")
     spans = [(data.starts_at + WEEK * i, data.ends_at + WEEK * i) for i in range(data.weeks)]
     for starts_at, ends_at in spans:
@@ -98,7 +99,7 @@ def list_shifts(session: Session, *, start: datetime, end: datetime) -> list[tup
 
 
 def set_fallback(session: Session, *, actor: Actor, person: Person) -> None:
-    if person.role not in DUTY_ROLES:
+    if not access.allows(person, "duty.serve"):
         raise InvalidInput(
             f"{person.name} has role '{person.role}'; the fallback must be a duty manager", field="person"
         )
@@ -147,7 +148,7 @@ def _leave_of(session: Session, person: Person, around: datetime) -> list[tuple[
 def availability(session: Session, *, person: Person, at: datetime) -> tuple[bool, str]:
     """Is `person` at work at `at`? Duty managers by their shifts; everybody else by their own zone, weekly
     hours, public holidays and recorded leave. With the reason in words."""
-    if person.role == "duty_manager":
+    if access.allows(person, "duty.by_shifts"):
         shift = session.scalar(
             select(DutyShift).where(DutyShift.person_id == person.id, DutyShift.starts_at <= at, DutyShift.ends_at > at)
         )
@@ -208,3 +209,43 @@ def choose_owner(session: Session, *, customer_id: str, at: datetime) -> Routing
         reasons.append("customer has no TAM")
     duty = on_duty(session, at=at)
     return RoutingDecision(duty.person, "; ".join([*reasons, duty.reason]))
+
+
+# --------------------------------------------------------------------------------------------------
+# The same, as a person asks for it (API): the table decides first
+
+
+def plan_shifts(
+    session: Session, *, actor: Person, person_ref: str, data: ShiftCreate
+) -> tuple[Person, list[DutyShift]]:
+    """Duty managers and admins plan shifts for a duty manager (e-mail or id)."""
+    access.authorize(actor, "duty.plan")
+    person = find_person(session, ref=person_ref)
+    return person, add_shifts(session, actor=actor_of(actor), person=person, data=data)
+
+
+def read_shifts(session: Session, *, actor: Person, start: datetime, end: datetime) -> list[tuple[DutyShift, Person]]:
+    access.authorize(actor, "duty.read")
+    return list_shifts(session, start=start, end=end)
+
+
+def who_is_on_duty(session: Session, *, actor: Person, at: datetime) -> OnDuty:
+    access.authorize(actor, "duty.read")
+    return on_duty(session, at=at)
+
+
+def choose_fallback(session: Session, *, actor: Person, person_ref: str) -> Person:
+    """Duty managers and admins name the person who takes what no shift covers."""
+    access.authorize(actor, "duty.set_fallback")
+    person = find_person(session, ref=person_ref)
+    set_fallback(session, actor=actor_of(actor), person=person)
+    return person
+
+
+def record_leave(session: Session, *, actor: Person, person_ref: str, data: LeaveCreate) -> tuple[Person, Leave]:
+    """Staff record their own leave; duty managers and admins anybody's (routing skips them meanwhile)."""
+    access.authorize(actor, "leave.record_own")
+    if person_ref not in (str(actor.id), actor.email):
+        access.authorize(actor, "leave.record_others")
+    person = find_person(session, ref=person_ref)
+    return person, add_leave(session, actor=actor_of(actor), person=person, data=data)

@@ -12,18 +12,18 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import select
 
+from devservers import LocalSlack, LocalSmtp
 from release_requests import db
 from release_requests.audit.models import AuditEvent
 from release_requests.audit.service import Actor
 from release_requests.customers.schemas import CustomerCreate
 from release_requests.customers.service import assign_tam, create_customer
 from release_requests.notifications.delivery import Deliverer
-from release_requests.notifications.local_servers import LocalSlack, LocalSmtp
 from release_requests.notifications.models import Notification
-from release_requests.notifications.transports import SlackSender, SmtpSender
+from release_requests.notifications.transports import SlackTransport, SmtpTransport
 from release_requests.people.service import PersonCreate, create_person
 from release_requests.requests.schemas import SubmitRequest
-from release_requests.requests.service import submit_request
+from release_requests.workflows import intake
 
 INTERNAL = "msa-engineering"
 SYSTEM = Actor.system("tests")
@@ -103,7 +103,7 @@ class Scene:
             data = SubmitRequest(
                 customer_id=customer_id, kind="false_positive", severity=severity, channel="phone", title=title
             )
-            return submit_request(s, actor=s.get(Person, by), data=data, config=self.config).id
+            return intake.submit(s, actor=s.get(Person, by), data=data, config=self.config).id
 
     def rows(self, **where) -> list[Notification]:
         with db.transaction(self.sessions) as s:
@@ -130,14 +130,19 @@ def scene(engine, config, slack) -> Scene:
 
 @pytest.fixture
 def make_deliverer(engine, config, slack, smtp):
-    """A deliverer against the local servers; leases and backoffs short enough for tests."""
+    """A deliverer against the local servers; leases and backoffs short enough for tests. Its transports are
+    Slack and e-mail; `extra=[…]` adds more (a webhook), `transports=[…]` replaces them."""
 
-    def make(**overrides) -> Deliverer:
+    def make(*, extra: tuple = (), **overrides) -> Deliverer:
+        sender = (overrides.get("config") or config).notifications.email.from_address
         kwargs = {
             "engine": engine,
             "config": config,
-            "slack": SlackSender(token=slack.token, base_url=slack.base_url, timeout=5),
-            "smtp": SmtpSender(smtp.url, timeout=5),
+            "transports": [
+                SlackTransport(token=slack.token, base_url=slack.base_url, timeout=5),
+                SmtpTransport(smtp.url, sender=sender, timeout=5),
+                *extra,
+            ],
             "lease_seconds": 5,
             "backoff_seconds": [0.2, 0.4],
         }

@@ -13,17 +13,20 @@ from pathlib import Path
 from release_requests import db
 from release_requests.config import load_config
 from release_requests.notifications.delivery import Deliverer
-from release_requests.notifications.transports import SlackSender, SmtpSender
+from release_requests.notifications.transports import SlackTransport, SmtpTransport
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def main(db_url: str, slack_url: str, smtp_url: str, lease: str) -> None:
+    config = load_config(REPO / "config")
     deliverer = Deliverer(
         engine=db.make_engine(db_url),
-        config=load_config(REPO / "config"),
-        slack=SlackSender(token="xoxb-local", base_url=slack_url),
-        smtp=SmtpSender(smtp_url),
+        config=config,
+        transports=[
+            SlackTransport(token="xoxb-local", base_url=slack_url),
+            SmtpTransport(smtp_url, sender=config.notifications.email.from_address),
+        ],
         lease_seconds=float(lease),
         backoff_seconds=[0.1],
     )

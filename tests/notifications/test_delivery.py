@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import update
 
 from release_requests import db
+from release_requests.clock import db_now
 from release_requests.notifications.models import Notification
 from release_requests.notifications.service import notify
 from release_requests.requests.models import ReleaseRequest
-from release_requests.requests.service import db_now
 from tests.notifications.conftest import INTERNAL, deliver_until_quiet
 
 

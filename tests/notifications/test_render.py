@@ -6,7 +6,9 @@ import json
 
 import pytest
 
+from release_requests.config import load_config
 from release_requests.notifications.render import LANGUAGES, RenderError, duration, render, slack_escape
+from tests.conftest import REPO
 
 REQUEST = {
     "id": "RR-2026-000042",
@@ -26,6 +28,7 @@ SLA = {
     "due_at_local": "2026-11-30 15:00 MSK (Europe/Moscow)",
 }
 URL = "http://127.0.0.1:8000/requests/RR-2026-000042"
+SEVERITIES = load_config(REPO / "config").severity
 
 # The context each event is queued with (what `notify` callers put in the outbox row).
 EVENTS = {
@@ -104,6 +107,7 @@ def test_every_event_renders_in_both_languages(event, language):
             request=REQUEST,
             sla=SLA,
             status_url=URL,
+            severities=SEVERITIES,
         )
         assert REQUEST["id"] in r.subject and "\n" not in r.subject
         # text part: id, state, SLA countdown with the due time in the customer's zone, status link
@@ -132,6 +136,7 @@ def test_language_is_the_customers():
         request=REQUEST,
         sla=SLA,
         status_url=URL,
+        severities=SEVERITIES,
     )
     ru = render(
         notification_id="n",
@@ -142,6 +147,7 @@ def test_language_is_the_customers():
         request=REQUEST,
         sla=SLA,
         status_url=URL,
+        severities=SEVERITIES,
     )
     assert "We need information" in en.subject and "Which product version?" in en.text
     assert "Нужна информация" in ru.subject and "осталось 2 ч 05 мин" in ru.text and "Состояние: принят" in ru.text
@@ -157,6 +163,7 @@ def test_buttons_carry_the_decision_reference():
         request=REQUEST,
         sla=SLA,
         status_url=URL,
+        severities=SEVERITIES,
     )
     actions = next(b for b in r.blocks if b["type"] == "actions")["elements"]
     assert [a["action_id"] for a in actions] == ["approve", "reject"]
@@ -174,6 +181,7 @@ def test_missing_variable_is_an_error_not_a_gap():
             request=REQUEST,
             sla=SLA,
             status_url=URL,
+            severities=SEVERITIES,
         )
     with pytest.raises(RenderError, match="no template"):
         render(
@@ -185,6 +193,7 @@ def test_missing_variable_is_an_error_not_a_gap():
             request=REQUEST,
             sla=SLA,
             status_url=URL,
+            severities=SEVERITIES,
         )
 
 
@@ -197,6 +206,7 @@ def test_countdown_states():
         context={},
         request=REQUEST,
         status_url=URL,
+        severities=SEVERITIES,
     )
     assert "Response SLA: met" in render(sla={**SLA, "met_at": "2026-11-30T10:00:00+00:00"}, **base).text
     assert "paused" in render(sla={**SLA, "paused": True}, **base).text
@@ -218,6 +228,7 @@ def test_slack_limits_apply_to_escaped_text_without_cutting_an_entity():
         request={**REQUEST, "title": title},
         sla=SLA,
         status_url=URL,
+        severities=SEVERITIES,
     )
     header = r.blocks[0]["text"]["text"]
     assert len(header) <= 150 and header.endswith("&amp;…") and "&amp;&amp;" in header

@@ -1,5 +1,7 @@
-"""Approve from Slack: signed button presses apply the same triage rules as the API; forged, stale and
-replayed requests, unknown Slack users and second presses are refused and change nothing."""
+"""Sign off from Slack: the Approve / Reject buttons of a real "awaiting approval" message — posted when a
+build's first stage (`internal`) opens for sign-off — apply the same sign-off rules as the API; forged,
+stale and replayed requests, unknown Slack users, people whose role does not sign the stage and second
+presses are refused and change nothing."""
 
 from __future__ import annotations
 
@@ -8,19 +10,25 @@ import time
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
+from devservers import signed_interaction
 from release_requests import db
 from release_requests.api.app import create_app
-from release_requests.notifications.local_servers import signed_interaction
-from release_requests.notifications.service import notify
+from release_requests.audit.models import AuditEvent
+from release_requests.notifications.models import SlackDecision
+from release_requests.pipeline.models import SegmentTrigger, SignoffEvent
 from release_requests.requests.models import ReleaseRequest
-from release_requests.requests.service import db_now
 from release_requests.settings import Settings
 from tests.conftest import REPO, serve_app
 from tests.notifications.conftest import INTERNAL, deliver_until_quiet
 from tests.notifications.test_delivery import HOSTILE_ESCAPED, HOSTILE_TITLE
+from tests.pipeline.conftest import staff, world_pipeline  # noqa: F401 (fixtures)
+from tests.pipeline.driving import new_request, run_pending, sample_bytes, stage_status
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+SIGNER = "U0BUILD01"  # a build engineer: signs the internal stage (config/stages.toml)
+TRIAGER = "U0TRIAGE1"  # triage: does not sign any stage
 
 
 @pytest.fixture
@@ -34,29 +42,25 @@ def api(engine, committed_db, config, tmp_path):
 
 
 @pytest.fixture
-def asked(scene, slack, make_deliverer, config):
-    """A submitted request whose 'awaiting approval' (triage) message was posted to the internal channel."""
-    customer = scene.customer()
-    engineer = scene.person("triage", slack_user_id="U0TRIAGE1")
-    request_id = scene.request(customer, by=engineer, title=HOSTILE_TITLE)
-    with db.transaction(scene.sessions) as s:
-        request = s.get(ReleaseRequest, request_id)
-        context = {"request_id": request_id, "stage": "triage", "title": request.title}
-        [row] = notify(
-            s,
-            request=request,
-            event="approval.requested",
-            targets=["internal_channel"],
-            config=config,
-            at=db_now(s),
-            context=context,
-        )
+def asked(world_pipeline, staff, scene, slack, make_deliverer):  # noqa: F811 (fixtures imported above)
+    """A false positive (hostile title) whose base was built and verified by the real build segment, so its
+    `internal` stage awaits sign-off and `pipeline.service.open_stage` has posted the "awaiting approval"
+    message with its buttons to the internal channel. Returns (request id, that message)."""
+    w = world_pipeline
+    customer = scene.customer()  # its Slack channel exists: the customer's notices are delivered too
+    scene.person("build_engineer", slack_user_id=SIGNER)
+    scene.person("triage", slack_user_id=TRIAGER)
+    request_id = new_request(w, staff, sample_bytes(w, "payroll"), customer_id=customer, title=HOSTILE_TITLE)
+    run_pending(w, request_id)
+    assert stage_status(w, request_id) == {"internal": "awaiting"}
     deliver_until_quiet(make_deliverer())
-    message = next(m for m in slack.messages(INTERNAL) if m["metadata"]["event_payload"]["notification_id"] == row.id)
-    return request_id, row.id, message
+    [asking] = scene.rows(request_id=request_id, event="approval.requested")
+    [message] = [m for m in slack.messages(INTERNAL) if m["metadata"]["event_payload"]["notification_id"] == asking.id]
+    assert HOSTILE_ESCAPED in message["text"] and "<!channel>" not in json.dumps([message["text"], message["blocks"]])
+    return request_id, message
 
 
-def press(message: dict, *, action: str = "approve", user: str = "U0TRIAGE1", channel: str) -> dict:
+def press(message: dict, *, action: str = "approve", user: str = SIGNER, channel: str) -> dict:
     button = next(
         e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"] if e["action_id"] == action
     )
@@ -75,59 +79,100 @@ def status_of(scene, request_id: str) -> str:
         return s.get(ReleaseRequest, request_id).status
 
 
-def test_approve_from_slack_applies_triage_updates_message_and_audits(api, scene, slack, asked, make_deliverer):
-    request_id, asked_id, message = asked
+def signoffs(scene, request_id: str) -> list[tuple[str, str, str]]:
+    with db.transaction(scene.sessions) as s:
+        rows = s.scalars(select(SignoffEvent).where(SignoffEvent.request_id == request_id).order_by(SignoffEvent.id))
+        return [(e.stage, e.action, e.via) for e in rows]
+
+
+def pending_steps(scene, request_id: str) -> list[str]:
+    with db.transaction(scene.sessions) as s:
+        return list(
+            s.scalars(
+                select(SegmentTrigger.step).where(
+                    SegmentTrigger.request_id == request_id, SegmentTrigger.status == "pending"
+                )
+            )
+        )
+
+
+def test_approve_from_slack_signs_the_stage_updates_message_and_audits(
+    api,
+    scene,
+    slack,
+    asked,
+    make_deliverer,
+    world_pipeline,  # noqa: F811
+):
+    request_id, message = asked
     channel = slack.add_channel(INTERNAL)
-    body, headers = signed_interaction(press(message, channel=channel), signing_secret=SECRET)
+    body, headers = signed_interaction(press(message, user=SIGNER, channel=channel), signing_secret=SECRET)
     response = api.post("/slack/interactions", content=body, headers=headers)
     assert response.status_code == 200, response.text
-    assert response.json() == {"ok": True, "request_id": request_id, "status": "accepted"}
-    assert status_of(scene, request_id) == "accepted"
+    assert response.json() == {"ok": True, "request_id": request_id, "status": "awaiting_approval"}
 
+    # the same sign-off the API records: one build engineer is all `internal` needs, so its publish is triggered
+    assert signoffs(scene, request_id) == [("internal", "approve", "slack")]
+    buttons = next(b for b in message["blocks"] if b["type"] == "actions")["elements"]
+    assert json.loads(buttons[0]["value"])["stage"] == "internal"  # the button names the stage it signs
+    [step] = pending_steps(scene, request_id)
+    assert step.startswith("publish:internal:")
     actions = [e.action for e in scene.events(request_id, prefix="")]
-    assert "request.accepted" in actions and "slack.decision" in actions
+    assert "signoff.approve" in actions and "slack.decision" in actions
     decision = next(e for e in scene.events(request_id, prefix="slack."))
-    assert decision.actor.startswith("Triage ") and decision.after["slack_user_id"] == "U0TRIAGE1"
+    assert decision.actor.startswith("Build_Engineer ") and decision.after["slack_user_id"] == SIGNER
+    assert decision.after["stage"] == "internal" and decision.after["decision"] == "approve"
 
     # the message is edited (chat.update, through the outbox) to show who decided, without buttons
     deliver_until_quiet(make_deliverer())
     [update] = slack.calls_to("chat.update")
     assert update.params["ts"] == message["ts"]
     [edited] = [m for m in slack.messages(INTERNAL) if m["ts"] == message["ts"]]
-    assert "Approved" in edited["text"] and "Triage " in edited["text"]
+    assert "Approved" in edited["text"] and "Build_Engineer " in edited["text"]
     assert HOSTILE_ESCAPED in edited["text"] and "<!channel>" not in json.dumps([edited["text"], edited["blocks"]])
     assert not any(b["type"] == "actions" for b in edited["blocks"])
-    # and the customer was told that the request was accepted
-    assert any(r.event == "request.triaged" and r.audience == "customer" for r in scene.rows(request_id=request_id))
 
     # replay of the very same request: refused, nothing changes
     again = api.post("/slack/interactions", content=body, headers=headers)
     assert again.status_code == 403 and "replay" in again.json()["message"]
     # a fresh press by the same person on the message they decided (new timestamp, valid signature): refused
     body2, headers2 = signed_interaction(
-        press(message, action="reject", channel=channel), signing_secret=SECRET, timestamp=int(time.time()) - 1
+        press(message, action="reject", user=SIGNER, channel=channel),
+        signing_secret=SECRET,
+        timestamp=int(time.time()) - 1,
     )
     second = api.post("/slack/interactions", content=body2, headers=headers2)
     assert second.status_code == 403 and "already decided this message (approve)" in second.json()["message"]
-    assert status_of(scene, request_id) == "accepted"
-    assert len([e for e in scene.events(request_id, prefix="slack.")]) == 1
+    assert status_of(scene, request_id) == "awaiting_approval"
+    assert signoffs(scene, request_id) == [("internal", "approve", "slack")]
+    assert len(scene.events(request_id, prefix="slack.")) == 1
+
+    # the decision unblocked the real pipeline: the publish segment puts the base on the internal channel
+    run_pending(world_pipeline, request_id)
+    assert stage_status(world_pipeline, request_id)["internal"] == "published"
 
 
-def test_reject_from_slack(api, scene, slack, asked):
-    request_id, _, message = asked
+def test_reject_from_slack_fails_the_request(api, scene, slack, asked):
+    request_id, message = asked
     body, headers = signed_interaction(
-        press(message, action="reject", channel=slack.add_channel(INTERNAL)), signing_secret=SECRET
+        press(message, action="reject", user=SIGNER, channel=slack.add_channel(INTERNAL)), signing_secret=SECRET
     )
-    assert api.post("/slack/interactions", content=body, headers=headers).json()["status"] == "rejected"
-    rejected = next(e for e in scene.events(request_id, prefix="request.rejected"))
-    assert rejected.reason.startswith("rejected in Slack by Triage")
+    response = api.post("/slack/interactions", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "failed"
+    assert signoffs(scene, request_id) == [("internal", "reject", "slack")]
+    rejected = next(e for e in scene.events(request_id, prefix="signoff.reject"))
+    assert rejected.reason.startswith("rejected in Slack by Build_Engineer ")
+    failed = next(e for e in scene.events(request_id, prefix="request.failed"))
+    assert failed.reason.startswith("stage internal rejected: rejected in Slack by")
+    assert any(r.event == "release.rejected" and r.audience == "customer" for r in scene.rows(request_id=request_id))
 
 
 def test_forged_stale_replayed_unknown_and_unauthorized_presses_change_nothing(api, scene, slack, asked):
-    request_id, _, message = asked
+    request_id, message = asked
     channel = slack.add_channel(INTERNAL)
 
-    def send(*, secret=SECRET, stamp=None, user="U0TRIAGE1", drop_signature=False, tamper_body=False):
+    def send(*, secret=SECRET, stamp=None, user=SIGNER, drop_signature=False, tamper_body=False):
         body, headers = signed_interaction(
             press(message, user=user, channel=channel), signing_secret=secret, timestamp=stamp
         )
@@ -148,25 +193,45 @@ def test_forged_stale_replayed_unknown_and_unauthorized_presses_change_nothing(a
         assert refused[0] == 401 and refused[1]["error"] == "unauthenticated"
     code, body = send(user="U0NOBODY")
     assert code == 403 and "U0NOBODY" in body["message"]
-    scene.person("build_engineer", slack_user_id="U0BUILDER")  # same rules as the API: may not triage
-    code, body = send(user="U0BUILDER")
-    assert code == 403 and "may not triage" in body["message"]
-    assert status_of(scene, request_id) == "submitted"
+    # the same rules as the API: triage signs no stage at all, a release manager signs later stages only
+    code, body = send(user=TRIAGER)
+    assert code == 403 and "'triage'" in body["message"], body
+    scene.person("release_manager", slack_user_id="U0RELMGR1")  # signs later stages, not this one
+    code, body = send(user="U0RELMGR1")
+    assert code == 403 and "role 'release_manager' does not sign stage 'internal'" in body["message"], body
+    assert status_of(scene, request_id) == "awaiting_approval"
+    assert signoffs(scene, request_id) == []
     assert not scene.events(request_id, prefix="slack.")
 
 
-def test_a_button_that_is_not_ours_is_invalid(api, slack, asked):
-    _, _, message = asked
-    payload = press(message, channel=slack.add_channel(INTERNAL))
-    payload["actions"][0]["value"] = json.dumps({"notification_id": "nope", "request_id": "RR-1", "stage": "triage"})
+@pytest.fixture
+def shaped() -> dict:
+    """A message shaped like a sign-off request, for refusals that come before anything is looked up (no
+    build needed: the signature, the form and the payload's shape are checked first)."""
+    value = json.dumps({"notification_id": "0" * 32, "request_id": "RR-2026-000001", "stage": "internal"})
+    buttons = [{"type": "button", "action_id": action, "value": value} for action in ("approve", "reject")]
+    return {"ts": "1767225600.000100", "blocks": [{"type": "actions", "elements": buttons}]}
+
+
+def nothing_decided(scene) -> bool:
+    with db.transaction(scene.sessions) as s:
+        presses = s.scalar(select(func.count()).select_from(SlackDecision))
+        events = s.scalar(select(func.count()).where(AuditEvent.action.startswith("slack.")))
+        return presses == 0 and events == 0
+
+
+def test_a_button_that_is_not_ours_is_invalid(api, scene, slack, shaped):
+    scene.person("build_engineer", slack_user_id=SIGNER)  # a known person: the button itself is what is wrong
+    payload = press(shaped, channel=slack.add_channel(INTERNAL))
+    payload["actions"][0]["value"] = json.dumps({"notification_id": "nope", "request_id": "RR-1", "stage": "internal"})
     body, headers = signed_interaction(payload, signing_secret=SECRET)
     assert api.post("/slack/interactions", content=body, headers=headers).status_code == 422
+    assert nothing_decided(scene)
 
 
-def test_malformed_signature_headers_and_unsigned_bodies_are_401_never_500(api, slack, asked):
+def test_malformed_signature_headers_and_unsigned_bodies_are_401_never_500(api, slack, shaped):
     """Headers Slack never sends are refused like a wrong signature, before the body is decoded."""
-    _, _, message = asked
-    body, headers = signed_interaction(press(message, channel=slack.add_channel(INTERNAL)), signing_secret=SECRET)
+    body, headers = signed_interaction(press(shaped, channel=slack.add_channel(INTERNAL)), signing_secret=SECRET)
     # raw header bytes: latin-1 '²' is what the server decodes to a str whose isdigit() is true
     cases = {
         "superscript two (latin-1)": {**headers, "X-Slack-Request-Timestamp": "\u00b2".encode("latin-1")},
@@ -206,13 +271,12 @@ def test_signed_bodies_that_are_not_a_form_with_json_are_400(api, body, expected
     assert response.json()["error"] == "bad_request" and expected in response.json()["message"]
 
 
-def test_signed_payloads_of_the_wrong_shape_are_400_naming_the_field(api, scene, slack, asked):
-    request_id, _, message = asked
-    good = press(message, channel=slack.add_channel(INTERNAL))
+def test_signed_payloads_of_the_wrong_shape_are_400_naming_the_field(api, scene, slack, shaped):
+    good = press(shaped, channel=slack.add_channel(INTERNAL))
     cases = [
         ({**good, "actions": ["x"]}, "payload.actions.0: Input should be a valid dictionary"),
         ({**good, "actions": []}, "payload.actions: List should have at least 1 item"),
-        ({**good, "user": "U0TRIAGE1"}, "payload.user: Input should be a valid dictionary"),
+        ({**good, "user": SIGNER}, "payload.user: Input should be a valid dictionary"),
         ({**good, "user": {"id": 7}}, "payload.user.id: Input should be a valid string"),
         ({k: v for k, v in good.items() if k != "user"}, "payload.user: Field required"),
         ({k: v for k, v in good.items() if k != "channel"}, "payload.channel: Field required"),
@@ -225,5 +289,4 @@ def test_signed_payloads_of_the_wrong_shape_are_400_naming_the_field(api, scene,
         response = api.post("/slack/interactions", content=body, headers=headers)
         assert response.status_code == 400, (payload, response.text)
         assert response.json()["error"] == "bad_request" and expected in response.json()["message"], response.text
-    assert status_of(scene, request_id) == "submitted"
-    assert not scene.events(request_id, prefix="slack.")
+    assert nothing_decided(scene)

@@ -4,36 +4,26 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import git
 import pytest
 
 from artifacts.corpus import load_corpus
 from artifacts.signing import create_signing_key
-from artifacts.starter import init_sigrepo
 from release_requests import db
 from release_requests.config import load_config
 from release_requests.pipeline import segments
 from release_requests.pipeline.models import SegmentTrigger
 from release_requests.requests.schemas import Accept
-from release_requests.requests.service import add_sample, triage
 from release_requests.settings import Settings, get_settings
-from tests.conftest import REPO, Builder
+from release_requests.workflows import intake
+from tests.conftest import REPO, Builder, copy_repo
 
 FP_RULE = "trojan.Trojan_Win32_Dropper_001"
-
-
-@pytest.fixture(scope="session")
-def sigrepo_template(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("sigrepo") / "sigrepo"
-    init_sigrepo(path=path, author="Signature Team <signatures@example.com>")
-    return path
 
 
 @dataclass
@@ -75,10 +65,11 @@ class PipelineWorld:
 
 
 @pytest.fixture
-def world_pipeline(committed_db, tmp_path, sigrepo_template, monkeypatch) -> PipelineWorld:
+def world_pipeline(committed_db, tmp_path, starter_template, monkeypatch) -> PipelineWorld:
     data = tmp_path / "data"
-    settings = Settings(database_url=committed_db, data_dir=data, config_dir=REPO / "config")
-    shutil.copytree(sigrepo_template, settings.signature_repo, symlinks=True)
+    # its own signature repository, whatever RR_SIGREPO an earlier session fixture left in the environment
+    settings = Settings(database_url=committed_db, data_dir=data, config_dir=REPO / "config", sigrepo=data / "sigrepo")
+    copy_repo(starter_template, settings.signature_repo)
     create_signing_key(data_dir=data)
     # decisions taken through the services (a rejection reverting a fix) find the same signature repository
     monkeypatch.setenv("RR_SIGREPO", str(settings.signature_repo))
@@ -106,7 +97,7 @@ def fp_request(world_pipeline):
         people = {role: b.person(role) for role in ("triage", "build_engineer", "release_manager")}
         people["release_manager_2"] = b.person("release_manager")
         request = b.request(by=tam, customer=customer, severity=1)
-        add_sample(
+        intake.add_sample(
             s,
             actor=tam,
             request_id=request.id,
@@ -116,7 +107,9 @@ def fp_request(world_pipeline):
             filename="payroll.exe",
             declared_sha256=None,
         )
-        triage(s, actor=people["triage"], request_id=request.id, decision=Accept(decision="accept"), config=w.config)
+        intake.triage(
+            s, actor=people["triage"], request_id=request.id, decision=Accept(decision="accept"), config=w.config
+        )
         return {"id": request.id, "customer": customer.id, "tam": tam, **people}
 
 

@@ -25,8 +25,8 @@ from release_requests.pipeline.models import SegmentTrigger, StageRun
 from release_requests.pipeline.schemas import SignoffIn
 from release_requests.releases.models import ChannelPointer, Release
 from release_requests.requests.schemas import Accept
-from release_requests.requests.service import add_sample, triage
 from release_requests.update_client import fetch
+from release_requests.workflows import intake
 from tests.conftest import Builder, serve_app
 from tests.pipeline.conftest import FP_RULE
 
@@ -60,7 +60,7 @@ def new_request(
         customer = b.session.get(Customer, customer_id) if customer_id else b.customer()
         tam = b.person("tam", tam_for=[customer.id])
         request = b.request(by=tam, customer=customer, severity=1, kind=kind, title=title)
-        add_sample(
+        intake.add_sample(
             s,
             actor=tam,
             request_id=request.id,
@@ -71,7 +71,9 @@ def new_request(
             declared_sha256=None,
         )
         if accept:
-            triage(s, actor=staff["triage"], request_id=request.id, decision=Accept(decision="accept"), config=w.config)
+            intake.triage(
+                s, actor=staff["triage"], request_id=request.id, decision=Accept(decision="accept"), config=w.config
+            )
         return request.id
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 
 from sqlalchemy import select
 
@@ -14,40 +13,20 @@ from release_requests.pipeline import segments, service
 from release_requests.pipeline.schemas import FixInput, SignoffIn
 from release_requests.releases.models import ChannelPointer, Release
 from release_requests.requests.schemas import Accept, SubmitRequest
-from release_requests.requests.service import submit_request, triage
 from release_requests.requests.states import Status
 from release_requests.settings import Settings
-from tests.conftest import REPO, Builder
-
-
-def git(cwd, *args) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def product_repo(root):
-    repo = root / "endpoint-agent"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "config", "user.email", "dev@vendor.example")
-    git(repo, "config", "user.name", "Dev")
-    (repo / "core.c").write_text("int version = 1;\n")
-    git(repo, "add", ".")
-    git(repo, "commit", "-qm", "release 11.2.0")
-    git(repo, "tag", "-a", "v11.2.0", "-m", "11.2.0")
-    (repo / "fix.c").write_text("int fixed_crash = 1;\n")
-    git(repo, "add", ".")
-    git(repo, "commit", "-qm", "fix crash on scan")
-    return repo, git(repo, "rev-parse", "HEAD")
+from release_requests.workflows import intake
+from tests.conftest import REPO, Builder, git, make_product_repo
 
 
 def test_private_hotfix_goes_internal_then_only_to_its_customer(world_pipeline, tmp_path):
     w = world_pipeline
-    repo, fix = product_repo(tmp_path)
+    spec, commits = make_product_repo(tmp_path)
+    repo, fix = spec.repo, commits["clean_fix"]
     config_dir = tmp_path / "config"
     shutil.copytree(REPO / "config", config_dir)
-    build_cmd = json.dumps(["sh", "-c", "mkdir -p dist && cat *.c > dist/agent.bin"])
     (config_dir / "products.toml").write_text(
-        f'[products.endpoint-agent]\nrepo = "{repo}"\nbuild = {build_cmd}\ntimeout_seconds = 30\n'
+        f'[products.endpoint-agent]\nrepo = "{repo}"\nbuild = {json.dumps(spec.build)}\ntimeout_seconds = 30\n'
         'output = "dist/*.bin"\n'
     )
     seg = segments.Segment(w.seg.sessions, Settings(**{**w.settings.model_dump(), "config_dir": config_dir}), w.config)
@@ -65,8 +44,8 @@ def test_private_hotfix_goes_internal_then_only_to_its_customer(world_pipeline, 
             product="endpoint-agent",
             product_version="11.2.0",
         )
-        request = submit_request(s, actor=duty, data=data, config=w.config)
-        triage(s, actor=triager, request_id=request.id, decision=Accept(decision="accept"), config=w.config)
+        request = intake.submit(s, actor=duty, data=data, config=w.config)
+        intake.triage(s, actor=triager, request_id=request.id, decision=Accept(decision="accept"), config=w.config)
         service.provide_fix(s, actor=engineer, request_id=request.id, data=FixInput(type="commits", commits=[fix[:12]]))
         rid, cid = request.id, customer.id
     trigger = w.trigger(rid, "build:")
@@ -93,13 +72,13 @@ def test_private_hotfix_goes_internal_then_only_to_its_customer(world_pipeline, 
     assert build.version == f"{cid}/endpoint-agent/11.2.0-1"
 
     # a second hotfix for the same customer, product and version keeps the first fix: its own release line
-    (repo / "fix2.c").write_text("int fixed_leak = 1;\n")
+    (repo / "src" / "fix2.c").write_text("int fixed_leak = 1;\n")
     git(repo, "add", ".")
     git(repo, "commit", "-qm", "fix leak on update")
     second_fix = git(repo, "rev-parse", "HEAD")
     with db.transaction(seg.sessions) as s:
-        second = submit_request(s, actor=duty, data=data.model_copy(update={"title": "Leak"}), config=w.config)
-        triage(s, actor=triager, request_id=second.id, decision=Accept(decision="accept"), config=w.config)
+        second = intake.submit(s, actor=duty, data=data.model_copy(update={"title": "Leak"}), config=w.config)
+        intake.triage(s, actor=triager, request_id=second.id, decision=Accept(decision="accept"), config=w.config)
         service.provide_fix(
             s, actor=engineer, request_id=second.id, data=FixInput(type="commits", commits=[second_fix])
         )

@@ -9,9 +9,10 @@ import pytest
 
 from release_requests import db
 from release_requests.pipeline import service
+from release_requests.requests.lifecycle import transition
 from release_requests.requests.schemas import Accept
-from release_requests.requests.service import transition, triage
 from release_requests.requests.states import Status
+from release_requests.workflows import intake
 from tests.conftest import SYSTEM, Builder, last_line
 
 
@@ -23,7 +24,9 @@ def waiting(world, config):
         customer = b.customer()
         tam = b.person("tam", tam_for=[customer.id])
         request = b.request(by=tam, customer=customer, severity=2, received_at=datetime.now(UTC) - timedelta(minutes=3))
-        triage(s, actor=b.person("triage"), request_id=request.id, decision=Accept(decision="accept"), config=config)
+        intake.triage(
+            s, actor=b.person("triage"), request_id=request.id, decision=Accept(decision="accept"), config=config
+        )
         build = service.latest_build(s, request_id=request.id)
         build.status, build.version, build.passed = "verified", "2026.11.27.9", True
         for target in (Status.building, Status.verifying, Status.awaiting_approval):

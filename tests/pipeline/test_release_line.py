@@ -15,16 +15,17 @@ from artifacts import releaseline
 from artifacts.scan import open_base_bundle, scan_files
 from artifacts.signing import signing_key
 from release_requests import db
+from release_requests.clock import db_now
 from release_requests.errors import Conflict, Forbidden
 from release_requests.notifications.models import Notification
 from release_requests.pipeline import line, service, triggers
 from release_requests.pipeline.models import Build
 from release_requests.pipeline.schemas import FixInput, SignoffIn
-from release_requests.releases import service as releases
+from release_requests.releases import stopping
 from release_requests.releases.models import ChannelPointer
 from release_requests.requests.models import ReleaseRequest
 from release_requests.requests.schemas import Cancel
-from release_requests.requests.service import cancel, db_now
+from release_requests.requests.service import cancel
 from release_requests.requests.states import Status
 from release_requests.sla.service import status_of
 from tests.conftest import Builder
@@ -338,7 +339,7 @@ def test_a_stage_waits_for_a_halted_channel_and_publishes_once_it_is_resumed(wor
     release(w, staff, a, ["internal", "canary"])
     run_pending(w, b)
     release(w, staff, b, ["internal"])
-    with db.transaction(w.seg.sessions) as s:  # telemetry stopped canary (as releases.halt leaves it)
+    with db.transaction(w.seg.sessions) as s:  # telemetry stopped canary (as stopping.halt leaves it)
         pointer = s.get(ChannelPointer, "canary")
         pointer.halted_at, pointer.halted_reason, pointer.halted_version = db_now(s), "spike", pointer.version
     sign(w, staff, b, "canary")
@@ -347,7 +348,7 @@ def test_a_stage_waits_for_a_halted_channel_and_publishes_once_it_is_resumed(wor
     with db.transaction(w.seg.sessions) as s:
         assert s.get(ReleaseRequest, b).status == Status.awaiting_approval
         assert triggers.stages_ready_by_time(s, config=w.config) == []  # nobody asks while it is halted
-        releases.resume(s, person=staff["release_manager"], channel="canary", reason="false alarm, checked")
+        stopping.resume(s, person=staff["release_manager"], channel="canary", reason="false alarm, checked")
     with db.transaction(w.seg.sessions) as s:
         assert triggers.stages_ready_by_time(s, config=w.config) == [f"{b}:canary"]
     run_pending(w, b)

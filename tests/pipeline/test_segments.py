@@ -17,8 +17,8 @@ from release_requests.pipeline.schemas import SignoffIn
 from release_requests.releases.models import ChannelHistory, ChannelPointer
 from release_requests.requests.models import ReleaseRequest
 from release_requests.requests.schemas import Duplicate
-from release_requests.requests.service import triage as service_triage
 from release_requests.requests.states import Status
+from release_requests.workflows import intake
 from tests.conftest import Builder
 
 
@@ -161,7 +161,7 @@ def test_duplicates_share_the_build_and_each_customer_is_told(world_pipeline, fp
         b = Builder(s, w.config)
         other = b.customer(language="en")
         duplicate = b.request(by=b.person("customer", customer_id=other.id), customer=other, severity=2)
-        service_triage(
+        intake.triage(
             s,
             actor=fp_request["triage"],
             request_id=duplicate.id,

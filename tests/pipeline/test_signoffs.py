@@ -15,9 +15,10 @@ from release_requests.pipeline import service
 from release_requests.pipeline.models import SegmentTrigger, SignoffEvent
 from release_requests.pipeline.policy import SignoffFact, evaluate
 from release_requests.pipeline.schemas import SignoffIn
+from release_requests.requests.lifecycle import transition
 from release_requests.requests.schemas import Accept
-from release_requests.requests.service import transition, triage
 from release_requests.requests.states import Status
+from release_requests.workflows import intake
 from tests.conftest import SYSTEM
 
 
@@ -44,7 +45,7 @@ def staged(build, session, config):
     tam = build.person("tam", tam_for=[customer.id])
     triager = build.person("triage")
     request = build.request(by=tam, customer=customer, severity=2, received_at=datetime.now(UTC) - timedelta(minutes=5))
-    triage(session, actor=triager, request_id=request.id, decision=Accept(decision="accept"), config=config)
+    intake.triage(session, actor=triager, request_id=request.id, decision=Accept(decision="accept"), config=config)
     first = service.latest_build(session, request_id=request.id)
     assert first.status == "waiting_input"  # no stored sample: an engineer must supply the fix
     builder = build.person("build_engineer")
@@ -76,7 +77,7 @@ def publish_triggers(session, request):
 def test_separation_of_duties_requester_tam_and_builder_are_refused(build, session, config, staged):
     request = staged["request"]
     tam_engineer = staged["tam"]  # the requester, and the customer's TAM
-    with pytest.raises(Forbidden, match="role 'tam' does not sign"):
+    with pytest.raises(Forbidden, match="role 'tam' may not sign off release stages"):
         sign(session, config, tam_engineer, request)
     with pytest.raises(Forbidden, match="who built it"):
         sign(session, config, staged["builder"], request)
@@ -113,8 +114,10 @@ def test_bad_signoffs_change_nothing(build, session, config, staged):
     engineer, manager = build.person("build_engineer"), build.person("release_manager")
     with pytest.raises(Conflict, match="'canary' is not waiting"):
         sign(session, config, manager, request, stage="canary")
-    with pytest.raises(Forbidden, match="does not sign stage 'internal'"):
+    with pytest.raises(Forbidden, match="role 'triage' may not sign off release stages"):
         sign(session, config, build.person("triage"), request)
+    with pytest.raises(Forbidden, match="does not sign stage 'internal'"):  # the table lets it sign, the stage not
+        sign(session, config, manager, request)
     with pytest.raises(Forbidden, match="may not override"):
         sign(session, config, engineer, request, decision="override", reason="hurry")
     with pytest.raises(ValueError, match="written reason"):
@@ -172,9 +175,9 @@ def test_provide_fix_validation(build, session, config, staged):
 
 
 def test_soak_time_holds_a_signed_stage_until_it_elapses(build, session, config, staged):
+    from release_requests.clock import db_now
     from release_requests.pipeline.models import StageRun
     from release_requests.pipeline.triggers import stages_ready_by_time
-    from release_requests.requests.service import db_now
 
     request, first = staged["request"], staged["build"]
     internal = session.scalar(select(StageRun).where(StageRun.build_id == first.id, StageRun.stage == "internal"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,22 +25,22 @@ from artifacts.base import build_base
 from artifacts.corpus import load_corpus
 from artifacts.fixes import fix_false_positive
 from artifacts.hotfix import build_hotfix
-from artifacts.products import ProductSpec
-from artifacts.signing import create_signing_key, signing_key
-from artifacts.starter import init_sigrepo
+from artifacts.signing import FileKeySigner
 from artifacts.store import LocalStore
 from release_requests import db
 from release_requests.audit.service import Actor
+from release_requests.clock import db_now
 from release_requests.people.models import Person
-from release_requests.releases import service
+from release_requests.releases import publishing, registry, stopping
 from release_requests.releases.models import ChannelPointer
+from release_requests.requests.lifecycle import transition
 from release_requests.requests.models import ReleaseRequest
 from release_requests.requests.schemas import SubmitRequest
-from release_requests.requests.service import db_now, submit_request, transition
 from release_requests.requests.states import Status
 from release_requests.settings import get_settings
+from release_requests.workflows import intake
 from tests.artifacts.conftest import FP_RULE
-from tests.conftest import User
+from tests.conftest import User, copy_repo, make_product_repo
 
 SYSTEM = Actor.system("tests")
 AUTHOR = "Jane Analyst <jane@example.com>"
@@ -64,7 +63,7 @@ class Bundles:
             repo_path=self.repo,
             ref=f"fix/{FP_REQUEST}",
             out_dir=self.out,
-            key=signing_key(data_dir=settings.data_dir),
+            signer=FileKeySigner.load(settings.data_dir),
             store=LocalStore(settings.artifacts_dir),
             builder="ci@tests",
         )
@@ -74,45 +73,17 @@ class Bundles:
 FP_REQUEST = "RR-2026-900001"
 
 
-def _git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def _product_repo(root: Path) -> tuple[ProductSpec, str]:
-    repo = root / PRODUCT
-    (repo / "src").mkdir(parents=True)
-    _git(root, "init", "-q", "-b", "main", str(repo))
-    _git(repo, "config", "user.name", "Dev One")
-    _git(repo, "config", "user.email", "dev1@example.com")
-    (repo / "src" / "core.c").write_text("int version = 1;\n")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-qm", "release 11.2.0")
-    _git(repo, "tag", "-a", "v11.2.0", "-m", "11.2.0")
-    (repo / "src" / "fix.c").write_text("int fixed_crash = 1;\n" + "/* padding */\n" * 2000)
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-qm", "fix crash on scan")
-    spec = ProductSpec(
-        name=PRODUCT,
-        repo=repo,
-        build=["sh", "-c", "mkdir -p dist && cat src/*.c > dist/agent.bin"],
-        timeout_seconds=30,
-        output="dist/*.bin",
-    )
-    return spec, _git(repo, "rev-parse", "HEAD")
-
-
 @pytest.fixture(scope="session")
-def bundles(settings, world, tmp_path_factory) -> Bundles:
+def bundles(settings, world, tmp_path_factory, starter_template) -> Bundles:
     root = tmp_path_factory.mktemp("releases")
-    key, _ = create_signing_key(data_dir=settings.data_dir)
+    signer, _ = FileKeySigner.create(settings.data_dir)
     store = LocalStore(settings.artifacts_dir)
-    repo = root / "sigrepo"
-    init_sigrepo(path=repo, author="Signature Team <signatures@example.com>")
+    repo = copy_repo(starter_template, root / "sigrepo")
     # publishing checks a base against the release line of the signature repository these bases come from
     os.environ["RR_SIGREPO"] = str(repo)
     get_settings.cache_clear()
     out = root / "bases"
-    common = {"repo_path": repo, "out_dir": out, "key": key, "store": store, "builder": "ci@tests"}
+    common = {"repo_path": repo, "out_dir": out, "signer": signer, "store": store, "builder": "ci@tests"}
     v1 = build_base(ref="main", **common)
     sample = next(s for s in load_corpus(git.Repo(repo).head.commit).malicious if s.expect == FP_RULE)
     fp = root / "customer-tool.exe"
@@ -120,15 +91,15 @@ def bundles(settings, world, tmp_path_factory) -> Bundles:
     fix_false_positive(repo_path=repo, sample=fp, request_id=FP_REQUEST, author=AUTHOR)
     v2 = build_base(ref=f"fix/{FP_REQUEST}", **common)
     customer = world.customer()
-    spec, fix_commit = _product_repo(root)
+    spec, commits = make_product_repo(root, padding_lines=2000)
     hotfix = build_hotfix(
         product=spec,
         version="11.2.0",
-        commits=[fix_commit],
+        commits=[commits["clean_fix"]],
         customer=customer,
         grants=[{"product": PRODUCT, "versions": ""}],
         out_dir=root / "hotfixes",
-        key=key,
+        signer=signer,
         store=store,
         builder="ci@tests",
     )
@@ -157,13 +128,13 @@ def releases(bundles, settings, world) -> Registered:
     store = LocalStore(settings.artifacts_dir)
     with db.transaction(world.sessions) as s:
         keys = [
-            service.register_release(
+            registry.register_release(
                 s,
                 actor=SYSTEM,
                 bundle_dir=path,
                 store=store,
                 request_id=None,
-                public_key=service.server_public_key(settings.data_dir),
+                public_key=registry.server_public_key(settings.data_dir),
             ).version
             for path in (bundles.v1, bundles.v2, bundles.hotfix)
         ]
@@ -178,7 +149,7 @@ def put(session: Session, channel: str, *versions: str, config, actor: Actor = S
     pointer = None
     for i, version in enumerate(versions):
         current = session.get(ChannelPointer, channel, populate_existing=True)
-        pointer = service.publish(
+        pointer = publishing.publish(
             session,
             actor=actor,
             channel=channel,
@@ -190,7 +161,7 @@ def put(session: Session, channel: str, *versions: str, config, actor: Actor = S
         if i < len(versions) - 1:
             later = db_now(session) + timedelta(days=1)
             for _ in config.stages.canary.steps:
-                service.advance_rollout(session, actor=actor, channel=channel, now=later, config=config)
+                publishing.advance_rollout(session, actor=actor, channel=channel, now=later, config=config)
                 later += timedelta(days=1)
     return pointer
 
@@ -209,7 +180,7 @@ def release_request_in(
         channel="portal",
         title=f"FP on in-house tool {uuid.uuid4().hex[:6]}",
     )
-    request = submit_request(session, actor=submitter, data=data, config=config)
+    request = intake.submit(session, actor=submitter, data=data, config=config)
     path = [Status.accepted, Status.building, Status.verifying, Status.awaiting_approval, Status.releasing]
     for step in path[: path.index(status) + 1]:
         transition(session, actor=SYSTEM, request=request, target=step, action=f"request.{step}")
@@ -262,4 +233,4 @@ def resumes_halted_channels(world):
         person = s.get(Person, admin.id)
         halted = select(ChannelPointer.channel).where(ChannelPointer.halted_at.is_not(None))
         for channel in s.scalars(halted).all():
-            service.resume(s, person=person, channel=channel, reason="test teardown")
+            stopping.resume(s, person=person, channel=channel, reason="test teardown")

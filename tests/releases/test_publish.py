@@ -10,14 +10,14 @@ import pytest
 from sqlalchemy import delete, select
 
 from artifacts.bundle import BaseManifest, manifest_fields, seal
-from artifacts.signing import signing_key
+from artifacts.signing import FileKeySigner
 from artifacts.store import LocalStore
 from release_requests import db
 from release_requests.audit.models import AuditEvent
+from release_requests.clock import db_now
 from release_requests.errors import Conflict, InvalidInput, LineBroken, StaleVersion
-from release_requests.releases import service
+from release_requests.releases import channels, publishing, registry, stopping
 from release_requests.releases.models import ChannelHistory, ChannelPointer
-from release_requests.requests.service import db_now
 from tests.releases.conftest import SYSTEM, put
 
 
@@ -28,7 +28,7 @@ def history(session, channel: str) -> list[tuple]:
 
 def test_publish_is_compare_and_swap_with_history_and_audit(session, releases, world, config):
     channel = f"customer-{world.customer()}"
-    first = service.publish(
+    first = publishing.publish(
         session,
         actor=SYSTEM,
         channel=channel,
@@ -38,7 +38,7 @@ def test_publish_is_compare_and_swap_with_history_and_audit(session, releases, w
         config=config,
     )
     assert (first.version, first.previous_version, first.pointer_version) == (releases.v1, None, 1)
-    second = service.publish(
+    second = publishing.publish(
         session,
         actor=SYSTEM,
         channel=channel,
@@ -52,7 +52,7 @@ def test_publish_is_compare_and_swap_with_history_and_audit(session, releases, w
     assert second.rollout_percent == 100 and second.private_to == channel.removeprefix("customer-")
 
     with pytest.raises(StaleVersion, match=f"is at {releases.v2}, not {releases.v1}") as stale:
-        service.publish(
+        publishing.publish(
             session,
             actor=SYSTEM,
             channel=channel,
@@ -63,7 +63,7 @@ def test_publish_is_compare_and_swap_with_history_and_audit(session, releases, w
         )
     assert stale.value.details["current_version"] == releases.v2
     with pytest.raises(StaleVersion, match="not nothing"):
-        service.publish(
+        publishing.publish(
             session,
             actor=SYSTEM,
             channel=channel,
@@ -73,7 +73,7 @@ def test_publish_is_compare_and_swap_with_history_and_audit(session, releases, w
             config=config,
         )
 
-    again = service.publish(
+    again = publishing.publish(
         session,
         actor=SYSTEM,
         channel=channel,
@@ -103,7 +103,7 @@ def test_a_base_reaching_global_stays_on_the_channels_it_passed(session, release
 @pytest.mark.parametrize("channel", ["global", "canary", "internal", "customer-{customer}"])
 def test_a_private_hotfix_never_leaves_its_customer_channels(session, releases, config, channel):
     with pytest.raises(InvalidInput, match="private to"):
-        service.publish(
+        publishing.publish(
             session,
             actor=SYSTEM,
             channel=channel.format(customer=releases.hotfix_customer),
@@ -117,7 +117,7 @@ def test_a_private_hotfix_never_leaves_its_customer_channels(session, releases, 
 def test_hotfix_channels_follow_the_signed_customer_and_product(session, releases, world, config):
     other = world.customer()
     with pytest.raises(InvalidInput, match="private to"):
-        service.publish(
+        publishing.publish(
             session,
             actor=SYSTEM,
             channel=f"hotfix-{other}-endpoint-agent",
@@ -130,7 +130,7 @@ def test_hotfix_channels_follow_the_signed_customer_and_product(session, release
     pointer = put(session, own, releases.hotfix, config=config)
     assert (pointer.version, pointer.private_to) == (releases.hotfix, releases.hotfix_customer)
     with pytest.raises(InvalidInput, match="base channels"):
-        service.publish(
+        publishing.publish(
             session,
             actor=SYSTEM,
             channel=own,
@@ -140,7 +140,7 @@ def test_hotfix_channels_follow_the_signed_customer_and_product(session, release
             config=config,
         )
     with pytest.raises(InvalidInput, match="no customer"):
-        service.publish(
+        publishing.publish(
             session,
             actor=SYSTEM,
             channel="customer-nobody-here",
@@ -153,17 +153,17 @@ def test_hotfix_channels_follow_the_signed_customer_and_product(session, release
 
 def test_channel_for_renders_the_configured_templates(config):
     assert (
-        service.channel_for(config=config, kind="false_positive", stage="customer", customer_id="acme", product=None)
+        channels.channel_for(config=config, kind="false_positive", stage="customer", customer_id="acme", product=None)
         == "customer-acme"
     )
     assert (
-        service.channel_for(
+        channels.channel_for(
             config=config, kind="private_hotfix", stage="customer", customer_id="acme", product="endpoint-agent"
         )
         == "hotfix-acme-endpoint-agent"
     )
     with pytest.raises(InvalidInput, match="no stage 'global'"):
-        service.channel_for(config=config, kind="private_hotfix", stage="global", customer_id="acme", product="x")
+        channels.channel_for(config=config, kind="private_hotfix", stage="global", customer_id="acme", product="x")
 
 
 def test_canary_rises_in_configured_steps_after_each_soak(session, releases, config):
@@ -173,7 +173,7 @@ def test_canary_rises_in_configured_steps_after_each_soak(session, releases, con
     steps = config.stages.canary.steps
     assert (pointer.rollout_percent, pointer.rollout_step) == (steps[0].percent, 0)
     start = pointer.step_started_at
-    advance = lambda at: service.advance_rollout(session, actor=SYSTEM, channel="canary", now=at, config=config)  # noqa: E731
+    advance = lambda at: publishing.advance_rollout(session, actor=SYSTEM, channel="canary", now=at, config=config)  # noqa: E731
     assert advance(start + timedelta(minutes=steps[0].soak_minutes - 1)) == steps[0].percent
     second = start + timedelta(minutes=steps[0].soak_minutes)
     assert advance(second) == steps[1].percent
@@ -187,14 +187,14 @@ def test_canary_rises_in_configured_steps_after_each_soak(session, releases, con
 def test_revert_one_step_then_to_a_named_version(session, releases, world, config):
     channel = f"customer-{world.customer()}"
     put(session, channel, releases.v1, releases.v2, config=config)
-    back = service.revert(session, actor=SYSTEM, channel=channel, to_version=None, reason="bad base", config=config)
+    back = stopping.revert(session, actor=SYSTEM, channel=channel, to_version=None, reason="bad base", config=config)
     assert (back.version, back.previous_version) == (releases.v1, None)
     with pytest.raises(Conflict, match="nothing to revert to"):
-        service.revert(session, actor=SYSTEM, channel=channel, to_version=None, reason="again", config=config)
+        stopping.revert(session, actor=SYSTEM, channel=channel, to_version=None, reason="again", config=config)
     put(session, channel, releases.v2, config=config)
     with pytest.raises(InvalidInput, match="never served"):
-        service.revert(session, actor=SYSTEM, channel=channel, to_version=releases.hotfix, reason="x", config=config)
-    named = service.revert(
+        stopping.revert(session, actor=SYSTEM, channel=channel, to_version=releases.hotfix, reason="x", config=config)
+    named = stopping.revert(
         session, actor=SYSTEM, channel=channel, to_version=releases.v1, reason="v2 again bad", config=config
     )
     assert named.version == releases.v1
@@ -205,8 +205,8 @@ def test_register_is_idempotent_and_refuses_another_manifest_under_a_known_versi
     session, bundles, releases, settings, tmp_path
 ):
     store = LocalStore(settings.artifacts_dir)
-    key = service.server_public_key(settings.data_dir)
-    again = service.register_release(
+    key = registry.server_public_key(settings.data_dir)
+    again = registry.register_release(
         session, actor=SYSTEM, bundle_dir=bundles.v1, store=store, request_id=None, public_key=key
     )
     assert again.version == releases.v1
@@ -217,7 +217,7 @@ def test_register_is_idempotent_and_refuses_another_manifest_under_a_known_versi
         (tampered / f.name).write_bytes(f.read_bytes())
     (tampered / "rules.yarc").write_bytes(b"not the rules")
     with pytest.raises(InvalidInput, match="does not match manifest"):
-        service.register_release(
+        registry.register_release(
             session, actor=SYSTEM, bundle_dir=tampered, store=store, request_id=None, public_key=key
         )
 
@@ -227,10 +227,10 @@ def test_register_is_idempotent_and_refuses_another_manifest_under_a_known_versi
     (resigned / "rules.yarc").write_bytes(b"other rules")
     (resigned / "allowlist.tsv").write_bytes((bundles.v1 / "allowlist.tsv").read_bytes())
     original = BaseManifest.model_validate_json((bundles.v1 / "manifest.json").read_bytes())
-    private = signing_key(data_dir=settings.data_dir)
-    seal(resigned, original.model_copy(update=manifest_fields(resigned, key=private)), key=private, store=store)
+    signer = FileKeySigner.load(settings.data_dir)
+    seal(resigned, original.model_copy(update=manifest_fields(resigned, signer=signer)), signer=signer, store=store)
     with pytest.raises(Conflict, match=f"release {releases.v1} is already registered with another manifest"):
-        service.register_release(
+        registry.register_release(
             session, actor=SYSTEM, bundle_dir=resigned, store=store, request_id=None, public_key=key
         )
 
@@ -243,7 +243,7 @@ def _race(world, config, *, channel: str, expected: str | None, versions: list[s
         try:
             with db.transaction(world.sessions) as s:
                 barrier.wait()
-                p = service.publish(
+                p = publishing.publish(
                     s,
                     actor=SYSTEM,
                     channel=channel,
@@ -267,13 +267,13 @@ def _race(world, config, *, channel: str, expected: str | None, versions: list[s
 
 def test_two_publishers_racing_exactly_one_wins(releases, fresh_base, world, settings, config):
     with db.transaction(world.sessions) as s:
-        v3 = service.register_release(
+        v3 = registry.register_release(
             s,
             actor=SYSTEM,
             bundle_dir=fresh_base,
             store=LocalStore(settings.artifacts_dir),
             request_id=None,
-            public_key=service.server_public_key(settings.data_dir),
+            public_key=registry.server_public_key(settings.data_dir),
         ).version
     new_channel = f"customer-{world.customer()}"
     outcomes = _race(world, config, channel=new_channel, expected=None, versions=[releases.v1, releases.v2])
@@ -304,7 +304,7 @@ def test_a_base_that_would_drop_a_served_fix_is_never_published(session, release
     channel = f"customer-{world.customer()}"
     put(session, channel, releases.v1, releases.v2, config=config)
     with pytest.raises(LineBroken, match=f"does not contain {releases.v2}.*drop the fixes of RR-2026-900001"):
-        service.publish(
+        publishing.publish(
             session,
             actor=SYSTEM,
             channel=channel,

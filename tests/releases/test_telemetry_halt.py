@@ -14,13 +14,13 @@ from artifacts.store import LocalStore
 from release_requests import db
 from release_requests.audit.models import AuditEvent
 from release_requests.audit.service import verify_chain
+from release_requests.clock import db_now
 from release_requests.errors import Conflict, Forbidden
 from release_requests.notifications.models import Notification
-from release_requests.releases import clients, service, telemetry
+from release_requests.releases import clients, registry, stopping, telemetry
 from release_requests.releases.models import ChannelHistory, ChannelPointer, KnownCleanFile, TelemetryDetection
 from release_requests.releases.schemas import ClientEnrolIn, DetectionBatch
 from release_requests.requests.models import ReleaseRequest
-from release_requests.requests.service import db_now
 from release_requests.requests.states import Status
 from tests.releases.conftest import SYSTEM, batch, enrol, put, release_request_in
 
@@ -217,13 +217,13 @@ def _releasing_base(world, settings, config, fresh_base, customer: str):
         request = release_request_in(
             s, customer_id=customer, submitter_id=submitter.id, config=config, status=Status.releasing
         )
-        bad = service.register_release(
+        bad = registry.register_release(
             s,
             actor=SYSTEM,
             bundle_dir=fresh_base,
             store=LocalStore(settings.artifacts_dir),
             request_id=request.id,
-            public_key=service.server_public_key(settings.data_dir),
+            public_key=registry.server_public_key(settings.data_dir),
         )
         return request.id, bad.version, bad.allowlist
 
@@ -267,10 +267,10 @@ def test_detections_on_known_clean_files_halt_the_canary(
         assert (decision.version, decision.revert_to, decision.request_id) == (bad, releases.v2, request_id)
         assert f"{limit + 1} detections by {bad} on known-clean" in decision.reason
         assert f"from {limit + 1} clients of 2 organisations" in decision.reason
-        pointer = service.halt(s, channel="canary", decision=decision, config=config, now=now)
+        pointer = stopping.halt(s, channel="canary", decision=decision, config=config, now=now)
         assert (pointer.version, pointer.rollout_percent, pointer.halted_version) == (releases.v2, 100, bad)
     with db.transaction(world.sessions) as s:
-        assert service.halt(s, channel="canary", decision=decision, config=config, now=now).version == releases.v2
+        assert stopping.halt(s, channel="canary", decision=decision, config=config, now=now).version == releases.v2
         failed = s.get(ReleaseRequest, request_id)
         assert failed.status == Status.failed
         last = s.scalars(
@@ -339,7 +339,7 @@ def test_one_customer_cannot_halt_global_two_can_and_a_person_resumes_it(
         assert evidence["organisations"] == sorted([first, second])
         assert evidence["files"] == [releases.fp_sha256], "only the files that caused the halt"
         assert evidence["thresholds"] == {"min_clients": 3, "min_organisations": 2}
-        service.halt(s, channel="global", decision=decision, config=config, now=now)
+        stopping.halt(s, channel="global", decision=decision, config=config, now=now)
     with db.transaction(world.sessions) as s:
         pointer = s.get(ChannelPointer, "global")
         assert (pointer.version, pointer.halted_version, pointer.halted_reason) == (releases.v2, bad, decision.reason)
@@ -412,13 +412,13 @@ def test_a_customer_channel_needs_only_that_customer_but_still_several_clients(s
 
 
 def test_a_rule_firing_on_many_clients_is_a_spike(session, build, releases, fresh_base, settings, config):
-    new = service.register_release(
+    new = registry.register_release(
         session,
         actor=SYSTEM,
         bundle_dir=fresh_base,
         store=LocalStore(settings.artifacts_dir),
         request_id=None,
-        public_key=service.server_public_key(settings.data_dir),
+        public_key=registry.server_public_key(settings.data_dir),
     ).version
     put(session, "canary", releases.v2, new, config=config)
     pointer = session.get(ChannelPointer, "canary")
@@ -462,17 +462,17 @@ def test_revert_is_announced_to_the_team_and_the_customer(session, world, fresh_
     request = release_request_in(
         session, customer_id=customer, submitter_id=submitter.id, config=config, status=Status.releasing
     )
-    release = service.register_release(
+    release = registry.register_release(
         session,
         actor=SYSTEM,
         bundle_dir=fresh_base,
         request_id=request.id,
         store=LocalStore(settings.artifacts_dir),
-        public_key=service.server_public_key(settings.data_dir),
+        public_key=registry.server_public_key(settings.data_dir),
     )
     channel = f"customer-{customer}"
     put(session, channel, releases.v1, release.version, config=config)
-    service.revert(
+    stopping.revert(
         session, actor=SYSTEM, channel=channel, to_version=None, reason="customer reports slowdown", config=config
     )
     notices = session.scalars(
@@ -489,6 +489,6 @@ def test_only_release_managers_and_admins_resume(session, build, releases, confi
     put(session, channel, releases.v1, config=config)
     for role in ("build_engineer", "emergency", "tam"):
         with pytest.raises(Forbidden, match="may not resume"):
-            service.resume(session, person=build.person(role), channel=channel, reason="why not")
+            stopping.resume(session, person=build.person(role), channel=channel, reason="why not")
     with pytest.raises(Conflict, match="is not halted"):
-        service.resume(session, person=build.person("admin"), channel=channel, reason="nothing to do")
+        stopping.resume(session, person=build.person("admin"), channel=channel, reason="nothing to do")

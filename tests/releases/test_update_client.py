@@ -22,7 +22,7 @@ from sqlalchemy import select
 from artifacts.signing import public_key_pem
 from artifacts.store import LocalStore
 from release_requests import db
-from release_requests.releases import service
+from release_requests.releases import registry
 from release_requests.releases.models import TelemetryDetection
 from release_requests.update_client import CREDENTIAL, UpdateFailed, fetch
 from tests.releases.conftest import SYSTEM, put
@@ -204,7 +204,7 @@ def test_a_wrong_pinned_key_is_refused_by_the_cli(setup, relreq, tmp_path):
 def test_the_right_pinned_key_installs(setup, relreq, settings, tmp_path, releases):
     channel, user, dest = setup
     pinned = tmp_path / "vendor.pem"
-    pinned.write_text(service.server_public_key_pem(settings.data_dir))
+    pinned.write_text(registry.server_public_key_pem(settings.data_dir))
     code, out, err = relreq(
         "client",
         "fetch",
@@ -237,13 +237,13 @@ def test_a_rotten_object_in_the_server_store_is_never_shipped(world, api_url, fr
     store = LocalStore(settings.artifacts_dir)
     channel = f"customer-{world.customer()}"
     with db.transaction(world.sessions) as s:
-        release = service.register_release(
+        release = registry.register_release(
             s,
             actor=SYSTEM,
             bundle_dir=fresh_base,
             store=store,
             request_id=None,
-            public_key=service.server_public_key(settings.data_dir),
+            public_key=registry.server_public_key(settings.data_dir),
         )
         put(s, channel, release.version, config=config)
     user = world.user("customer", channel.removeprefix("customer-"))

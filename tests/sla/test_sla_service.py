@@ -8,7 +8,7 @@ import pytest
 
 from release_requests.audit.service import timeline
 from release_requests.config import load_config
-from release_requests.requests import service
+from release_requests.requests import presentation, service
 from release_requests.requests.schemas import Accept, Answer, NeedsInfo, Respond, SeverityChange
 from release_requests.sla.calendar import BusinessCalendar
 from release_requests.sla.service import ClockFacts, compute, status_of
@@ -79,7 +79,7 @@ def test_late_response_is_still_a_breach(build, session, config):
         severity=1,
         received_at=datetime.now(UTC) - timedelta(hours=2),
     )
-    service.triage(session, actor=triage, request_id=request.id, decision=Accept(decision="accept"))
+    service.triage(session, actor=triage, request_id=request.id, decision=Accept(decision="accept"), config=config)
     assert status_of(session, request=request, config=config, now=datetime.now(UTC)).state == "breached"
 
 
@@ -88,7 +88,11 @@ def test_needs_info_pauses_the_clock_until_the_customer_answers(build, session, 
     triage, user = build.person("triage"), build.person("customer", customer_id=customer.id)
     request = build.request(by=user, customer=customer, severity=2, received_at=datetime.now(UTC) - timedelta(hours=1))
     service.triage(
-        session, actor=triage, request_id=request.id, decision=NeedsInfo(decision="needs_info", question="Which build?")
+        session,
+        actor=triage,
+        request_id=request.id,
+        decision=NeedsInfo(decision="needs_info", question="Which build?"),
+        config=config,
     )
     paused = status_of(session, request=request, config=config, now=datetime.now(UTC) + timedelta(hours=10))
     assert paused.paused and paused.due_at is None and paused.state != "breached"
@@ -139,6 +143,8 @@ def test_queue_order_breached_then_severity_then_enterprise_then_due(build, sess
     ent_sev1_older = build.request(by=duty, customer=enterprise, severity=1, received_at=now - timedelta(minutes=5))
     breached_sev2 = build.request(by=duty, customer=standard, severity=2, received_at=now - timedelta(hours=9))
     items = [
-        r.id for r in service.queue(session, actor=duty, config=config) if r.customer_id in (enterprise.id, standard.id)
+        r.id
+        for r in presentation.queue(session, actor=duty, config=config)
+        if r.customer_id in (enterprise.id, standard.id)
     ]
     assert items == [breached_sev2.id, ent_sev1_older.id, ent_sev1.id, std_sev1.id]

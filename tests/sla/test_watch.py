@@ -12,7 +12,7 @@ from release_requests import db
 from release_requests.audit.service import timeline, verify_chain
 from release_requests.notifications.models import Notification
 from release_requests.sla.models import SlaCrossing
-from release_requests.sla.watch import watch
+from release_requests.workflows.sla_watch import watch
 from tests.conftest import Builder
 
 

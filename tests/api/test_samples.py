@@ -6,7 +6,7 @@ import hashlib
 import stat
 
 from release_requests.samples.store import sample_path
-from tests.spine.conftest import new_request
+from tests.api.conftest import new_request
 
 # The EICAR test string, assembled at run time so that no scanner flags this file.
 EICAR = ("X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*").encode()

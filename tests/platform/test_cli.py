@@ -230,6 +230,17 @@ def test_every_command_has_help():
             stack.append(((*path, name), sub))
 
 
+def test_artifacts_and_sigrepo_commands_are_always_mounted():
+    """They used to be mounted only if their import worked, so a broken import hid them without a word."""
+    from typer.main import get_command
+
+    from release_requests.cli.app import app
+    from release_requests.cli.artifacts import artifacts_app, sigrepo_app
+
+    assert {"artifacts", "sigrepo"} <= set(get_command(app).commands)
+    assert artifacts_app.registered_commands and sigrepo_app.registered_commands
+
+
 def test_installed_console_script_runs(settings, api_url):
     """The real `relreq` executable, as a separate process (no in-process shortcuts)."""
     env = {

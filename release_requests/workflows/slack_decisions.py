@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from release_requests.audit.service import record
+from release_requests.clock import db_now
 from release_requests.config import AppConfig
 from release_requests.errors import Forbidden, InvalidInput
 from release_requests.notifications.models import Notification, SlackDecision
@@ -27,9 +28,10 @@ from release_requests.notifications.schemas import BlockActions
 from release_requests.notifications.service import Recipient, queue
 from release_requests.people.models import Person
 from release_requests.people.service import actor_of
+from release_requests.pipeline.schemas import SignoffIn
+from release_requests.pipeline.service import sign
+from release_requests.requests.lifecycle import get_visible
 from release_requests.requests.models import ReleaseRequest
-from release_requests.requests.schemas import Accept, Reject
-from release_requests.requests.service import db_now, triage
 
 ACTIONS = ("approve", "reject")
 
@@ -48,24 +50,14 @@ def _button(press: BlockActions) -> tuple[str, dict]:
 
 
 def _decide(session: Session, *, person: Person, request_id: str, stage: str, approve: bool, config: AppConfig):
-    """One place that maps a button to its decision service: the same rules as the API, nothing else."""
-    if stage != "triage":
-        from release_requests.pipeline.schemas import SignoffIn
-        from release_requests.pipeline.service import sign
-        from release_requests.requests.service import get_visible
-
-        decision = SignoffIn(
-            stage=stage,
-            decision="approve" if approve else "reject",
-            reason=None if approve else f"rejected in Slack by {person.name}",
-        )
-        sign(session, actor=person, request_id=request_id, data=decision, config=config, via="slack")
-        return get_visible(session, actor=person, request_id=request_id)
-    if approve:
-        decision = Accept(decision="accept")
-    else:
-        decision = Reject(decision="reject", reason=f"rejected in Slack by {person.name}")
-    return triage(session, actor=person, request_id=request_id, decision=decision, config=config)
+    """A button is a sign-off of one stage: the same service, rules and audit as the API's approvals."""
+    decision = SignoffIn(
+        stage=stage,
+        decision="approve" if approve else "reject",
+        reason=None if approve else f"rejected in Slack by {person.name}",
+    )
+    sign(session, actor=person, request_id=request_id, data=decision, config=config, via="slack")
+    return get_visible(session, actor=person, request_id=request_id)
 
 
 def handle_interaction(session: Session, *, signature: str, press: BlockActions, config: AppConfig) -> ReleaseRequest:

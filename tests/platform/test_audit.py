@@ -14,7 +14,7 @@ from release_requests.config import load_config
 from release_requests.customers.schemas import CustomerCreate
 from release_requests.customers.service import create_customer
 from release_requests.people.service import PersonCreate, create_person
-from release_requests.requests import service
+from release_requests.requests import lifecycle, service
 from release_requests.requests.models import ReleaseRequest
 from release_requests.requests.schemas import Accept, SubmitRequest
 from tests.conftest import REPO, execute_as_superuser
@@ -118,11 +118,13 @@ def test_replaying_events_gives_the_current_state(session, config):
     triager = create_person(session, actor=system, data=PersonCreate(name="Triage", role="triage"))
     data = SubmitRequest(kind="false_negative", severity=3, channel="email", title="missed", customer_id=customer_id)
     request = service.submit_request(session, actor=duty, data=data, config=config)
-    service.triage(session, actor=triager, request_id=request.id, decision=Accept(decision="accept", severity=2))
+    service.triage(
+        session, actor=triager, request_id=request.id, decision=Accept(decision="accept", severity=2), config=config
+    )
 
     current = session.get(ReleaseRequest, request.id)
     assert current.status == "accepted" and current.severity == 2
-    assert service.replay(session, request_id=request.id) == jsonable(service.snapshot(current))
+    assert lifecycle.replay(session, request_id=request.id) == jsonable(lifecycle.snapshot(current))
 
 
 def test_secrets_never_reach_the_log(session):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from artifacts.bundle import BaseManifest
-from tests.spine.conftest import new_request
+from tests.api.conftest import new_request
 
 
 @pytest.mark.parametrize(

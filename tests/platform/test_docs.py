@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from release_requests.api import reference
 from release_requests.api.app import create_app
 from release_requests.cli.reference import render
 from release_requests.config import load_config
@@ -12,6 +13,12 @@ from tests.conftest import REPO
 def test_cli_reference_is_current():
     regenerate = "python -m release_requests.cli.reference > docs/cli.md"
     assert (REPO / "docs" / "cli.md").read_text() == render(), f"run: {regenerate}"
+
+
+def test_permission_table_and_routes_in_the_docs_are_current():
+    documented = (REPO / "docs" / "api.md").read_text()
+    generated = reference.render(reference.declared_actions(reference.the_app()))
+    assert reference.update_doc(documented, generated) == documented, f"run: {reference.COMMAND}"
 
 
 def test_every_api_path_is_documented():

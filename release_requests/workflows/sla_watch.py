@@ -1,8 +1,13 @@
 """The SLA watcher: records each threshold crossing exactly once and tells the people who must act.
 
-Run every minute by the `sla_watch` flow. Safe to run twice at once or after a crash: a crossing is a
-row with a unique key (request, severity, threshold), inserted with ON CONFLICT DO NOTHING in the same
-transaction as its audit event, its re-routing and its outbox rows — all of them or none.
+Run every minute by the `sla_watch` flow. It spans domains — the SLA clock (`sla.service`), routing and
+duty (`routing.service`), the request's owner (`requests.lifecycle.change`) and the outbox
+(`notifications.service`) — so it lives with the other choreography, above all of them.
+
+Safe to run twice at once or after a crash: a crossing is a row with a unique key (request, severity,
+threshold), inserted with ON CONFLICT DO NOTHING in the same transaction as its audit event, its
+re-routing and its outbox rows — all of them or none. Time is the database's (`clock.db_now`, read in
+each request's own transaction) unless a test passes `now`.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from release_requests.audit.service import Actor, record, timeline
+from release_requests.clock import db_now
 from release_requests.config import AppConfig
 from release_requests.customers.models import Customer
 from release_requests.db import transaction
 from release_requests.notifications.service import notify
 from release_requests.people.models import Person
+from release_requests.requests.lifecycle import change
 from release_requests.requests.models import ReleaseRequest
 from release_requests.requests.states import Status
 from release_requests.routing.service import availability, choose_owner
@@ -49,8 +56,6 @@ def _crossing_time(status: SlaStatus, fraction: float, customer: Customer, facts
 def _reroute_if_owner_away(
     session: Session, *, request: ReleaseRequest, now: datetime, config: AppConfig
 ) -> str | None:
-    from release_requests.requests.service import change
-
     owner = session.get(Person, request.owner_id) if request.owner_id else None
     away = "no owner"
     if owner is not None:
@@ -153,12 +158,14 @@ def _watch_request(session: Session, *, request_id: str, config: AppConfig, now:
     return crossings
 
 
-def watch(sessions: sessionmaker[Session], *, config: AppConfig, now: datetime) -> list[Crossing]:
-    """One pass over every request whose clock runs; each request in its own transaction."""
+def watch(sessions: sessionmaker[Session], *, config: AppConfig, now: datetime | None = None) -> list[Crossing]:
+    """One pass over every request whose clock runs; each request in its own transaction, at the database's
+    time (`now` only for tests that pin it)."""
     with transaction(sessions) as session:
         ids = list(session.scalars(select(ReleaseRequest.id).where(ReleaseRequest.status.in_(CLOCK_RUNNING))))
     crossings: list[Crossing] = []
     for request_id in ids:
         with transaction(sessions) as session:
-            crossings += _watch_request(session, request_id=request_id, config=config, now=now)
+            at = now or db_now(session)
+            crossings += _watch_request(session, request_id=request_id, config=config, now=at)
     return crossings

@@ -1,0 +1,18 @@
+"""One clock for every process: the database's.
+
+The API, the flow runners and the watchers run on different machines; their own clocks drift, the
+database's is the one they share. Everything recorded (audit events, SLA clocks, outbox due times)
+takes its time from here, so "before" and "after" mean the same thing in every process.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+
+def db_now(session: Session) -> datetime:
+    """The database's current time (the start of the caller's transaction)."""
+    return session.execute(text("SELECT now()")).scalar_one()

@@ -1,0 +1,199 @@
+"""Requests as people read them: lists, the work queue, the API's view of a request, and the timeline.
+
+What a customer may not read is decided here, once: staff-only events and reasons, and the ids of other
+customers' requests (masked as "another report" wherever they appear in text).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from release_requests import access
+from release_requests.audit.service import timeline
+from release_requests.clock import db_now
+from release_requests.config import AppConfig
+from release_requests.customers.models import Customer
+from release_requests.errors import InvalidInput
+from release_requests.people.models import Person
+from release_requests.requests.lifecycle import get_visible
+from release_requests.requests.models import ReleaseRequest, Sample
+from release_requests.requests.schemas import (
+    RequestFilters,
+    RequestOut,
+    SampleOut,
+    TimelineEntry,
+)
+from release_requests.requests.states import OPEN_STATES, TRANSITIONS, Status
+from release_requests.sla.service import status_of_many
+
+
+def list_requests(session: Session, *, actor: Person, filters: RequestFilters) -> tuple[list[ReleaseRequest], int]:
+    access.authorize(actor, "request.read")
+    query = select(ReleaseRequest)
+    visible = access.visible_customer_ids(session, actor)
+    if visible is not None:
+        query = query.where(ReleaseRequest.customer_id.in_(visible))
+    if filters.status:
+        unknown = set(filters.status) - {s.value for s in Status}
+        if unknown:
+            raise InvalidInput(f"unknown status {sorted(unknown)}", field="status")
+        query = query.where(ReleaseRequest.status.in_(filters.status))
+    if filters.customer_id:
+        query = query.where(ReleaseRequest.customer_id == filters.customer_id)
+    if filters.severity:
+        query = query.where(ReleaseRequest.severity == filters.severity)
+    if filters.kind:
+        query = query.where(ReleaseRequest.kind == filters.kind)
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = session.scalars(
+        query.order_by(ReleaseRequest.created_at.desc(), ReleaseRequest.id.desc())
+        .limit(filters.limit)
+        .offset(filters.offset)
+    )
+    return list(rows), total
+
+
+def present(
+    session: Session, *, requests: list[ReleaseRequest], config: AppConfig, viewer: Person | None = None
+) -> list[RequestOut]:
+    """Requests as the API shows them, with their SLA status computed now from the audit log.
+
+    Samples, customers and people are read once for the whole page, not once per request. The request a
+    duplicate follows is named only to staff or when it is the same customer's; others see the advisory.
+    """
+    ids = [r.id for r in requests]
+    slas = status_of_many(session, requests=requests, config=config, now=db_now(session))
+    samples: dict[str, list[Sample]] = {i: [] for i in ids}
+    for sample in session.scalars(select(Sample).where(Sample.request_id.in_(ids)).order_by(Sample.id)):
+        samples[sample.request_id].append(sample)
+    customers = {
+        c.id: c for c in session.scalars(select(Customer).where(Customer.id.in_({r.customer_id for r in requests})))
+    }
+    person_ids = {p for r in requests for p in (r.owner_id, r.assignee_id, r.submitted_by_id) if p is not None}
+    names = {p.id: f"{p.name} ({p.role})" for p in session.scalars(select(Person).where(Person.id.in_(person_ids)))}
+    primaries = {r.duplicate_of_id for r in requests if r.duplicate_of_id}
+    owner_of = dict(
+        session.execute(
+            select(ReleaseRequest.id, ReleaseRequest.customer_id).where(ReleaseRequest.id.in_(primaries))
+        ).all()
+    )
+    staff = access.is_staff(viewer)
+    return [
+        RequestOut(
+            **{name: getattr(r, name) for name in RequestOut.model_fields if hasattr(r, name)},
+            customer_name=customers[r.customer_id].name,
+            severity_label=config.severity.label(r.severity),
+            allowed_transitions=sorted(TRANSITIONS[Status(r.status)]),
+            owner=names.get(r.owner_id),
+            assignee=names.get(r.assignee_id),
+            duplicate_of=r.duplicate_of_id
+            if r.duplicate_of_id and (staff or owner_of.get(r.duplicate_of_id) == r.customer_id)
+            else None,
+            submitted_by=names.get(r.submitted_by_id, "?"),
+            samples=[SampleOut.model_validate(x) for x in samples[r.id]],
+            sla=slas.get(r.id),
+        )
+        for r in requests
+    ]
+
+
+STAFF_ONLY_ACTIONS = ("sla.", "line.", "channel.", "stage.", "segment.", "build.rebase")
+
+
+def _internal(event) -> bool:
+    """Staff-only events: SLA escalations, the release line and shared channels (they name other customers'
+    requests and releases), and notices addressed to staff."""
+    after = event.after or {}
+    return event.action.startswith(STAFF_ONLY_ACTIONS) or (
+        event.entity_type == "notification" and after.get("audience") == "internal"
+    )
+
+
+_REQUEST_ID_RE = re.compile(r"\b[A-Z]{1,8}-\d{4}-\d{6,}\b")
+
+
+def foreign_id_masker(session: Session, *, customer_id: str, texts: list[str]):
+    """A function replacing, in text shown to a customer, the ids of other customers' requests.
+
+    Shared fixes are told as "fixed together with other reports"; an id of someone else's request is
+    never shown (the advisory id is the shared name of the problem).
+    """
+    ids = {found for text in texts for found in _REQUEST_ID_RE.findall(text)}
+    foreign = set(  # only ids of requests that exist and are someone else's: advisory ids stay
+        session.scalars(
+            select(ReleaseRequest.id).where(ReleaseRequest.id.in_(ids), ReleaseRequest.customer_id != customer_id)
+        )
+    )
+
+    def mask(value):
+        if isinstance(value, str):
+            return _REQUEST_ID_RE.sub(lambda m: "another report" if m.group(0) in foreign else m.group(0), value)
+        if isinstance(value, dict):
+            return {k: mask(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [mask(v) for v in value]
+        return value
+
+    return mask
+
+
+def request_timeline(session: Session, *, actor: Person, request_id: str) -> list[TimelineEntry]:
+    access.authorize(actor, "request.read")
+    request = get_visible(session, actor=actor, request_id=request_id)
+    events = timeline(session, request_id=request.id)
+    customer_view = not access.is_staff(actor)
+    mask = lambda value: value  # noqa: E731
+    if customer_view:
+        events = [e for e in events if not _internal(e)]
+        texts = [json.dumps([e.before, e.after, e.reason, e.entity_id]) for e in events]
+        mask = foreign_id_masker(session, customer_id=request.customer_id, texts=texts)
+    return [
+        TimelineEntry(
+            seq=e.seq,
+            at=e.occurred_at,
+            actor=_public_actor(e.actor) if customer_view else e.actor,
+            action=e.action,
+            entity=mask(f"{e.entity_type}:{e.entity_id}"),
+            before=mask(e.before),
+            after=mask(e.after),
+            reason=None if customer_view and e.action in STAFF_ONLY_REASONS else mask(e.reason),
+        )
+        for e in events
+    ]
+
+
+STAFF_ONLY_REASONS = frozenset({"request.routed", "request.rerouted"})  # who is off, on leave, on duty
+
+
+def _public_actor(actor: str) -> str:
+    """'Tanya Smirnova <tanya@vendor.example> (tam)' → 'Tanya Smirnova (tam)': customers see names, not mailboxes."""
+    return re.sub(r" <[^>]*>", "", actor)
+
+
+QUEUE_STATES = tuple(s for s in OPEN_STATES if s not in (Status.released,))
+
+
+def queue(session: Session, *, actor: Person, config: AppConfig) -> list[RequestOut]:
+    """Open work in the order the team must take it: breached first, then severity, then Enterprise before
+    standard, then the earliest due time."""
+    access.authorize(actor, "queue.read")
+    query = select(ReleaseRequest).where(ReleaseRequest.status.in_(QUEUE_STATES))
+    visible = access.visible_customer_ids(session, actor)
+    if visible is not None:
+        query = query.where(ReleaseRequest.customer_id.in_(visible))
+    requests = list(session.scalars(query))
+    customer_ids = {r.customer_id for r in requests}
+    tiers = dict(session.execute(select(Customer.id, Customer.tier).where(Customer.id.in_(customer_ids))).all())
+    items = present(session, requests=requests, config=config, viewer=actor)
+
+    def order(item: RequestOut) -> tuple:
+        breached = item.sla is not None and item.sla.state == "breached"
+        due = item.sla.due_at if item.sla and item.sla.due_at else datetime.max.replace(tzinfo=UTC)
+        return (not breached, item.severity, tiers[item.customer_id] != "enterprise", due, item.id)
+
+    return sorted(items, key=order)

@@ -1,0 +1,65 @@
+"""From a customer's report to the work it starts: intake, evidence and triage, with their follow-ups.
+
+A new report (or a sample added to one) joins the open build of a request that names the same sample, so
+one fix serves every customer who hit the same false positive; an accepted request opens its build.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy.orm import Session
+
+from release_requests.config import AppConfig
+from release_requests.people.models import Person
+from release_requests.pipeline.service import on_accepted
+from release_requests.pipeline.sharing import join_open_build
+from release_requests.requests import samples
+from release_requests.requests import service as requests
+from release_requests.requests.models import ReleaseRequest, Sample
+from release_requests.requests.schemas import SubmitRequest, TriageDecision
+from release_requests.requests.states import Status
+
+
+def submit(session: Session, *, actor: Person, data: SubmitRequest, config: AppConfig) -> ReleaseRequest:
+    """File a request; if it names a sample whose fix is already being built, it joins that build."""
+    request = requests.submit_request(session, actor=actor, data=data, config=config)
+    join_open_build(session, request=request, config=config)
+    return request
+
+
+def add_sample(
+    session: Session,
+    *,
+    actor: Person,
+    request_id: str,
+    config: AppConfig,
+    samples_dir: Path,
+    stream: BinaryIO | None,
+    filename: str | None,
+    declared_sha256: str | None,
+) -> Sample:
+    """Attach evidence; the request may now share the open build of the same sample."""
+    sample = samples.add_sample(
+        session,
+        actor=actor,
+        request_id=request_id,
+        config=config,
+        samples_dir=samples_dir,
+        stream=stream,
+        filename=filename,
+        declared_sha256=declared_sha256,
+    )
+    join_open_build(session, request=session.get(ReleaseRequest, sample.request_id), config=config)
+    return sample
+
+
+def triage(
+    session: Session, *, actor: Person, request_id: str, decision: TriageDecision, config: AppConfig
+) -> ReleaseRequest:
+    """Apply a triage decision; an accepted request opens its first build (`pipeline.on_accepted`)."""
+    request = requests.triage(session, actor=actor, request_id=request_id, decision=decision, config=config)
+    if request.status == Status.accepted:
+        on_accepted(session, request=request, decision_id=f"v{request.version}", config=config)
+    return request
