@@ -218,6 +218,7 @@ def main() -> None:
                     expected_current=None,
                     request_id=None,
                     config=config,
+                    repo_path=data_dir / "sigrepo",
                 )
         api_port, static_port = free_port(), free_port()
         env = os.environ | {"RR_DATABASE_URL": url, "RR_DATA_DIR": str(data_dir), "RR_CONFIG_DIR": str(REPO / "config")}

@@ -21,6 +21,7 @@ from prefect import flow, get_run_logger
 from release_requests.config import get_config
 from release_requests.listening import listen_forever
 from release_requests.notifications.delivery import CHANNEL, Deliverer
+from release_requests.notifications.transports import unconfigured_warnings
 from release_requests.settings import get_settings
 
 SWEEP_INTERVAL = timedelta(minutes=1)
@@ -45,8 +46,8 @@ def listen_and_deliver(stop: threading.Event, *, poll_seconds: float = 2.0, deli
     within `poll_seconds`. Survives database restarts (`listening.listen_forever`: it reconnects and then
     delivers what was committed meanwhile)."""
     deliverer = deliverer or Deliverer.from_settings(get_settings(), get_config())
-    for name, reason in deliverer.unconfigured().items():
-        log.warning("notifications: %s not configured (%s): its notices are skipped, not sent", name, reason)
+    for warning in unconfigured_warnings(deliverer.transports):
+        log.warning(warning)
 
     def deliver() -> float | None:
         deliverer.deliver_due()

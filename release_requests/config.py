@@ -97,6 +97,9 @@ class SeverityConfig(_Strict):
 class InternalAudience(_Strict):
     slack_channel: str = Field(min_length=1)
     email: str = Field(min_length=3)
+    webhook: bool = Field(
+        default=False, description="staff notices also go to the HTTPS webhook (RR_WEBHOOK_URL, RR_WEBHOOK_SECRET)"
+    )
 
 
 class EmailPolicy(_Strict):

@@ -1,6 +1,6 @@
 """The embedded Postgres server used when `RR_DATABASE_URL` is not set.
 
-Measured traps (DESIGN.md §4): as root the package runs the server as a system user and chmods the
+Measured traps: as root the package runs the server as a system user and chmods the
 parents of the data dir; a SIGKILLed owner leaves its pid in `.handle_pids.json`, after which the
 server would never be stopped — so dead pids are pruned before every `get_server`.
 """

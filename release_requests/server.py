@@ -25,9 +25,10 @@ from artifacts.signing import KEY_RELPATH, create_signing_key, key_id
 from artifacts.starter import init_sigrepo
 from release_requests import db, embedded_pg
 from release_requests.api.app import create_app
-from release_requests.config import get_config
+from release_requests.config import AppConfig, get_config
 from release_requests.installation import database_name, prefect_database
 from release_requests.logs import configure_logging
+from release_requests.notifications.transports import configure, unconfigured_warnings
 from release_requests.runtime import migrated_url
 from release_requests.settings import Settings, get_settings
 
@@ -140,7 +141,7 @@ def start_prefect_server(
 
 
 def start_flow_runner(*, settings: Settings, api_url: str, log_file: Path) -> subprocess.Popen:
-    # heartbeats let the zombie automation mark runs of a killed runner Crashed (>= 30 s, DESIGN.md §4)
+    # heartbeats let the zombie automation mark runs of a killed runner Crashed (every 30 s, the least Prefect accepts)
     env = prefect_environment(settings, api_url) | {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
     return subprocess.Popen(
         [sys.executable, "-m", "flows.serve"],
@@ -164,12 +165,21 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(5)
 
 
+def check_notifications(settings: Settings, config: AppConfig) -> None:
+    """Refuse to start with a notification setting that is present but wrong (ConfigError), and say once, on
+    the terminal, which transports are not configured: their notices are recorded and skipped, never sent."""
+    transports = configure(settings, config)
+    for warning in unconfigured_warnings(transports):
+        log.warning(warning)
+
+
 def run(*, host: str, port: int) -> None:
     configure_logging()
     # uvicorn re-raises the signal it caught after shutting down; turning SIGTERM into SystemExit lets the
     # children below be stopped on the way out instead of being orphaned.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     settings = get_settings()
+    check_notifications(settings, get_config())
     announce_database(settings)
     app_url = migrated_url(create=True)
     ensure_signature_repo(settings)

@@ -1,4 +1,4 @@
-"""Process settings from `RR_*` environment variables (the public contract in DESIGN.md §3)."""
+"""Process settings from `RR_*` environment variables (documented in docs/configuration.md)."""
 
 from __future__ import annotations
 

@@ -366,7 +366,7 @@ def prefect_api(db_url, tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture
 def prefect_client_env(prefect_api, monkeypatch):
-    """Flows in this process talk to the session's Prefect server; heartbeats off (DESIGN.md §4)."""
+    """Flows in this process talk to the session's Prefect server; no heartbeats (no runner to lose)."""
     from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     with temporary_settings({PREFECT_API_URL: prefect_api, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):

@@ -49,7 +49,12 @@ def create_app(*, settings: Settings, config: AppConfig, sessions: sessionmaker[
     def healthz() -> dict:
         with app.state.context.unit_of_work() as session:
             session.execute(text("SELECT 1"))
-        # which notification transports this installation has ("slack": "not configured: RR_SLACK_TOKEN unset")
-        return {"status": "ok", "notifications": transport_status(settings)}
+        # which notification transports this installation has ("slack": "not configured: RR_SLACK_TOKEN unset");
+        # why a setting is invalid may name internal hosts: that stays in the server's log
+        transports = {
+            name: "invalid: see the server log" if status.startswith("invalid") else status
+            for name, status in transport_status(settings).items()
+        }
+        return {"status": "ok", "notifications": transports}
 
     return app

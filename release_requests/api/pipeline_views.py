@@ -26,7 +26,14 @@ def pipeline_status(request_id: str, me: Person = Depends(caller), ctx: AppConte
 def sign_off(request_id: str, body: SignoffIn, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
     """Approve, reject, revoke your approval, or (emergency role, with a reason) override a stage."""
     with ctx.unit_of_work() as session:
-        service.sign(session, actor=me, request_id=request_id, data=body, config=ctx.config)
+        service.sign(
+            session,
+            actor=me,
+            request_id=request_id,
+            data=body,
+            config=ctx.config,
+            repo_path=ctx.settings.signature_repo,
+        )
     with ctx.unit_of_work() as session:
         return service.status(session, actor=me, request_id=request_id, config=ctx.config)
 

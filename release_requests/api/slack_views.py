@@ -36,7 +36,13 @@ async def interactions(request: Request, ctx: AppContext = Depends(context)) -> 
 
     def decide() -> dict:
         with ctx.unit_of_work() as session:
-            decided = handle_interaction(session, signature=signature, press=press, config=ctx.config)
+            decided = handle_interaction(
+                session,
+                signature=signature,
+                press=press,
+                config=ctx.config,
+                repo_path=ctx.settings.signature_repo,
+            )
             return {"ok": True, "request_id": decided.id, "status": decided.status}
 
     return await run_in_threadpool(decide)  # the database work must not block the event loop

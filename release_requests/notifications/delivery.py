@@ -94,10 +94,6 @@ class Deliverer:
         engine = make_engine(migrated_url())
         return cls(engine=engine, config=config, transports=transports, **kwargs)
 
-    def unconfigured(self) -> dict[str, str]:
-        """Transports whose notices are skipped here, with the reason (`{"slack": "RR_SLACK_TOKEN unset"}`)."""
-        return {name: t.reason for name, t in self.transports.items() if not t.configured}
-
     def _configured(self, channel: str) -> Transport | None:
         transport = self.transports.get(channel)
         return transport if transport is not None and transport.configured else None

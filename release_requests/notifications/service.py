@@ -29,12 +29,10 @@ from release_requests.errors import Conflict, NotFound
 from release_requests.notifications.models import Notification
 from release_requests.notifications.preferences import effective
 from release_requests.notifications.schemas import NotificationFilters
-from release_requests.notifications.transports import webhook_enabled
 from release_requests.people.models import Person
 from release_requests.people.service import actor_of
 from release_requests.requests.models import ReleaseRequest
 from release_requests.routing.service import on_duty
-from release_requests.settings import get_settings
 
 
 @dataclass(frozen=True)
@@ -48,10 +46,6 @@ class Recipient:
 
 OUTBOX = Actor.system("outbox")
 WEBHOOK_RECIPIENT = "internal"  # the one webhook, RR_WEBHOOK_URL: rows carry its name, the URL stays in settings
-
-
-def _webhook_enabled() -> bool:
-    return webhook_enabled(get_settings())
 
 
 def team_recipients(config: AppConfig) -> list[Recipient]:
@@ -91,7 +85,7 @@ def resolve(
             recipients += _customer_recipients(session, customer)
         elif target == "internal_channel":
             recipients.append(Recipient("internal", "slack", config.notifications.internal.slack_channel))
-            if _webhook_enabled():  # staff notices the internal channel gets also go to the webhook
+            if config.notifications.internal.webhook:  # staff notices the internal channel gets, also to the webhook
                 recipients.append(Recipient("internal", "webhook", WEBHOOK_RECIPIENT))
         elif target == "internal_email":
             recipients.append(Recipient("internal", "email", config.notifications.internal.email))

@@ -603,6 +603,10 @@ def transport_status(settings: Settings) -> dict[str, str]:
     return status
 
 
-def webhook_enabled(settings: Settings) -> bool:
-    """Whether staff notices are also queued for the webhook (both its settings are present)."""
-    return bool(settings.webhook_url and settings.webhook_secret)
+def unconfigured_warnings(transports: dict[str, Transport]) -> list[str]:
+    """What a process says once at start about each transport it cannot use (never once per notice)."""
+    return [
+        f"notifications: {name} not configured ({t.reason}): its notices are skipped, not sent"
+        for name, t in transports.items()
+        if not t.configured
+    ]

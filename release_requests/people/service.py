@@ -111,9 +111,12 @@ def find_person(session: Session, *, ref: str) -> Person:
     return person
 
 
+def label(person: Person) -> str:
+    """'Name (role)': how requests show their owner, assignee and submitter."""
+    return f"{person.name} ({person.role})"
+
+
 def display_name(session: Session, person_id: int | None) -> str | None:
-    """'Name (role)' as requests show their owner and assignee; None for nobody."""
-    if person_id is None:
-        return None
-    person = session.get(Person, person_id)
-    return f"{person.name} ({person.role})" if person else None
+    """The label of a person by id; None for nobody."""
+    person = session.get(Person, person_id) if person_id is not None else None
+    return label(person) if person else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -40,7 +41,6 @@ from release_requests.releases.models import ChannelPointer
 from release_requests.requests.lifecycle import get_visible, transition
 from release_requests.requests.models import ReleaseRequest, Sample
 from release_requests.requests.states import Status
-from release_requests.settings import get_settings
 
 # --------------------------------------------------------------------------------------------------
 # Who is affected, and telling them
@@ -344,9 +344,17 @@ def start_publish_if_ready(
 
 
 def sign(
-    session: Session, *, actor: Person, request_id: str, data: SignoffIn, config: AppConfig, via: str = "api"
+    session: Session,
+    *,
+    actor: Person,
+    request_id: str,
+    data: SignoffIn,
+    config: AppConfig,
+    repo_path: Path,
+    via: str = "api",
 ) -> Evaluation:
-    """Grant, reject, revoke or override a stage sign-off under the policy in stages.toml."""
+    """Grant, reject, revoke or override a stage sign-off under the policy in stages.toml (a rejection takes
+    the fix off the release line of the signature repository at `repo_path`)."""
     request = get_visible(session, actor=actor, request_id=request_id, lock=True)
     access.authorize(actor, "stage.override" if data.decision == "override" else "stage.sign")
     build, run = _awaiting(session, request=request, stage=data.stage, config=config)
@@ -354,7 +362,14 @@ def sign(
     event, audit = _record_signoff(session, actor=actor, request=request, build=build, data=data, via=via)
     if data.decision == "reject":
         _fail_rejected(
-            session, actor=actor, request=request, build=build, data=data, config=config, at=audit.occurred_at
+            session,
+            actor=actor,
+            request=request,
+            build=build,
+            data=data,
+            config=config,
+            repo_path=repo_path,
+            at=audit.occurred_at,
         )
     if data.decision == "override":
         _announce_override(
@@ -428,6 +443,7 @@ def _fail_rejected(
     build: Build,
     data: SignoffIn,
     config: AppConfig,
+    repo_path: Path,
     at: datetime,
 ) -> None:
     """A rejected stage fails the request, tells the customer and the team, and takes its fix off the line."""
@@ -450,7 +466,7 @@ def _fail_rejected(
         request=request,
         actor=actor_of(actor),
         reason=reason,
-        repo_path=get_settings().signature_repo,
+        repo_path=repo_path,
         config=config,
     )
 

@@ -20,7 +20,7 @@ from artifacts.gitops import open_repo
 from release_requests import access
 from release_requests.audit.service import Actor, record
 from release_requests.clock import db_now
-from release_requests.config import AppConfig, get_config
+from release_requests.config import AppConfig
 from release_requests.errors import ChannelHalted, LineBroken, NotFound, StaleVersion
 from release_requests.releases.channels import (
     audience_of,
@@ -31,10 +31,9 @@ from release_requests.releases.channels import (
     record_move,
 )
 from release_requests.releases.models import ChannelPointer, Release
-from release_requests.settings import get_settings
 
 
-def check_keeps_fixes(session: Session, *, channel: str, release: Release, repo_path: Path | None) -> None:
+def check_keeps_fixes(session: Session, *, channel: str, release: Release, repo_path: Path) -> None:
     """Refuse (LineBroken) a release that lacks a fix the channel serves now.
 
     Bases: the new base's commit must descend from the served base's commit (git ancestry on the release
@@ -61,7 +60,7 @@ def check_keeps_fixes(session: Session, *, channel: str, release: Release, repo_
                 served=served.version,
             )
         return
-    repo = open_repo(repo_path or get_settings().signature_repo)
+    repo = open_repo(repo_path)
     old, new = served.manifest["commit"], release.manifest["commit"]
     try:
         kept = releaseline.contains(repo, ancestor=old, descendant=new)
@@ -90,9 +89,9 @@ def publish(
     version: str,
     expected_current: str | None,
     request_id: str | None,
+    config: AppConfig,
+    repo_path: Path,
     reason: str | None = None,
-    config: AppConfig | None = None,
-    repo_path: Path | None = None,
 ) -> ChannelPointer:
     """Point `channel` at `version` if it still points at `expected_current` (None: the channel is new).
 
@@ -103,7 +102,6 @@ def publish(
     A halted channel refuses every publish (Conflict) until a release manager or admin resumes it, and a
     release that would take away a fix the channel serves is refused (LineBroken, see `check_keeps_fixes`).
     """
-    config = config or get_config()
     refuse_if_halted(session, channel)
     release = session.get(Release, version)
     if release is None:

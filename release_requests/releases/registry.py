@@ -32,7 +32,6 @@ from release_requests.releases.models import KnownCleanFile, Release
 from release_requests.releases.naming import release_key
 from release_requests.releases.schemas import KnownCleanIn
 from release_requests.requests.models import ReleaseRequest
-from release_requests.settings import get_settings
 
 
 @lru_cache
@@ -56,19 +55,18 @@ def register_release(
     request_id: str | None,
     private_to: str | None = None,
     product: str | None = None,
-    public_key: Ed25519PublicKey | None = None,
+    public_key: Ed25519PublicKey,
 ) -> Release:
     """Record a signed bundle as a release after checking its signature and every file; put files in the store.
 
     Idempotent for the same manifest (the pipeline may retry); a different manifest under a known release key
-    is a Conflict. `public_key` defaults to the server's signing key (`RR_DATA_DIR/keys/signing.key`).
+    is a Conflict. `public_key` is the key releases must be signed with: the server's (`server_public_key`).
     """
-    key = public_key or server_public_key(get_settings().data_dir)
-    manifest = _verified_manifest(bundle_dir, key)
+    manifest = _verified_manifest(bundle_dir, public_key)
     data = (bundle_dir / MANIFEST).read_bytes()
     signature = (bundle_dir / SIGNATURE).read_bytes()
     try:  # what we store must be the very bytes that verified, not a file swapped in meanwhile
-        verify(key, data, signature, origin=str(bundle_dir / SIGNATURE))
+        verify(public_key, data, signature, origin=str(bundle_dir / SIGNATURE))
     except ArtifactError as exc:
         raise InvalidInput(str(exc), field="bundle_dir") from exc
     if isinstance(manifest, HotfixManifest):

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from release_requests import access
 from release_requests.audit.service import Actor, record
 from release_requests.clock import db_now
-from release_requests.config import AppConfig, get_config
+from release_requests.config import AppConfig
 from release_requests.errors import Conflict, InvalidInput, NotFound
 from release_requests.notifications.service import notify
 from release_requests.people.models import Person
@@ -84,15 +84,14 @@ def revert(
     channel: str,
     to_version: str | None,
     reason: str,
+    config: AppConfig,
     request_id: str | None = None,
-    config: AppConfig | None = None,
 ) -> ChannelPointer:
     """Move `channel` back in one step: to its previous version, or to `to_version` if it served it before.
 
     Audited and announced (`release.reverted`) to the team, and to the customer on their own channel, when
     the request is known (given, or the one whose release is being reverted).
     """
-    config = config or get_config()
     pointer = read_pointer(session, channel, lock=True)
     if pointer is None:
         raise NotFound(f"no channel '{channel}'")

@@ -20,6 +20,7 @@ from release_requests.config import AppConfig
 from release_requests.customers.models import Customer
 from release_requests.errors import InvalidInput
 from release_requests.people.models import Person
+from release_requests.people.service import label
 from release_requests.requests.lifecycle import get_visible
 from release_requests.requests.models import ReleaseRequest, Sample
 from release_requests.requests.schemas import (
@@ -75,7 +76,7 @@ def present(
         c.id: c for c in session.scalars(select(Customer).where(Customer.id.in_({r.customer_id for r in requests})))
     }
     person_ids = {p for r in requests for p in (r.owner_id, r.assignee_id, r.submitted_by_id) if p is not None}
-    names = {p.id: f"{p.name} ({p.role})" for p in session.scalars(select(Person).where(Person.id.in_(person_ids)))}
+    names = {p.id: label(p) for p in session.scalars(select(Person).where(Person.id.in_(person_ids)))}
     primaries = {r.duplicate_of_id for r in requests if r.duplicate_of_id}
     owner_of = dict(
         session.execute(

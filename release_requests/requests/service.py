@@ -186,11 +186,8 @@ def change_severity(session: Session, *, actor: Person, request_id: str, data: S
     )
 
 
-def triage(
-    session: Session, *, actor: Person, request_id: str, decision: TriageDecision, config: AppConfig
-) -> ReleaseRequest:
-    """Apply a triage decision and tell the customer (the question, for needs-info)."""
-    request = _apply_triage(session, actor=actor, request_id=request_id, decision=decision)
+def announce_triage(session: Session, *, request: ReleaseRequest, decision: TriageDecision, config: AppConfig) -> None:
+    """Tell the customer the decision (the question, for needs-info), once per request version."""
     if isinstance(decision, NeedsInfo):
         event, context = "request.needs_info", {"question": decision.question}
     else:
@@ -212,10 +209,10 @@ def triage(
         at=db_now(session),
         key=str(request.version),
     )
-    return request
 
 
-def _apply_triage(session: Session, *, actor: Person, request_id: str, decision: TriageDecision) -> ReleaseRequest:
+def apply_triage(session: Session, *, actor: Person, request_id: str, decision: TriageDecision) -> ReleaseRequest:
+    """Accept, reject, mark duplicate or ask for information: the state change and its audit event."""
     access.authorize(actor, "request.triage")
     request = get_visible(session, actor=actor, request_id=request_id, lock=True)
     common = {"session": session, "actor": actor_of(actor), "request": request, "expected_version": decision.version}

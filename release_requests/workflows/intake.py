@@ -58,8 +58,10 @@ def add_sample(
 def triage(
     session: Session, *, actor: Person, request_id: str, decision: TriageDecision, config: AppConfig
 ) -> ReleaseRequest:
-    """Apply a triage decision; an accepted request opens its first build (`pipeline.on_accepted`)."""
-    request = requests.triage(session, actor=actor, request_id=request_id, decision=decision, config=config)
+    """Apply a triage decision; an accepted request opens its first build (`pipeline.on_accepted`, which may
+    give it the advisory of the reports it now carries) before the customer is told."""
+    request = requests.apply_triage(session, actor=actor, request_id=request_id, decision=decision)
     if request.status == Status.accepted:
         on_accepted(session, request=request, decision_id=f"v{request.version}", config=config)
+    requests.announce_triage(session, request=request, decision=decision, config=config)
     return request

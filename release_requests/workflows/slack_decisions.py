@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -49,18 +50,22 @@ def _button(press: BlockActions) -> tuple[str, dict]:
     return action.action_id, ref
 
 
-def _decide(session: Session, *, person: Person, request_id: str, stage: str, approve: bool, config: AppConfig):
+def _decide(
+    session: Session, *, person: Person, request_id: str, stage: str, approve: bool, config: AppConfig, repo_path: Path
+):
     """A button is a sign-off of one stage: the same service, rules and audit as the API's approvals."""
     decision = SignoffIn(
         stage=stage,
         decision="approve" if approve else "reject",
         reason=None if approve else f"rejected in Slack by {person.name}",
     )
-    sign(session, actor=person, request_id=request_id, data=decision, config=config, via="slack")
+    sign(session, actor=person, request_id=request_id, data=decision, config=config, repo_path=repo_path, via="slack")
     return get_visible(session, actor=person, request_id=request_id)
 
 
-def handle_interaction(session: Session, *, signature: str, press: BlockActions, config: AppConfig) -> ReleaseRequest:
+def handle_interaction(
+    session: Session, *, signature: str, press: BlockActions, config: AppConfig, repo_path: Path
+) -> ReleaseRequest:
     action, ref = _button(press)
     slack_user = press.user.id
     person = session.scalar(select(Person).where(Person.slack_user_id == slack_user, Person.active.is_(True)))
@@ -96,6 +101,7 @@ def handle_interaction(session: Session, *, signature: str, press: BlockActions,
         stage=ref["stage"],
         approve=action == "approve",
         config=config,
+        repo_path=repo_path,
     )
     channel, message_ts = press.channel.id, press.message_ts
     now = db_now(session)

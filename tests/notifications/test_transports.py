@@ -27,6 +27,7 @@ from release_requests.notifications.transports import (
     transport_status,
 )
 from release_requests.requests.models import ReleaseRequest
+from release_requests.server import check_notifications
 from release_requests.settings import Settings, get_settings
 from tests.notifications.conftest import INTERNAL, deliver_until_quiet
 
@@ -35,13 +36,19 @@ UNCONFIGURED = {"slack_token": None, "smtp_url": None, "webhook_url": None, "web
 
 
 @pytest.fixture
-def webhook_enabled(monkeypatch):
-    """Turn the webhook on for the processes' settings (what `notify` reads when it queues)."""
+def webhook_enabled(monkeypatch, scene):
+    """Turn the webhook on: the policy that queues staff notices for it (`[internal] webhook`), and the
+    settings that say where it is."""
 
     def enable(url: str, secret: str = SECRET) -> None:
         monkeypatch.setenv("RR_WEBHOOK_URL", url)
         monkeypatch.setenv("RR_WEBHOOK_SECRET", secret)
         get_settings.cache_clear()
+        notifications = scene.config.notifications
+        internal = notifications.internal.model_copy(update={"webhook": True})
+        scene.config = scene.config.model_copy(
+            update={"notifications": notifications.model_copy(update={"internal": internal})}
+        )
 
     yield enable
     get_settings.cache_clear()
@@ -206,7 +213,7 @@ def test_unconfigured_transports_skip_their_notices_without_dead_letters_alerts_
     """The default installation (no Slack, no SMTP, no webhook): every notice is skipped once, quietly."""
     bare = settings.model_copy(update=UNCONFIGURED)
     deliverer = Deliverer(engine=engine, config=config, transports=configure(bare, config), backoff_seconds=[0.1])
-    assert deliverer.unconfigured() == {
+    assert {name: t.reason for name, t in deliverer.transports.items() if not t.configured} == {
         "slack": "RR_SLACK_TOKEN unset",
         "email": "RR_SMTP_URL unset",
         "webhook": "RR_WEBHOOK_URL unset",
@@ -301,7 +308,7 @@ def test_healthz_names_each_transport_and_whether_it_is_configured(settings, con
     half = health(webhook_url="https://hooks.vendor.example/rr", smtp_url="mail.vendor.example:25")
     assert half["status"] == "ok"
     assert half["notifications"]["webhook"] == "not configured: RR_WEBHOOK_SECRET unset"
-    assert half["notifications"]["email"].startswith("invalid: RR_SMTP_URL: expected smtp://")
+    assert half["notifications"]["email"] == "invalid: see the server log"  # the why may name internal hosts
 
 
 def test_a_dead_alert_raises_no_further_alert(scene, slack, smtp, make_deliverer, config):
@@ -347,3 +354,22 @@ def test_settings_read_the_webhook_from_the_environment(monkeypatch):
     settings = Settings()
     assert (settings.webhook_url, settings.webhook_secret) == ("https://hooks.vendor.example/rr", SECRET)
     assert transport_status(settings)["webhook"] == "configured"
+
+
+def test_serve_says_once_on_its_terminal_which_transports_are_off_and_refuses_a_wrong_setting(settings, config):
+    logger, seen = logging.getLogger("release_requests.server"), Records()
+    logger.addHandler(seen)
+    try:
+        check_notifications(settings.model_copy(update=UNCONFIGURED), config)
+    finally:
+        logger.removeHandler(seen)
+    assert [r.getMessage() for r in seen.records if r.levelno == logging.WARNING] == [
+        "notifications: slack not configured (RR_SLACK_TOKEN unset): its notices are skipped, not sent",
+        "notifications: email not configured (RR_SMTP_URL unset): its notices are skipped, not sent",
+        "notifications: webhook not configured (RR_WEBHOOK_URL unset): its notices are skipped, not sent",
+    ]
+    wrong = settings.model_copy(
+        update={**UNCONFIGURED, "webhook_url": "http://relay.corp.example/hook", "webhook_secret": SECRET}
+    )
+    with pytest.raises(ConfigError, match="RR_WEBHOOK_URL"):
+        check_notifications(wrong, config)

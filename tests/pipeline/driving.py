@@ -105,7 +105,14 @@ def run_pending(w, request_id: str) -> list[str]:
 def sign(w, staff, request_id: str, stage: str) -> None:
     for role in SIGNERS[stage]:
         with db.transaction(w.seg.sessions) as s:
-            service.sign(s, actor=staff[role], request_id=request_id, data=SignoffIn(stage=stage), config=w.config)
+            service.sign(
+                s,
+                actor=staff[role],
+                request_id=request_id,
+                data=SignoffIn(stage=stage),
+                config=w.config,
+                repo_path=w.settings.signature_repo,
+            )
 
 
 def release(w, staff, request_id: str, stages: list[str]) -> None:

@@ -54,12 +54,26 @@ def test_private_hotfix_goes_internal_then_only_to_its_customer(world_pipeline, 
     with db.transaction(seg.sessions) as s:
         b = Builder(s, w.config)
         other_engineer = b.person("build_engineer")  # the builder may not sign his own build
-        service.sign(s, actor=other_engineer, request_id=rid, data=SignoffIn(stage="internal"), config=w.config)
+        service.sign(
+            s,
+            actor=other_engineer,
+            request_id=rid,
+            data=SignoffIn(stage="internal"),
+            config=w.config,
+            repo_path=w.settings.signature_repo,
+        )
     t = w.trigger(rid, "publish:internal:")
     segments.run_publish(seg, request_id=rid, stage="internal", build_id=int(t.step.split(":")[2]), trigger_key=t.key)
     with db.transaction(seg.sessions) as s:
         for person in (other_engineer, manager):
-            service.sign(s, actor=person, request_id=rid, data=SignoffIn(stage="customer"), config=w.config)
+            service.sign(
+                s,
+                actor=person,
+                request_id=rid,
+                data=SignoffIn(stage="customer"),
+                config=w.config,
+                repo_path=w.settings.signature_repo,
+            )
     t = w.trigger(rid, "publish:customer:")
     segments.run_publish(seg, request_id=rid, stage="customer", build_id=int(t.step.split(":")[2]), trigger_key=t.key)
     with db.transaction(seg.sessions) as s:

@@ -234,7 +234,14 @@ def test_a_rejected_or_cancelled_request_takes_its_fix_off_the_line(world_pipeli
     a, b, a_bytes, b_bytes = two_fixes_on_the_line(w, staff)
     with db.transaction(w.seg.sessions) as s:
         decision = SignoffIn(stage="canary", decision="reject", reason="breaks the payroll run")
-        service.sign(s, actor=staff["release_manager"], request_id=a, data=decision, config=w.config)
+        service.sign(
+            s,
+            actor=staff["release_manager"],
+            request_id=a,
+            data=decision,
+            config=w.config,
+            repo_path=w.settings.signature_repo,
+        )
     assert any(action == "line.reverted" for action, _, _ in audit(w, a))
     with db.transaction(w.seg.sessions) as s:
         duty = Builder(s, w.config).person("duty_manager")
@@ -301,7 +308,14 @@ def test_a_new_attempt_builds_its_own_fix_never_the_rejected_one(world_pipeline,
         if rule is first:
             with db.transaction(w.seg.sessions) as s:
                 decision = SignoffIn(stage="internal", decision="reject", reason="rule too broad")
-                service.sign(s, actor=staff["build_engineer"], request_id=rid, data=decision, config=w.config)
+                service.sign(
+                    s,
+                    actor=staff["build_engineer"],
+                    request_id=rid,
+                    data=decision,
+                    config=w.config,
+                    repo_path=w.settings.signature_repo,
+                )
     with db.transaction(w.seg.sessions) as s:
         build = service.latest_build(s, request_id=rid)
     shipped = git.Repo(w.settings.signature_repo).commit(build.commit)

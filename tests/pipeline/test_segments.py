@@ -32,7 +32,14 @@ def state(w, request_id):
 
 def sign(w, request_id, person, stage):
     with db.transaction(w.seg.sessions) as s:
-        return service.sign(s, actor=person, request_id=request_id, data=SignoffIn(stage=stage), config=w.config)
+        return service.sign(
+            s,
+            actor=person,
+            request_id=request_id,
+            data=SignoffIn(stage=stage),
+            config=w.config,
+            repo_path=w.settings.signature_repo,
+        )
 
 
 def run_build(w, request_id):

@@ -18,6 +18,7 @@ from release_requests.pipeline.schemas import SignoffIn
 from release_requests.requests.lifecycle import transition
 from release_requests.requests.schemas import Accept
 from release_requests.requests.states import Status
+from release_requests.settings import get_settings
 from release_requests.workflows import intake
 from tests.conftest import SYSTEM
 
@@ -62,6 +63,7 @@ def sign(session, config, person, request, stage="internal", decision="approve",
         actor=person,
         request_id=request.id,
         config=config,
+        repo_path=get_settings().signature_repo,
         data=SignoffIn(stage=stage, decision=decision, reason=reason),
     )
 

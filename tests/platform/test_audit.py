@@ -17,6 +17,7 @@ from release_requests.people.service import PersonCreate, create_person
 from release_requests.requests import lifecycle, service
 from release_requests.requests.models import ReleaseRequest
 from release_requests.requests.schemas import Accept, SubmitRequest
+from release_requests.workflows import intake
 from tests.conftest import REPO, execute_as_superuser
 
 CONFIG = load_config(REPO / "config")
@@ -118,7 +119,7 @@ def test_replaying_events_gives_the_current_state(session, config):
     triager = create_person(session, actor=system, data=PersonCreate(name="Triage", role="triage"))
     data = SubmitRequest(kind="false_negative", severity=3, channel="email", title="missed", customer_id=customer_id)
     request = service.submit_request(session, actor=duty, data=data, config=config)
-    service.triage(
+    intake.triage(
         session, actor=triager, request_id=request.id, decision=Accept(decision="accept", severity=2), config=config
     )
 

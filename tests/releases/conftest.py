@@ -157,6 +157,7 @@ def put(session: Session, channel: str, *versions: str, config, actor: Actor = S
             expected_current=current.version if current else None,
             request_id=None,
             config=config,
+            repo_path=get_settings().signature_repo,
         )
         if i < len(versions) - 1:
             later = db_now(session) + timedelta(days=1)

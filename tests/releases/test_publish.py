@@ -18,6 +18,7 @@ from release_requests.clock import db_now
 from release_requests.errors import Conflict, InvalidInput, LineBroken, StaleVersion
 from release_requests.releases import channels, publishing, registry, stopping
 from release_requests.releases.models import ChannelHistory, ChannelPointer
+from release_requests.settings import get_settings
 from tests.releases.conftest import SYSTEM, put
 
 
@@ -36,6 +37,7 @@ def test_publish_is_compare_and_swap_with_history_and_audit(session, releases, w
         expected_current=None,
         request_id=None,
         config=config,
+        repo_path=get_settings().signature_repo,
     )
     assert (first.version, first.previous_version, first.pointer_version) == (releases.v1, None, 1)
     second = publishing.publish(
@@ -47,6 +49,7 @@ def test_publish_is_compare_and_swap_with_history_and_audit(session, releases, w
         request_id=None,
         reason="FP fix",
         config=config,
+        repo_path=get_settings().signature_repo,
     )
     assert (second.version, second.previous_version, second.pointer_version) == (releases.v2, releases.v1, 2)
     assert second.rollout_percent == 100 and second.private_to == channel.removeprefix("customer-")
@@ -60,6 +63,7 @@ def test_publish_is_compare_and_swap_with_history_and_audit(session, releases, w
             expected_current=releases.v1,
             request_id=None,
             config=config,
+            repo_path=get_settings().signature_repo,
         )
     assert stale.value.details["current_version"] == releases.v2
     with pytest.raises(StaleVersion, match="not nothing"):
@@ -71,6 +75,7 @@ def test_publish_is_compare_and_swap_with_history_and_audit(session, releases, w
             expected_current=None,
             request_id=None,
             config=config,
+            repo_path=get_settings().signature_repo,
         )
 
     again = publishing.publish(
@@ -81,6 +86,7 @@ def test_publish_is_compare_and_swap_with_history_and_audit(session, releases, w
         expected_current=releases.v1,
         request_id=None,
         config=config,
+        repo_path=get_settings().signature_repo,
     )
     assert again.pointer_version == 2, "republishing the current version is a no-op"
     assert history(session, channel) == [("publish", None, releases.v1), ("publish", releases.v1, releases.v2)]
@@ -111,6 +117,7 @@ def test_a_private_hotfix_never_leaves_its_customer_channels(session, releases, 
             expected_current=None,
             request_id=None,
             config=config,
+            repo_path=get_settings().signature_repo,
         )
 
 
@@ -125,6 +132,7 @@ def test_hotfix_channels_follow_the_signed_customer_and_product(session, release
             expected_current=None,
             request_id=None,
             config=config,
+            repo_path=get_settings().signature_repo,
         )
     own = f"hotfix-{releases.hotfix_customer}-endpoint-agent"
     pointer = put(session, own, releases.hotfix, config=config)
@@ -138,6 +146,7 @@ def test_hotfix_channels_follow_the_signed_customer_and_product(session, release
             expected_current=releases.hotfix,
             request_id=None,
             config=config,
+            repo_path=get_settings().signature_repo,
         )
     with pytest.raises(InvalidInput, match="no customer"):
         publishing.publish(
@@ -148,6 +157,7 @@ def test_hotfix_channels_follow_the_signed_customer_and_product(session, release
             expected_current=None,
             request_id=None,
             config=config,
+            repo_path=get_settings().signature_repo,
         )
 
 
@@ -251,6 +261,7 @@ def _race(world, config, *, channel: str, expected: str | None, versions: list[s
                     expected_current=expected,
                     request_id=None,
                     config=config,
+                    repo_path=get_settings().signature_repo,
                 )
                 time.sleep(0.2)  # keep the row locked until the other publisher waits on it
                 outcomes.append(("won", p.version))
@@ -312,6 +323,7 @@ def test_a_base_that_would_drop_a_served_fix_is_never_published(session, release
             expected_current=releases.v2,
             request_id=None,
             config=config,
+            repo_path=get_settings().signature_repo,
         )
     assert session.get(ChannelPointer, channel).version == releases.v2
 

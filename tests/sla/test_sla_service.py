@@ -12,6 +12,7 @@ from release_requests.requests import presentation, service
 from release_requests.requests.schemas import Accept, Answer, NeedsInfo, Respond, SeverityChange
 from release_requests.sla.calendar import BusinessCalendar
 from release_requests.sla.service import ClockFacts, compute, status_of
+from release_requests.workflows import intake
 from tests.conftest import REPO
 
 MSK = "+03:00"
@@ -79,7 +80,7 @@ def test_late_response_is_still_a_breach(build, session, config):
         severity=1,
         received_at=datetime.now(UTC) - timedelta(hours=2),
     )
-    service.triage(session, actor=triage, request_id=request.id, decision=Accept(decision="accept"), config=config)
+    intake.triage(session, actor=triage, request_id=request.id, decision=Accept(decision="accept"), config=config)
     assert status_of(session, request=request, config=config, now=datetime.now(UTC)).state == "breached"
 
 
@@ -87,7 +88,7 @@ def test_needs_info_pauses_the_clock_until_the_customer_answers(build, session, 
     customer = build.customer()
     triage, user = build.person("triage"), build.person("customer", customer_id=customer.id)
     request = build.request(by=user, customer=customer, severity=2, received_at=datetime.now(UTC) - timedelta(hours=1))
-    service.triage(
+    intake.triage(
         session,
         actor=triage,
         request_id=request.id,
