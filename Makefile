@@ -6,19 +6,26 @@ PYTHON  ?= python3
 STAMP   := $(VENV)/.installed-stamp
 APT_STAMP := $(VENV)/.apt-stamp
 
-.PHONY: serve test lint bench demo clean
+.PHONY: serve test lint bench demo clean screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-# Debian packages the test suite drives for real: ClamAV (second detection engine).
+# Debian packages the test suite drives for real: ClamAV (second detection engine) and Chromium (the web
+# console's browser tests; Playwright's own browser download is not reachable, Debian's chromium is).
 $(APT_STAMP): $(STAMP)
-	@if ! command -v clamscan >/dev/null 2>&1; then \
+	@missing=""; \
+	command -v clamscan >/dev/null 2>&1 || missing="$$missing clamav"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium fonts-dejavu-core"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clamav >/dev/null) \
-	      || echo "warning: could not install clamav; the ClamAV cross-check will be skipped"; \
+	    echo "installing Debian packages:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null) \
+	      || echo "warning: could not install$$missing (ClamAV cross-check skipped; browser tests fail)"; \
+	  else \
+	    echo "warning: missing Debian packages:$$missing (run as root with apt-get, or install them)"; \
 	  fi; \
 	fi
 	touch $(APT_STAMP)
@@ -32,6 +39,10 @@ demo: $(STAMP)
 test: $(APT_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+# docs/screenshots/*.png: every page of the console on the way through the whole story (docs/web.md)
+screenshots: $(APT_STAMP)
+	RR_SCREENSHOTS=docs/screenshots $(VENV)/bin/pytest -q -p no:cacheprovider tests/web/test_whole_story.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

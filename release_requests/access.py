@@ -72,6 +72,7 @@ RULES: dict[str, Rule] = {
     "request.triage": Rule({"triage", "duty_manager", "admin"}, "triage requests"),
     "request.respond": Rule({"tam", "triage", "duty_manager", "admin"}, "respond to customers"),
     "request.change_severity": Rule({"tam", "triage", "duty_manager", "admin"}, "change severity"),
+    "request.assign": Rule({"tam", "triage", "duty_manager", "admin"}, "assign requests to an engineer"),
     "request.answer": Rule(_CUSTOMER_SIDE, "answer questions"),
     "request.cancel": Rule(_CUSTOMER_SIDE, "cancel requests"),
     "request.close": Rule(_CUSTOMER_SIDE, "close requests"),
@@ -79,6 +80,8 @@ RULES: dict[str, Rule] = {
     "sample.add": Rule(_FILERS | {"build_engineer"}, "add samples"),
     "sample.fetch": Rule(EVERYONE, "fetch samples"),
     "queue.read": Rule(_STAFF, "read the work queue"),
+    # TAMs see their own customers only, and a diff names every customer's allowlist entries and requests
+    "pipeline.diff": Rule(_STAFF - {"tam"}, "read what a build changes against the channel it goes to next"),
     # pipeline
     "fix.provide": Rule({"build_engineer", "admin"}, "provide fixes"),
     "fix.revert": Rule({"release_manager", "admin", "emergency"}, "revert fixes"),
@@ -106,6 +109,8 @@ RULES: dict[str, Rule] = {
     "client.read": Rule(EVERYONE, "list enrolled update clients"),
     "client.revoke": Rule(EVERYONE, "revoke update clients"),
     "known_clean.add": Rule({"admin"}, "mark files known-clean"),
+    # people
+    "profile.change": Rule(EVERYONE, "change their own display language"),
     # what a role makes a person
     "vendor.staff": Rule(
         _STAFF,
@@ -125,7 +130,9 @@ RULES: dict[str, Rule] = {
         {"duty_manager"}, "be at work by duty shifts (or as the fallback), not by working hours", capability=True
     ),
     # no person: what authenticates the call instead
-    "public": Rule(frozenset(), "call without a credential (health check, API index, update signing key)", "none"),
+    "public": Rule(
+        frozenset(), "call without a credential (health check, API index, update signing key, sign-in page)", "none"
+    ),
     "update.download": Rule(
         frozenset(),
         "download a channel's manifest and files (a private channel is 404 unless the token may see it)",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import TextIO
@@ -23,6 +24,23 @@ QUIET_LOGGERS = (
     "alembic",  # "Context impl PostgresqlImpl.", "Will assume transactional DDL." on every start
     "httpx",  # every request, e.g. each poll while waiting for the Prefect server to be healthy
 )
+
+
+# a path carrying a secret: the single-use sign-in link (`relreq users login-link`) is redacted in access logs
+_SECRET_IN_PATH = re.compile(r"(/login/link/)[^/?#\s\"]+")
+
+
+class RedactSecrets(logging.Filter):
+    """Takes sign-in link tokens out of a record's arguments (uvicorn's access log passes the path there)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _SECRET_IN_PATH.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        if isinstance(record.msg, str):
+            record.msg = _SECRET_IN_PATH.sub(r"\1[redacted]", record.msg)
+        return True
 
 
 def extras(record: logging.LogRecord) -> dict[str, object]:
@@ -82,6 +100,7 @@ def configure_logging() -> None:
     settings = get_settings()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter_for(settings.log_format, sys.stderr))
+    handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())

@@ -3,7 +3,7 @@
 from release_requests.audit.models import AuditEvent
 from release_requests.customers.models import Customer, TamAssignment
 from release_requests.notifications.models import CustomerNotificationPrefs, Notification, SlackDecision
-from release_requests.people.models import ApiToken, Person
+from release_requests.people.models import ApiToken, LoginLink, Person, SignInFailure, WebSession
 from release_requests.pipeline.models import Build, SegmentTrigger, SignoffEvent, StageRun
 from release_requests.releases.models import ChannelHistory, ChannelPointer, KnownCleanFile, Release, TelemetryDetection
 from release_requests.requests.models import ReleaseRequest, Sample
@@ -22,16 +22,19 @@ __all__ = [
     "DutyShift",
     "KnownCleanFile",
     "Leave",
+    "LoginLink",
     "Notification",
     "Person",
     "Release",
     "ReleaseRequest",
     "Sample",
     "SegmentTrigger",
+    "SignInFailure",
     "SignoffEvent",
     "SlaCrossing",
     "SlackDecision",
     "StageRun",
     "TamAssignment",
     "TelemetryDetection",
+    "WebSession",
 ]

@@ -57,6 +57,15 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "text", "json"] = Field(
         default="auto", description="Log lines: text on a terminal, JSON otherwise (auto), or forced."
     )
+    web_session_hours: int = Field(
+        default=12, ge=1, le=720, description="A web console session ends this long after sign-in."
+    )
+    web_idle_minutes: int = Field(
+        default=120, ge=5, le=7 * 24 * 60, description="…or after this long without a page being loaded."
+    )
+    password_memory_kib: int = Field(
+        default=65536, ge=19456, le=4 * 1024 * 1024, description="Memory cost of the argon2id password hash (KiB)."
+    )
     prefect_port: int = Field(default=4200, description="Port of the Prefect server `relreq serve` starts.")
 
     @property

@@ -43,7 +43,12 @@ from release_requests.settings import Settings, get_settings
 from release_requests.workflows import intake
 
 REPO = Path(__file__).resolve().parent.parent
+
+# The signed bases registered once per session, shared by the release tests and the console's channel pages
+# (a fixture imported into two folders would register the same version twice).
+pytest_plugins = ["tests.releases.fixtures"]
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("RR_PASSWORD_MEMORY_KIB", "19456")  # OWASP's floor: sign-ins in tests cost milliseconds
 
 
 @pytest.fixture(scope="session")

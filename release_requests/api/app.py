@@ -11,7 +11,6 @@ from release_requests.api import (
     customers_views,
     duty_views,
     errors,
-    home_views,
     notifications_views,
     pipeline_views,
     releases_views,
@@ -24,6 +23,7 @@ from release_requests.api.deps import AppContext
 from release_requests.config import AppConfig
 from release_requests.notifications.transports import transport_status
 from release_requests.settings import Settings
+from release_requests.web import app as web
 
 
 def create_app(*, settings: Settings, config: AppConfig, sessions: sessionmaker[Session]) -> FastAPI:
@@ -43,7 +43,7 @@ def create_app(*, settings: Settings, config: AppConfig, sessions: sessionmaker[
     app.include_router(slack_views.router)
     app.include_router(releases_views.router)
     app.include_router(updates_views.router)
-    app.include_router(home_views.router)  # `GET /`: where the API docs are
+    web.install(app)  # the console and portal: `/` for browsers, /login, pages (docs/web.md)
 
     @app.get("/healthz", tags=["meta"], openapi_extra=needs("public"))
     def healthz() -> dict:

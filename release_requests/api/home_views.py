@@ -1,15 +1,9 @@
-"""`GET /`: where things are, until the web console exists (HTML for browsers, JSON for programs)."""
+"""`GET /` for programs: where the API is (browsers are sent to the web console instead)."""
 
 from __future__ import annotations
 
-from html import escape
-
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
-
-from release_requests.access import needs
-
-router = APIRouter()
+from fastapi import Request
+from fastapi.responses import JSONResponse
 
 LINKS = {
     "docs": ("/docs", "interactive API documentation"),
@@ -17,7 +11,7 @@ LINKS = {
     "api": ("/api/v1", "base path of the API (token in the Authorization header)"),
     "health": ("/healthz", "health check"),
 }
-NOTE = "This is the release-requests API; there is no web console yet. The `relreq` command uses this API."
+NOTE = "This is the release-requests API (the `relreq` command uses it); people sign in to the web console at /login."
 
 
 def _quality(accept: str, media_type: str) -> float:
@@ -47,27 +41,7 @@ def wants_html(accept: str) -> bool:
     return html > 0 and html > as_json
 
 
-@router.get("/", include_in_schema=False, openapi_extra=needs("public"))
-def home(request: Request) -> Response:
-    base = str(request.base_url).rstrip("/")
-    if not wants_html(request.headers.get("accept", "")):
-        links = {name: {"href": path, "title": title} for name, (path, title) in LINKS.items()}
-        return JSONResponse({"service": "release-requests", "console": None, "note": NOTE, "links": links})
-    items = "\n".join(
-        f'    <li><a href="{escape(path)}"><code>{escape(path)}</code></a>: {escape(title)}</li>'
-        for path, title in LINKS.values()
-    )
-    page = f"""<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><title>release-requests</title></head>
-<body>
-  <h1>release-requests</h1>
-  <p>{escape(NOTE)}</p>
-  <ul>
-{items}
-  </ul>
-  <p>Base URL: <code>{escape(base)}</code></p>
-</body>
-</html>
-"""
-    return HTMLResponse(page)
+def api_index(request: Request) -> JSONResponse:
+    """`GET /` for programs (browsers get the console: release_requests.web)."""
+    links = {name: {"href": path, "title": title} for name, (path, title) in LINKS.items()}
+    return JSONResponse({"service": "release-requests", "console": "/login", "note": NOTE, "links": links})

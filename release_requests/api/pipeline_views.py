@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends
 from release_requests.access import needs
 from release_requests.api.deps import AppContext, caller, context
 from release_requests.people.models import Person
-from release_requests.pipeline import line, service
+from release_requests.pipeline import diff, line, service
 from release_requests.pipeline.schemas import CloseIn, FixInput, PipelineOut, RevertFixIn, SignoffIn, SplitIn
 from release_requests.requests import lifecycle, presentation
 from release_requests.requests.schemas import RequestOut
@@ -20,6 +20,16 @@ def pipeline_status(request_id: str, me: Person = Depends(caller), ctx: AppConte
     """The current build, its verification, and every stage with its sign-offs and what is missing."""
     with ctx.unit_of_work() as session:
         return service.status(session, actor=me, request_id=request_id, config=ctx.config)
+
+
+@router.get("/{request_id}/pipeline/diff", response_model=diff.BaseDiff, openapi_extra=needs("pipeline.diff"))
+def pipeline_diff(request_id: str, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
+    """What the current base changes against what the channel it goes to next serves: allowlist entries and
+    rules added or removed, and the commits between (staff: the allowlist holds every customer's fixes)."""
+    with ctx.unit_of_work() as session:
+        return diff.base_diff(
+            session, actor=me, request_id=request_id, config=ctx.config, repo_path=ctx.settings.signature_repo
+        )
 
 
 @router.post("/{request_id}/approvals", response_model=PipelineOut, openapi_extra=needs("stage.sign", "stage.override"))

@@ -18,6 +18,7 @@ from release_requests.access import ROLES, RULES, Rule
 from release_requests.api.app import create_app
 from release_requests.config import load_config
 from release_requests.settings import Settings
+from release_requests.web import WEB_TAG
 
 try:  # FastAPI 0.150 keeps included routers nested: this walks them with the paths their prefixes give
     from fastapi.routing import iter_route_contexts
@@ -36,17 +37,28 @@ class DeclaredAction:
     also: list[str]
 
 
-def api_routes(app: FastAPI) -> list:
-    """Every API route of the app (an APIRoute, or a RouteContext over one), in the app's order."""
+def all_routes(app: FastAPI) -> list:
+    """Every route of the app (an APIRoute, or a RouteContext over one), in the app's order."""
     if iter_route_contexts is None:
         return [route for route in app.routes if isinstance(route, APIRoute)]
     return [ctx for ctx in iter_route_contexts(app.routes) if isinstance(ctx.original_route, APIRoute)]
 
 
-def declared_actions(app: FastAPI) -> list[DeclaredAction]:
-    """Every route with the action it declared (`openapi_extra=access.needs(...)`), one row per method."""
+def api_routes(app: FastAPI) -> list:
+    """The API's routes: the web console's pages (tag `web`, docs/web.md) are listed apart."""
+    return [route for route in all_routes(app) if WEB_TAG not in (route.tags or [])]
+
+
+def web_routes(app: FastAPI) -> list:
+    """The web console's pages (docs/web.md)."""
+    return [route for route in all_routes(app) if WEB_TAG in (route.tags or [])]
+
+
+def declared_actions(app: FastAPI, *, pages: bool = False) -> list[DeclaredAction]:
+    """Every API route (or with `pages`, every page of the console) with the action it declared
+    (`openapi_extra=access.needs(...)`), one row per method."""
     found = []
-    for route in api_routes(app):
+    for route in web_routes(app) if pages else api_routes(app):
         extra = route.openapi_extra or {}
         for method in sorted(route.methods):
             found.append(DeclaredAction(method, route.path, extra.get("x-action"), list(extra.get("x-also", []))))
@@ -73,7 +85,7 @@ def _table(rows: list[tuple[str, Rule]], *, credential: bool) -> list[str]:
     return lines
 
 
-def render(routes: list[DeclaredAction]) -> str:
+def render(routes: list[DeclaredAction], pages: list[DeclaredAction]) -> str:
     """The generated block: role × action, what a role makes a person, and route → action."""
     calls = [(n, r) for n, r in RULES.items() if not r.capability]
     capabilities = [(n, r) for n, r in RULES.items() if r.capability]
@@ -97,6 +109,14 @@ def render(routes: list[DeclaredAction]) -> str:
     for route in routes:
         also = "".join(f", also `{a}`" for a in route.also)
         lines.append(f"| `{route.method}` | `{route.path}` | `{route.action}`{also} |")
+    lines += [
+        "",
+        "**Pages of the web console** (web.md; a signed-in browser session instead of a token, same actions):",
+        "",
+        "| method | path | action |",
+        "|---|---|---|",
+    ]
+    lines += [f"| `{page.method}` | `{page.path}` | `{page.action}` |" for page in pages]
     lines.append(END)
     return "\n".join(lines) + "\n"
 
@@ -111,7 +131,8 @@ def update_doc(text: str, generated: str) -> str:
 
 
 def main(argv: list[str]) -> None:
-    generated = render(declared_actions(the_app()))
+    app = the_app()
+    generated = render(declared_actions(app), declared_actions(app, pages=True))
     if argv[:1] == ["--update"] and len(argv) == 2:
         path = Path(argv[1])
         path.write_text(update_doc(path.read_text(), generated))

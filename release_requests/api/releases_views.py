@@ -53,7 +53,7 @@ def enrolled_client(
 def list_channels(me: Person = Depends(caller), ctx: AppContext = Depends(context)):
     """Every channel the caller may read, with its current and fallback version and rollout."""
     with ctx.unit_of_work() as session:
-        return [ChannelOut.model_validate(p) for p in serving.list_channels(session, viewer=me)]
+        return [serving.channel_out(p, viewer=me) for p in serving.list_channels(session, viewer=me)]
 
 
 @router.get("/channels/{channel}/history", response_model=list[HistoryOut], openapi_extra=needs("channel.read"))

@@ -13,6 +13,7 @@ from release_requests.people.models import Person
 from release_requests.requests import lifecycle, presentation, samples, service
 from release_requests.requests.schemas import (
     Answer,
+    Assign,
     Cancel,
     RequestFilters,
     RequestOut,
@@ -103,6 +104,13 @@ def change_severity(
     """Change severity with a reason; the SLA clock is re-targeted from the same start."""
     with ctx.unit_of_work() as session:
         return _out(session, service.change_severity(session, actor=me, request_id=request_id, data=body), ctx, me)
+
+
+@router.post("/{request_id}/assignee", response_model=RequestOut, openapi_extra=needs("request.assign"))
+def assign(request_id: str, body: Assign, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
+    """Hand an open request to another engineer (vendor staff); audited like every change."""
+    with ctx.unit_of_work() as session:
+        return _out(session, service.assign(session, actor=me, request_id=request_id, data=body), ctx, me)
 
 
 @router.post("/{request_id}/samples", status_code=201, response_model=SampleOut, openapi_extra=needs("sample.add"))

@@ -194,6 +194,105 @@ def users_add(
         print(token)
 
 
+@users_app.command("set-password")
+def users_set_password(
+    person: Annotated[str, typer.Argument(help="E-mail or person id.")],
+) -> None:
+    """Set a person's web console password, read from stdin (one line; at least 12 characters).
+
+    Example: `printf '%s\\n' "$PASSWORD" | relreq users set-password soc@customer.example`"""
+    # deferred: the domain and database layers would add ~0.3 s to every `relreq` call, --help included
+    import sys
+
+    from release_requests.people.service import find_person
+    from release_requests.people.signin import NewPassword, set_password
+    from release_requests.runtime import local_session
+
+    password = getpass.getpass("New password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\r\n")
+    # deferred with the domain (see above)
+    from pydantic import ValidationError
+
+    try:
+        data = NewPassword(password=password)
+    except ValidationError as exc:
+        raise CliError(f"password (stdin): {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+    with local_session() as session:
+        found = find_person(session, ref=person)
+        set_password(session, actor=_admin_actor(), person=found, password=data)
+        email = found.email
+    console.print(f"password set for {email}; they sign in at /login")
+
+
+@users_app.command("login-link")
+def users_login_link(
+    person: Annotated[str, typer.Argument(help="E-mail or person id.")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Print a single-use web console sign-in URL, valid for 15 minutes (base: RR_PUBLIC_URL or RR_API_URL)."""
+    # deferred: the domain and database layers would add ~0.3 s to every `relreq` call, --help included
+    from release_requests.people.service import find_person
+    from release_requests.people.signin import LINK_LIFETIME, issue_login_link
+    from release_requests.runtime import local_session
+    from release_requests.settings import get_settings
+
+    settings = get_settings()
+    with local_session() as session:
+        found = find_person(session, ref=person)
+        url = issue_login_link(
+            session, actor=_admin_actor(), person=found, base_url=settings.public_url or settings.api_url
+        )
+    minutes = int(LINK_LIFETIME.total_seconds() // 60)
+    if json_out:
+        print_json({"person_id": found.id, "url": url, "valid_minutes": minutes})
+    else:
+        console.print(f"single-use sign-in link for {found.email or found.id}, valid {minutes} minutes:")
+        print(url)
+
+
+@users_app.command("invite")
+def users_invite(
+    person: Annotated[str, typer.Argument(help="E-mail or person id.")],
+    json_out: JsonFlag = False,
+) -> None:
+    """E-mail a person a single-use web console sign-in link, valid for 15 minutes, through the outbox.
+
+    The e-mail is in the person's language and leaves with the next delivery (`relreq serve`). When SMTP is not
+    configured (RR_SMTP_URL) it will be skipped: the link is printed instead, to pass on."""
+    # deferred: the domain and database layers would add ~0.3 s to every `relreq` call, --help included
+    from release_requests.config import load_config
+    from release_requests.notifications.service import queue_invitation
+    from release_requests.notifications.transports import transport_status
+    from release_requests.people.service import find_person
+    from release_requests.people.signin import LINK_LIFETIME, issue_login_link
+    from release_requests.runtime import local_session
+    from release_requests.settings import get_settings
+
+    settings = get_settings()
+    config = load_config(settings.config_dir)
+    email_status = transport_status(settings)["email"]
+    actor = _admin_actor()
+    with local_session() as session:
+        found = find_person(session, ref=person)
+        if not found.email:
+            raise CliError(f"{person} has no e-mail address; `relreq users login-link {person}` prints a link instead")
+        url = issue_login_link(session, actor=actor, person=found, base_url=settings.public_url or settings.api_url)
+        row = queue_invitation(session, actor=actor, person=found, url=url, config=config)
+        person_id, email, notification_id = found.id, found.email, row.id
+    minutes = int(LINK_LIFETIME.total_seconds() // 60)
+    sent = email_status == "configured"
+    if json_out:
+        out = {"person_id": person_id, "email": email, "notification_id": notification_id, "valid_minutes": minutes}
+        print_json({**out, "email_status": email_status, **({} if sent else {"url": url})})
+    elif sent:
+        console.print(f"invitation for {email} queued (e-mail), notification {notification_id}")
+    else:
+        console.print(
+            f"invitation for {email} queued, but the e-mail will be skipped (SMTP {email_status})", markup=False
+        )
+        console.print(f"pass on this single-use sign-in link yourself, valid {minutes} minutes:")
+        print(url)
+
+
 @audit_app.command("verify")
 def audit_verify(json_out: JsonFlag = False) -> None:
     """Recompute the hash chain; exit non-zero naming the first altered row.

@@ -159,21 +159,24 @@ class Deliverer:
         row.status, row.last_error, row.claimed_until = "skipped", f"{row.channel} not configured: {reason}", None
 
     def _render(self, session: Session, row: Notification) -> Notice:
-        """The notice as of now: the row's context plus the request's current state and SLA, rendered."""
-        request = session.get(ReleaseRequest, row.request_id)
-        customer = session.get(Customer, request.customer_id)
-        sla = status_of(session, request=request, config=self.config, now=db_now(session))
-        facts = {
-            "id": request.id,
-            "title": request.title,
-            "status": request.status,
-            "severity": request.severity,
-            "kind": request.kind,
-            "customer": customer.name,
-            "customer_id": customer.id,
-        }
-        sla_now = sla.model_dump(mode="json") if sla else None
-        status_url = f"{self.config.notifications.email.status_url.rstrip('/')}/{request.id}"
+        """The notice as of now: the row's context plus the request's current state and SLA, rendered. A notice
+        about no request (an invitation: `request_id` is None) is its context alone."""
+        facts, sla_now, status_url = {}, None, ""
+        if row.request_id is not None:
+            request = session.get(ReleaseRequest, row.request_id)
+            customer = session.get(Customer, request.customer_id)
+            sla = status_of(session, request=request, config=self.config, now=db_now(session))
+            facts = {
+                "id": request.id,
+                "title": request.title,
+                "status": request.status,
+                "severity": request.severity,
+                "kind": request.kind,
+                "customer": customer.name,
+                "customer_id": customer.id,
+            }
+            sla_now = sla.model_dump(mode="json") if sla else None
+            status_url = f"{self.config.notifications.email.status_url.rstrip('/')}/{request.id}"
         context = row.context or {}
         rendered = render(
             notification_id=row.id,

@@ -5,7 +5,8 @@ layout (`templates/_layout.j2`) turns them into the text and HTML parts of an e-
 message, adding what every message carries: the request id, its current state, the SLA countdown and a
 link to its status page. Variables come from the outbox row's context (fixed when it was queued) and
 from the database at send time (`request`, `sla`). A variable that is missing is an error
-(StrictUndefined), never an empty gap in a message a customer reads.
+(StrictUndefined), never an empty gap in a message a customer reads. A notice about no request (an
+invitation: `request` empty) is its subject and body alone, without the request footer.
 """
 
 from __future__ import annotations
@@ -178,17 +179,21 @@ def render(
     language: str,
     audience: str,
     context: dict,
-    request: dict,
+    request: dict | None,
     sla: dict | None,
     status_url: str,
     severities: SeverityConfig,
 ) -> Rendered:
-    """Render every part of one notice; RenderError names the template and what is wrong."""
+    """Render every part of one notice; RenderError names the template and what is wrong. `request` is None
+    (or empty) for a notice about no request: then `sla` and `status_url` are not shown."""
     name = template_name(event, language if language in LANGUAGES else "en")
     if event in BUTTON_EVENTS and "stage" not in context:
         raise RenderError(f"template {name}: 'stage' is undefined (the buttons need it)")
     language = language if language in LANGUAGES else "en"
     t = {**LABELS[language], "severity": {n: severities.label(n, language) for n in (1, 2, 3, 4)}}
+    request = request or {}
+    if event in BUTTON_EVENTS and not request:
+        raise RenderError(f"template {name}: 'request' is undefined (the buttons need it)")
     variables = {
         **context,
         "request": request,

@@ -7,10 +7,14 @@ caller's transaction. Delivery happens elsewhere, later, exactly once in effect.
 A recipient's `channel` names the transport that will send it (`transports.TRANSPORTS`): `slack`,
 `email`, or `webhook`. The webhook (RR_WEBHOOK_URL) hears what the internal Slack channel hears, and only
 when it is configured; its rows name it (`internal`), never a URL: no row can send anything anywhere else.
+
+Not every notice is about a request: `queue_invitation` e-mails a person their sign-in link (a row with no
+request; its message carries no request footer).
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,15 +26,17 @@ from sqlalchemy.orm import Session
 
 from release_requests import access
 from release_requests.audit.service import Actor, jsonable, record
+from release_requests.clock import db_now
 from release_requests.config import AppConfig
 from release_requests.customers.models import Customer
 from release_requests.customers.service import tams_of
-from release_requests.errors import Conflict, NotFound
+from release_requests.errors import Conflict, InvalidInput, NotFound
 from release_requests.notifications.models import Notification
 from release_requests.notifications.preferences import effective
 from release_requests.notifications.schemas import NotificationFilters
 from release_requests.people.models import Person
 from release_requests.people.service import actor_of
+from release_requests.people.signin import LINK_LIFETIME
 from release_requests.requests.models import ReleaseRequest
 from release_requests.routing.service import on_duty
 
@@ -45,6 +51,7 @@ class Recipient:
 
 
 OUTBOX = Actor.system("outbox")
+INVITATION_EVENT = "person.invited"  # a person's sign-in link, e-mailed (no request)
 WEBHOOK_RECIPIENT = "internal"  # the one webhook, RR_WEBHOOK_URL: rows carry its name, the URL stays in settings
 
 
@@ -103,7 +110,7 @@ def resolve(
 def queue(
     session: Session,
     *,
-    request_id: str,
+    request_id: str | None,
     event: str,
     recipient: Recipient,
     context: dict,
@@ -113,9 +120,10 @@ def queue(
 ) -> Notification | None:
     """Write one outbox row (and its `notification.queued` event) unless the same notice is already queued.
 
-    `at` is when it may be sent (quiet hours move it later). Returns None for a duplicate.
+    `at` is when it may be sent (quiet hours move it later). Returns None for a duplicate. `request_id` is None
+    for a notice about no request (an invitation). The event records who hears what, never the context.
     """
-    dedupe_key = f"{request_id}:{event}:{key}:{recipient.channel}:{recipient.address}"
+    dedupe_key = f"{request_id or '-'}:{event}:{key}:{recipient.channel}:{recipient.address}"
     row_id = session.execute(
         insert(Notification)
         .values(
@@ -188,6 +196,46 @@ def notify(
         if row is not None:
             queued.append(row)
     return queued
+
+
+def queue_invitation(session: Session, *, actor: Actor, person: Person, url: str, config: AppConfig) -> Notification:
+    """Queue the e-mail that gives `person` their sign-in link `url` (from `people.signin.issue_login_link`),
+    in their language (English when they have none), delivered like every notice.
+
+    The link is in the outbox row's context, which only the deliverer reads to render the message; the
+    `notification.queued` event says who was invited (`person.invited`, their address), never the link.
+    Queuing the same link again returns the row already queued. InvalidInput: the person has no e-mail address.
+    """
+    if not person.email:
+        raise InvalidInput(f"person {person.id} has no e-mail address to send the invitation to", field="person")
+    recipient = Recipient(
+        "customer" if person.role == "customer" else "internal",
+        "email",
+        person.email,
+        person.language or "en",
+        person.id,
+    )
+    context = {
+        "name": person.name,
+        "url": url,
+        "valid_minutes": int(LINK_LIFETIME.total_seconds() // 60),
+        "contact": config.notifications.internal.email,
+    }
+    key = hashlib.sha256(url.encode()).hexdigest()  # one notice per link; the key does not reveal it
+    row = queue(
+        session,
+        request_id=None,
+        event=INVITATION_EVENT,
+        recipient=recipient,
+        context=context,
+        at=db_now(session),
+        key=key,
+        actor=actor,
+    )
+    if row is None:
+        dedupe_key = f"-:{INVITATION_EVENT}:{key}:{recipient.channel}:{recipient.address}"
+        row = session.scalar(select(Notification).where(Notification.dedupe_key == dedupe_key))
+    return row
 
 
 def list_notifications(session: Session, *, actor: Person, filters: NotificationFilters) -> list[Notification]:

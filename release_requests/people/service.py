@@ -10,10 +10,11 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from release_requests.access import ROLES, role_allows
+from release_requests.access import ROLES, authorize, role_allows
+from release_requests.access import is_staff as access_is_staff
 from release_requests.audit.service import Actor, record
 from release_requests.customers.schemas import DEFAULT_WEEKLY_HOURS, normalize_weekly_hours
-from release_requests.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from release_requests.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from release_requests.people.models import ApiToken, Person
 from release_requests.sla.calendar import check_country, check_timezone
 
@@ -111,6 +112,16 @@ def find_person(session: Session, *, ref: str) -> Person:
     return person
 
 
+def public_actor(actor: str) -> str:
+    """'Tanya Smirnova <tanya@vendor.example> (tam)' → 'Tanya Smirnova (tam)': customers see names, not mailboxes."""
+    return re.sub(r" ?<[^>]*>", "", actor)
+
+
+def actor_as_seen(viewer: Person, actor: str | None) -> str | None:
+    """An audit actor as `viewer` may read it: staff whole, everyone else without the mailbox."""
+    return actor if actor is None or access_is_staff(viewer) else public_actor(actor)
+
+
 def label(person: Person) -> str:
     """'Name (role)': how requests show their owner, assignee and submitter."""
     return f"{person.name} ({person.role})"
@@ -120,3 +131,31 @@ def display_name(session: Session, person_id: int | None) -> str | None:
     """The label of a person by id; None for nobody."""
     person = session.get(Person, person_id) if person_id is not None else None
     return label(person) if person else None
+
+
+DISPLAY_LANGUAGES = ("en", "ru")
+
+
+def set_language(session: Session, *, actor: Person, person: Person, language: str | None) -> None:
+    """The language `person` reads the console in (en/ru; None: their company's, or English). Audited.
+
+    A person sets their own (`profile.change`); nobody changes someone else's here."""
+    authorize(actor, "profile.change")
+    if language is not None and language not in DISPLAY_LANGUAGES:
+        raise InvalidInput(f"unknown language '{language}' (one of: {', '.join(DISPLAY_LANGUAGES)})", field="language")
+    if actor.id != person.id:
+        raise Forbidden("a person changes only their own display language", field="person")
+    if person.language == language:
+        return
+    before = person.language
+    person.language = language
+    session.flush()
+    record(
+        session,
+        actor=actor_of(actor),
+        action="person.language_changed",
+        entity_type="person",
+        entity_id=str(person.id),
+        before={"language": before},
+        after={"language": language},
+    )

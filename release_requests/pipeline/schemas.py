@@ -39,6 +39,12 @@ class SignoffIn(BaseModel):
     stage: StageName
     decision: Literal["approve", "reject", "revoke", "override"] = "approve"
     reason: str | None = Field(default=None, max_length=2000)
+    commit: GitSha | None = Field(
+        default=None,
+        description="The build commit the signer looked at (its diff). Given, the decision is refused (409) and "
+        "nothing is recorded if the stage's build has changed since (a rebuild, or a rebase on a moved release "
+        "line); left out, the decision applies to whatever build is waiting (Slack, the CLI).",
+    )
 
     @model_validator(mode="after")
     def _reason_when_needed(self) -> SignoffIn:

@@ -9,22 +9,26 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import git
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from artifacts import releaseline
+from artifacts.errors import ArtifactError
+from artifacts.gitops import open_repo
 from release_requests import access
 from release_requests.audit.models import AuditEvent
 from release_requests.audit.service import record
 from release_requests.clock import db_now
 from release_requests.config import HOTFIX_KINDS, AppConfig
 from release_requests.customers.service import tams_of
-from release_requests.errors import Conflict, InvalidInput
+from release_requests.errors import Conflict, Forbidden, InvalidInput
 from release_requests.notifications.service import notify
 from release_requests.people.models import Person
 from release_requests.people.service import actor_of
 from release_requests.pipeline.line import take_off_line_if_any
 from release_requests.pipeline.models import Build, SignoffEvent, StageRun
-from release_requests.pipeline.policy import Evaluation, SignoffFact, evaluate
+from release_requests.pipeline.policy import Evaluation, SignoffFact, active_approvals, evaluate
 from release_requests.pipeline.queue import PIPELINE, enqueue, latest_build
 from release_requests.pipeline.schemas import (
     BuildOut,
@@ -37,7 +41,8 @@ from release_requests.pipeline.schemas import (
 )
 from release_requests.pipeline.sharing import sweep_on_accept
 from release_requests.releases.channels import channel_customer, channel_for
-from release_requests.releases.models import ChannelPointer
+from release_requests.releases.models import ChannelPointer, Release
+from release_requests.releases.serving import list_channels
 from release_requests.requests.lifecycle import get_visible, transition
 from release_requests.requests.models import ReleaseRequest, Sample
 from release_requests.requests.states import Status
@@ -354,10 +359,14 @@ def sign(
     via: str = "api",
 ) -> Evaluation:
     """Grant, reject, revoke or override a stage sign-off under the policy in stages.toml (a rejection takes
-    the fix off the release line of the signature repository at `repo_path`)."""
+    the fix off the release line of the signature repository at `repo_path`).
+
+    `data.commit`, when given, is the build commit the signer looked at: if the waiting build is another one
+    now (a rebuild, or a rebase on a moved release line), the decision is refused before anything is recorded."""
     request = get_visible(session, actor=actor, request_id=request_id, lock=True)
     access.authorize(actor, "stage.override" if data.decision == "override" else "stage.sign")
     build, run = _awaiting(session, request=request, stage=data.stage, config=config)
+    _check_seen(session, build=build, seen=data.commit)
     _check_signer(session, actor=actor, request=request, build=build, data=data, config=config)
     event, audit = _record_signoff(session, actor=actor, request=request, build=build, data=data, via=via)
     if data.decision == "reject":
@@ -388,6 +397,27 @@ def sign(
             at=audit.occurred_at,
         )
     return evaluation
+
+
+def _check_seen(session: Session, *, build: Build, seen: str | None) -> None:
+    """Refuse a decision taken on another build than the one waiting (the page was loaded before a rebuild or a
+    rebase on a moved release line): the signer approves only what they saw."""
+    if seen is None:
+        return  # Slack and the CLI decide on whatever build is waiting, as they always did
+    seen = seen.lower()
+    if build.commit and build.commit.lower().startswith(seen):
+        return
+    looked_at = session.scalar(
+        select(Build.attempt)
+        .where(Build.request_id == build.request_id, Build.commit.is_not(None), Build.commit.startswith(seen))
+        .order_by(Build.attempt.desc())
+        .limit(1)
+    )
+    now = build.commit[:12] if build.commit else "not built yet"
+    raise Conflict(
+        f"build {looked_at or build.attempt} changed since you looked: it is now commit {now} "
+        f"(build {build.attempt}); reload and check the diff again"
+    )
 
 
 def _awaiting(session: Session, *, request: ReleaseRequest, stage: str, config: AppConfig) -> tuple[Build, StageRun]:
@@ -526,43 +556,129 @@ def _ask_again(
     )
 
 
+@dataclass(frozen=True)
+class SignoffRefusal:
+    """Why a person may not take a sign-off decision now: what `sign` refuses, said before they try.
+
+    `kind`: `table` (their role signs no stage), `not_waiting` (the stage is not up for sign-off),
+    `override_role`, `stage_role` (the stage's rule does not name their role), `barred` (separation of
+    duties; `barred_as` says as whom: the requester, the customer's TAM, who built it), `already_approved`,
+    `no_approval` (nothing of theirs to revoke)."""
+
+    kind: str
+    message: str
+    action: str = "stage.sign"
+    source: str | None = None  # the policy rule behind a Forbidden; None for a Conflict
+    barred_as: str | None = None
+
+    def error(self) -> Forbidden | Conflict:
+        if self.source is None:
+            return Conflict(self.message)
+        return access.refuse(self.action, self.message, source=self.source)
+
+
+def signoff_refusal(
+    session: Session,
+    *,
+    actor: Person,
+    request: ReleaseRequest,
+    build: Build,
+    stage: str,
+    decision: str,
+    config: AppConfig,
+) -> SignoffRefusal | None:
+    """The finer rules, after the table allowed `stage.sign` / `stage.override` (`sign`): the stage's sign-off
+    roles and the override roles from config/stages.toml, and separation of duties. None: nothing refuses."""
+    policy = config.stages.stage[stage]
+    if decision == "override":
+        allowed = set(config.stages.separation_of_duties.override_roles)
+        if actor.role not in allowed:
+            return SignoffRefusal(
+                "override_role",
+                f"role '{actor.role}' may not override sign-offs (allowed: {', '.join(sorted(allowed))})",
+                action="stage.override",
+                source="config/stages.toml: separation_of_duties.override_roles",
+            )
+        return None
+    roles = {rule.role for rule in policy.signoff}
+    if actor.role not in roles:
+        return SignoffRefusal(
+            "stage_role",
+            f"role '{actor.role}' does not sign stage '{stage}' (policy: "
+            + ", ".join(f"{r.count} × {r.role}" for r in policy.signoff)
+            + ")",
+            source=f"config/stages.toml: stage.{stage}.signoff",
+        )
+    barred = barred_people(session, request=request, build=build, config=config)
+    if actor.id in barred and decision in ("approve", "reject"):
+        return SignoffRefusal(
+            "barred",
+            f"{actor.name} is {barred[actor.id]} of {request.id} and may not sign it",
+            source="config/stages.toml: separation_of_duties.forbidden",
+            barred_as=barred[actor.id],
+        )
+    mine = [f for f in _facts(session, build=build, stage=stage) if f.person_id == actor.id]
+    active = bool(mine) and mine[-1].action == "approve"
+    if decision == "approve" and active:
+        return SignoffRefusal("already_approved", f"{actor.name} already approved stage '{stage}'")
+    if decision == "revoke" and not active:
+        return SignoffRefusal("no_approval", f"{actor.name} has no approval of stage '{stage}' to revoke")
+    return None
+
+
 def _check_signer(
     session: Session, *, actor: Person, request: ReleaseRequest, build: Build, data: SignoffIn, config: AppConfig
 ) -> None:
-    """The finer rules, after the table allowed `stage.sign` / `stage.override` (`sign`): the stage's sign-off
-    roles and the override roles from config/stages.toml, and separation of duties."""
-    policy = config.stages.stage[data.stage]
-    if data.decision == "override":
-        allowed = set(config.stages.separation_of_duties.override_roles)
-        if actor.role not in allowed:
-            raise access.refuse(
-                "stage.override",
-                f"role '{actor.role}' may not override sign-offs (allowed: {', '.join(sorted(allowed))})",
-                source="config/stages.toml: separation_of_duties.override_roles",
-            )
-        return
-    roles = {rule.role for rule in policy.signoff}
-    if actor.role not in roles:
-        raise access.refuse(
-            "stage.sign",
-            f"role '{actor.role}' does not sign stage '{data.stage}' (policy: "
-            + ", ".join(f"{r.count} × {r.role}" for r in policy.signoff)
-            + ")",
-            source=f"config/stages.toml: stage.{data.stage}.signoff",
-        )
+    refusal = signoff_refusal(
+        session, actor=actor, request=request, build=build, stage=data.stage, decision=data.decision, config=config
+    )
+    if refusal is not None:
+        raise refusal.error()
+
+
+def why_not_sign(
+    session: Session, *, actor: Person, request_id: str, stage: str, decision: str = "approve", config: AppConfig
+) -> SignoffRefusal | None:
+    """What `sign` would refuse `actor` for this decision now, in the order it checks, without writing anything
+    (the console shows a disabled button with this reason). A request the actor may not see is NotFound."""
+    request = get_visible(session, actor=actor, request_id=request_id)
+    action = "stage.override" if decision == "override" else "stage.sign"
+    try:
+        access.authorize(actor, action)
+    except Forbidden as exc:
+        return SignoffRefusal("table", exc.message, action=action, source="release_requests.access.RULES")
+    try:
+        build, _ = _awaiting(session, request=request, stage=stage, config=config)
+    except (Conflict, InvalidInput) as exc:
+        return SignoffRefusal("not_waiting", exc.message)
+    return signoff_refusal(
+        session, actor=actor, request=request, build=build, stage=stage, decision=decision, config=config
+    )
+
+
+def eligible_signers(
+    session: Session, *, actor: Person, request_id: str, stage: str, config: AppConfig
+) -> list[Person]:
+    """Who may still sign `stage` of the request's current build: active people of a role the stage still
+    misses, not barred by separation of duties, without an approval of their own already counted."""
+    request = get_visible(session, actor=actor, request_id=request_id)
+    build = latest_build(session, request_id=request.id)
+    if build is None:
+        return []
     barred = barred_people(session, request=request, build=build, config=config)
-    if actor.id in barred and data.decision in ("approve", "reject"):
-        raise access.refuse(
-            "stage.sign",
-            f"{actor.name} is {barred[actor.id]} of {request.id} and may not sign it",
-            source="config/stages.toml: separation_of_duties.forbidden",
-        )
-    mine = [f for f in _facts(session, build=build, stage=data.stage) if f.person_id == actor.id]
-    active = bool(mine) and mine[-1].action == "approve"
-    if data.decision == "approve" and active:
-        raise Conflict(f"{actor.name} already approved stage '{data.stage}'")
-    if data.decision == "revoke" and not active:
-        raise Conflict(f"{actor.name} has no approval of stage '{data.stage}' to revoke")
+    approvals = active_approvals(_facts(session, build=build, stage=stage))
+    counted = [f for pid, f in approvals.items() if pid not in barred]
+    short = [
+        rule.role
+        for rule in config.stages.stage[stage].signoff
+        if sum(1 for f in counted if f.role == rule.role) < rule.count
+    ]
+    if not short:
+        return []
+    people = session.scalars(
+        select(Person).where(Person.role.in_(short), Person.active.is_(True)).order_by(Person.name, Person.id)
+    )
+    return [p for p in people if p.id not in barred and p.id not in approvals]
 
 
 def close(session: Session, *, actor: Person, request_id: str, data: CloseIn, config: AppConfig) -> ReleaseRequest:
@@ -670,3 +786,136 @@ def status(session: Session, *, actor: Person, request_id: str, config: AppConfi
             r.id for r in affected(session, primary=request)[1:] if staff or r.customer_id == request.customer_id
         ],
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# The release that fixes it (what the customer's portal shows)
+
+
+@dataclass(frozen=True)
+class ReleasedFile:
+    name: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class FixingRelease:
+    """The release that fixes a request, on one channel its reader may read, and when it got there."""
+
+    stage: str
+    channel: str
+    version: str
+    kind: str  # base | hotfix
+    reached_at: datetime | None
+    current: bool  # the channel serves this very release now
+    # what the channel serves now carries the fix (`carries_fix`): True when current, or replaced by a release
+    # that keeps it; False when withdrawn (a channel revert to a version without it, the fix taken off the
+    # release line); None when the signature repository cannot tell now
+    kept: bool | None
+    rollout_percent: int | None  # of the channel's clients getting it, while a canary rollout is under way
+    files: list[ReleasedFile]  # a private hotfix's files, for its own customer to download; empty for a base
+
+
+def carries_fix(*, fixed: Release | None, request_id: str, served: Release | None, repo_path: Path) -> bool | None:
+    """Whether `served` (what a channel serves now) still carries the fix that `fixed` shipped for `request_id`,
+    by the release line's own facts — the rule a publish keeps (releases.publishing.check_keeps_fixes):
+
+    - a base carries it when its commit descends from the fixing base's commit on the release line, and no
+      revert commit between the two took the request's fix off the line (`line.take_off_line`: a rejection, a
+      halt, `relreq revert-fix`; the revert still descends, so ancestry alone would say kept);
+    - a private hotfix carries it when it is of the same customer, product and version and cherry-picked every
+      fix the fixing hotfix did.
+
+    None: the signature repository cannot be read now (the caller claims nothing then)."""
+    if fixed is None or served is None:
+        return False
+    if served.version == fixed.version:
+        return True
+    if served.kind != fixed.kind:
+        return False
+    old, new = fixed.manifest or {}, served.manifest or {}
+    if fixed.kind == "hotfix":
+        if (fixed.private_to, old.get("product"), old.get("product_version")) != (
+            served.private_to,
+            new.get("product"),
+            new.get("product_version"),
+        ):
+            return False
+        return set(old.get("cherry_picked", [])) <= set(new.get("cherry_picked", []))
+    ancestor, descendant = old.get("commit"), new.get("commit")
+    if not ancestor or not descendant:
+        return False
+    try:
+        repo = open_repo(repo_path)
+        if not releaseline.contains(repo, ancestor=ancestor, descendant=descendant):
+            return False
+        for commit in repo.iter_commits(f"{ancestor}..{descendant}"):
+            said = releaseline.trailers(commit.message)
+            if ancestor in said.get("Reverts-Commit", []) or request_id in said.get("Reverts-Request", []):
+                return False
+    except (ArtifactError, ValueError, git.GitCommandError):
+        return None
+    return True
+
+
+def fixing_releases(
+    session: Session, *, actor: Person, request_id: str, config: AppConfig, repo_path: Path
+) -> list[FixingRelease]:
+    """Where the request's fix was published, on the channels `actor` may read (the rule update clients meet:
+    staff-only and other customers' channels are left out), oldest first, each saying whether what the channel
+    serves now still carries the fix (`carries_fix`, against the signature repository at `repo_path`). A report
+    sharing another request's build (triaged as its duplicate) is fixed by that build; its reader still sees
+    only their own channels."""
+    access.authorize(actor, "request.read")
+    request = get_visible(session, actor=actor, request_id=request_id)
+    primary = session.get(ReleaseRequest, request.duplicate_of_id) if request.duplicate_of_id else request
+    build = latest_build(session, request_id=primary.id) if primary is not None else None
+    if build is None or build.version is None:
+        return []
+    release = session.get(Release, build.version)
+    readable = {pointer.channel: pointer for pointer in list_channels(session, viewer=actor)}
+    runs = session.scalars(
+        select(StageRun)
+        .where(StageRun.build_id == build.id, StageRun.status == "published")
+        .order_by(StageRun.published_at, StageRun.id)
+    )
+    kept_by: dict[str, bool | None] = {}  # served version -> carries the fix (one look at the line each)
+    found = []
+    for run in runs:
+        for channel in run.channels:
+            pointer = readable.get(channel)
+            if pointer is None:
+                continue
+            serves = build.version in (pointer.version, pointer.previous_version)
+            private = release is not None and release.kind == "hotfix" and release.private_to is not None
+            files = (
+                [
+                    ReleasedFile(name=name, sha256=entry["sha256"], size=entry["size"])
+                    for name, entry in sorted((release.manifest or {}).get("files", {}).items())
+                ]
+                if private and serves and access.can_see_customer(session, actor, release.private_to)
+                else []
+            )
+            if pointer.version not in kept_by:
+                kept_by[pointer.version] = carries_fix(
+                    fixed=release,
+                    request_id=primary.id,
+                    served=session.get(Release, pointer.version),
+                    repo_path=repo_path,
+                )
+            rolling = pointer.version == build.version and pointer.previous_version is not None
+            found.append(
+                FixingRelease(
+                    stage=run.stage,
+                    channel=channel,
+                    version=build.version,
+                    kind=build.kind,
+                    reached_at=run.published_at,
+                    current=pointer.version == build.version,
+                    kept=True if pointer.version == build.version else kept_by[pointer.version],
+                    rollout_percent=pointer.rollout_percent if rolling and pointer.rollout_percent < 100 else None,
+                    files=files,
+                )
+            )
+    return found

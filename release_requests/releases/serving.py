@@ -8,16 +8,21 @@ so its existence is not revealed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, aliased
 
 from release_requests import access
+from release_requests.clock import db_now
+from release_requests.config import AppConfig
 from release_requests.errors import NotFound
 from release_requests.people.models import Person
+from release_requests.people.service import actor_as_seen, public_actor
 from release_requests.releases.cohorts import in_cohort
 from release_requests.releases.models import ChannelHistory, ChannelPointer, Release
-from release_requests.releases.schemas import HistoryOut
+from release_requests.releases.schemas import ChannelOut, HistoryOut
+from release_requests.releases.telemetry import HaltWatch, halt_watch
 from release_requests.requests.presentation import foreign_id_masker
 
 
@@ -121,7 +126,32 @@ def channel_history(session: Session, *, viewer: Person, channel: str) -> list[H
             update={
                 "request_id": h.request_id if mask(h.request_id) == h.request_id else None,
                 "reason": mask(h.reason),
+                "actor": public_actor(h.actor),
             }
         )
         for h in rows
     ]
+
+
+def channel_out(pointer: ChannelPointer, *, viewer: Person) -> ChannelOut:
+    """A channel as the API shows it to `viewer`: who moved it last without their mailbox for customers."""
+    out = ChannelOut.model_validate(pointer)
+    return out.model_copy(update={"updated_by": actor_as_seen(viewer, out.updated_by)})
+
+
+def read_channel(session: Session, *, viewer: Person, channel: str) -> ChannelPointer:
+    """One channel as `list_channels` shows it; NotFound for a channel the viewer may not read."""
+    access.authorize(viewer, "channel.read")
+    return _visible_pointer(session, channel=channel, viewer=viewer)
+
+
+def channel_telemetry(
+    session: Session, *, viewer: Person, channel: str, config: AppConfig, now: datetime | None = None
+) -> HaltWatch | None:
+    """The telemetry that could halt the channel, counted as the halt rule counts it — for vendor staff only
+    (it names other organisations and their files); None for anybody else. NotFound as `read_channel`."""
+    access.authorize(viewer, "channel.read")
+    _visible_pointer(session, channel=channel, viewer=viewer)
+    if not access.is_staff(viewer):
+        return None
+    return halt_watch(session, channel=channel, config=config, now=now or db_now(session))

@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import distinct, false, func, insert, or_, select, text
+from sqlalchemy import case, distinct, false, func, insert, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -131,19 +131,7 @@ def evaluate_halt(session: Session, *, channel: str, config: AppConfig, now: dat
     if release.kind != "base":
         return None  # telemetry reports detections by antivirus bases; hotfixes are not scanners
     policy = config.stages.telemetry
-    since = max(pointer.published_at, pointer.resumed_at or pointer.published_at)
-    detecting = (
-        TD.base_version == release.version,
-        TD.received_at >= since,
-        TD.received_at <= now,
-        TD.verdict.in_([v.value for v in DETECTING]),
-    )
-    min_organisations = 1 if _one_organisation(pointer, config) else policy.halt_min_organisations
-    allowlisted = select(func.jsonb_array_elements_text(Release.allowlist)).where(Release.version == release.version)
-    known_clean = or_(
-        TD.file_sha256.in_(allowlisted) if release.allowlist else false(),
-        TD.file_sha256.in_(select(KnownCleanFile.sha256)),
-    )
+    since, detecting, known_clean, min_organisations = _counted(pointer, release, config, now)
     clean = _reporters(session, *detecting, known_clean)
     reasons, culprits = [], []
     if len(clean) > policy.max_clean_file_detections and _corroborated(
@@ -182,6 +170,26 @@ def evaluate_halt(session: Session, *, channel: str, config: AppConfig, now: dat
             "thresholds": {"min_clients": policy.halt_min_clients, "min_organisations": min_organisations},
         },
     )
+
+
+def _counted(pointer: ChannelPointer, release: Release, config: AppConfig, now: datetime) -> tuple:
+    """What the halt rule counts on this channel: (since, the detecting conditions, the known-clean condition,
+    the organisations required). One place, so that what people are shown is what the rule decides on."""
+    since = max(pointer.published_at, pointer.resumed_at or pointer.published_at)
+    detecting = (
+        TD.base_version == release.version,
+        TD.received_at >= since,
+        TD.received_at <= now,
+        TD.verdict.in_([v.value for v in DETECTING]),
+    )
+    policy = config.stages.telemetry
+    min_organisations = 1 if _one_organisation(pointer, config) else policy.halt_min_organisations
+    allowlisted = select(func.jsonb_array_elements_text(Release.allowlist)).where(Release.version == release.version)
+    known_clean = or_(
+        TD.file_sha256.in_(allowlisted) if release.allowlist else false(),
+        TD.file_sha256.in_(select(KnownCleanFile.sha256)),
+    )
+    return since, detecting, known_clean, min_organisations
 
 
 @dataclass(frozen=True)
@@ -248,19 +256,135 @@ def _spikes(
     ).all()
     spikes = []
     for rule, count in candidates:
-        before = session.scalar(
-            select(clients)
-            .join(EC, EC.id == TD.client_id)
-            .where(
-                EC.revoked_at.is_(None),
-                TD.rule == rule,
-                TD.base_version != version,
-                TD.received_at >= since - window,
-                TD.received_at < since,
-                TD.verdict.in_([v.value for v in DETECTING]),
-            )
-        )
+        before = _clients_before(session, rule=rule, version=version, since=since, window=window)
         if count > policy.spike_factor * max(before, 1):
             spike = {"rule": rule, "clients": count, "clients_before": before}
             spikes.append((spike, _reporters(session, *detecting, TD.rule == rule)))
     return sorted(spikes, key=lambda s: (-s[0]["clients"], s[0]["rule"]))
+
+
+def _clients_before(session: Session, *, rule: str, version: str, since: datetime, window: timedelta) -> int:
+    """Enrolled clients that detected `rule` with any other base in the window of the same length before."""
+    return session.scalar(
+        select(func.count(distinct(TD.client_id)))
+        .join(EC, EC.id == TD.client_id)
+        .where(
+            EC.revoked_at.is_(None),
+            TD.rule == rule,
+            TD.base_version != version,
+            TD.received_at >= since - window,
+            TD.received_at < since,
+            TD.verdict.in_([v.value for v in DETECTING]),
+        )
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# What the halt rule sees on a channel now (the console's channel page): counted as `evaluate_halt` counts
+
+
+@dataclass(frozen=True)
+class RuleCount:
+    """One rule's detections by the channel's base: distinct enrolled clients and their organisations, and
+    the clients that detected it with other bases in as long a window before (the spike test's baseline)."""
+
+    rule: str
+    clients: int
+    organisations: int
+    clients_before: int
+    would_halt: bool
+
+
+@dataclass(frozen=True)
+class RecentDetection:
+    received_at: datetime
+    rule: str
+    file_sha256: str
+    verdict: str
+    organisation: str  # the customer id, or VENDOR
+
+
+@dataclass(frozen=True)
+class HaltWatch:
+    """The telemetry that could halt a channel's current base, with the thresholds it is judged by.
+
+    `unwatched` says why the rule is not evaluated now ("halted": it waits for a person; "hotfix": hotfixes
+    are not scanners); the counts are given all the same."""
+
+    channel: str
+    version: str
+    since: datetime
+    unwatched: str | None
+    clean_detections: int  # distinct (client, file) detections of known-clean or allowlisted files
+    clean_clients: int
+    clean_organisations: int
+    clean_would_halt: bool
+    rules: list[RuleCount]
+    recent: list[RecentDetection]
+    max_clean_file_detections: int
+    spike_min_clients: int
+    spike_factor: float
+    min_clients: int
+    min_organisations: int
+
+
+def halt_watch(
+    session: Session, *, channel: str, config: AppConfig, now: datetime, rules: int = 10, recent: int = 20
+) -> HaltWatch | None:
+    """The halt rule's view of `channel` at `now` (None for no channel): its known-clean count, the rules
+    detected most widely (with their spike baselines) and the latest detections it counts. No access check:
+    callers decide who may read it (`serving.channel_telemetry`)."""
+    pointer = session.get(ChannelPointer, channel)
+    if pointer is None:
+        return None
+    release = session.get(Release, pointer.version)
+    policy = config.stages.telemetry
+    since, detecting, known_clean, min_organisations = _counted(pointer, release, config, now)
+    clean = _reporters(session, *detecting, known_clean)
+    clean_corroborated = _corroborated(clean, policy.halt_min_clients, min_organisations)
+    clients = func.count(distinct(TD.client_id))
+    # organisations as `_Reporter` counts them: every customer once, the vendor's own machines once more
+    organisations = func.count(distinct(EC.customer_id)) + func.max(case((EC.customer_id.is_(None), 1), else_=0))
+    widest = session.execute(
+        select(TD.rule, clients, organisations)
+        .join(EC, EC.id == TD.client_id)
+        .where(EC.revoked_at.is_(None), *detecting)
+        .group_by(TD.rule)
+        .order_by(clients.desc(), TD.rule)
+        .limit(rules)
+    ).all()
+    counted = []
+    for rule, count, orgs in widest:
+        before = _clients_before(session, rule=rule, version=release.version, since=since, window=now - since)
+        spike = count >= policy.spike_min_clients and count > policy.spike_factor * max(before, 1)
+        corroborated = count >= policy.halt_min_clients and orgs >= min_organisations
+        counted.append(RuleCount(rule, count, orgs, before, spike and corroborated))
+    latest = session.execute(
+        select(TD.received_at, TD.rule, TD.file_sha256, TD.verdict, EC.customer_id)
+        .join(EC, EC.id == TD.client_id)
+        .where(EC.revoked_at.is_(None), *detecting)
+        .order_by(TD.received_at.desc(), TD.id.desc())
+        .limit(recent)
+    ).all()
+    unwatched = None
+    if pointer.halted_at is not None:
+        unwatched = "halted"
+    elif release.kind != "base":
+        unwatched = "hotfix"
+    return HaltWatch(
+        channel=channel,
+        version=release.version,
+        since=since,
+        unwatched=unwatched,
+        clean_detections=len(clean),
+        clean_clients=len({r.client_id for r in clean}),
+        clean_organisations=len({r.organisation for r in clean}),
+        clean_would_halt=len(clean) > policy.max_clean_file_detections and clean_corroborated,
+        rules=counted,
+        recent=[RecentDetection(at, rule, sha, verdict, org or VENDOR) for at, rule, sha, verdict, org in latest],
+        max_clean_file_detections=policy.max_clean_file_detections,
+        spike_min_clients=policy.spike_min_clients,
+        spike_factor=policy.spike_factor,
+        min_clients=policy.halt_min_clients,
+        min_organisations=min_organisations,
+    )

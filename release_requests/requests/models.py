@@ -19,6 +19,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from release_requests.db import Base
 
+# the naming convention's name, spelled out: intake recognises a repeated key by it (migration 0009 creates it)
+SUBMISSION_KEY_UNIQUE = "uq_release_requests_submission_key"
+
 
 class ReleaseRequest(Base):
     __tablename__ = "release_requests"
@@ -26,6 +29,8 @@ class ReleaseRequest(Base):
         CheckConstraint("kind IN ('false_positive', 'false_negative', 'private_hotfix')", name="kind"),
         CheckConstraint("severity BETWEEN 1 AND 4", name="severity"),
         CheckConstraint("channel IN ('portal', 'phone', 'email', 'tam')", name="channel"),
+        # a key is only meaningful per person: the same person sending it again gets the request already filed
+        UniqueConstraint("submission_key", "submitted_by_id", name=SUBMISSION_KEY_UNIQUE),
     )
 
     id: Mapped[str] = mapped_column(String(20), primary_key=True)
@@ -40,6 +45,8 @@ class ReleaseRequest(Base):
     detection_name: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20), index=True)
     submitted_by_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    # the client's key for one filing (the portal's form carries one): a retry with it files nothing new
+    submission_key: Mapped[str | None] = mapped_column(String(64))
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
     duplicate_of_id: Mapped[str | None] = mapped_column(ForeignKey("release_requests.id"))

@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from release_requests import access
+from release_requests.audit.models import AuditEvent
 from release_requests.audit.service import timeline
 from release_requests.clock import db_now
 from release_requests.config import AppConfig
-from release_requests.customers.models import Customer
+from release_requests.customers.models import Customer, TamAssignment
 from release_requests.errors import InvalidInput
 from release_requests.people.models import Person
-from release_requests.people.service import label
+from release_requests.people.service import label, public_actor
 from release_requests.requests.lifecycle import get_visible
 from release_requests.requests.models import ReleaseRequest, Sample
 from release_requests.requests.schemas import (
@@ -157,7 +160,7 @@ def request_timeline(session: Session, *, actor: Person, request_id: str) -> lis
         TimelineEntry(
             seq=e.seq,
             at=e.occurred_at,
-            actor=_public_actor(e.actor) if customer_view else e.actor,
+            actor=public_actor(e.actor) if customer_view else e.actor,
             action=e.action,
             entity=mask(f"{e.entity_type}:{e.entity_id}"),
             before=mask(e.before),
@@ -169,11 +172,6 @@ def request_timeline(session: Session, *, actor: Person, request_id: str) -> lis
 
 
 STAFF_ONLY_REASONS = frozenset({"request.routed", "request.rerouted"})  # who is off, on leave, on duty
-
-
-def _public_actor(actor: str) -> str:
-    """'Tanya Smirnova <tanya@vendor.example> (tam)' → 'Tanya Smirnova (tam)': customers see names, not mailboxes."""
-    return re.sub(r" <[^>]*>", "", actor)
 
 
 QUEUE_STATES = tuple(s for s in OPEN_STATES if s not in (Status.released,))
@@ -198,3 +196,84 @@ def queue(session: Session, *, actor: Person, config: AppConfig) -> list[Request
         return (not breached, item.severity, tiers[item.customer_id] != "enterprise", due, item.id)
 
     return sorted(items, key=order)
+
+
+ROUTING_ACTIONS = ("request.routed", "request.rerouted")
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Who holds a request in the queue, and why (staff only: the reason says who is off, on leave, on duty)."""
+
+    owner_id: int | None
+    owner_name: str | None
+    assignee_id: int | None
+    tier: str
+    # the owner is one of the customer's TAMs, the manager on duty, or the fallback for a gap in the rotation
+    basis: Literal["tam", "duty", "fallback"] | None
+    reason: str | None  # the latest routing decision in words, from the audit log
+
+
+def _routing_basis(*, owner_id: int | None, owner_is_tam: bool, reason: str | None) -> str | None:
+    """From the decision's last clause (routing.service.choose_owner): 'TAM …', 'on duty: …', 'rotation gap: …'."""
+    if owner_id is None:
+        return None
+    last = (reason or "").rpartition("; ")[2]
+    if owner_is_tam or last.startswith("TAM "):
+        return "tam"
+    if last.startswith("rotation gap"):
+        return "fallback"
+    return "duty"
+
+
+def routing_of(session: Session, *, actor: Person, request_ids: list[str]) -> dict[str, Routing]:
+    """Owner, assignee, tier and the latest routing reason of a page of requests, read in one query.
+
+    Requests the actor may not see are left out, like everywhere else."""
+    access.authorize(actor, "queue.read")
+    if not request_ids:
+        return {}
+    reason = (
+        select(AuditEvent.reason)
+        .where(AuditEvent.request_id == ReleaseRequest.id, AuditEvent.action.in_(ROUTING_ACTIONS))
+        .order_by(AuditEvent.seq.desc())
+        .limit(1)
+        .correlate(ReleaseRequest)
+        .scalar_subquery()
+    )
+    owner_is_tam = exists().where(
+        TamAssignment.customer_id == ReleaseRequest.customer_id, TamAssignment.person_id == ReleaseRequest.owner_id
+    )
+    query = (
+        select(
+            ReleaseRequest.id,
+            ReleaseRequest.owner_id,
+            Person.name,
+            ReleaseRequest.assignee_id,
+            Customer.tier,
+            owner_is_tam.label("owner_is_tam"),
+            reason.label("reason"),
+        )
+        .join(Customer, Customer.id == ReleaseRequest.customer_id)
+        .outerjoin(Person, Person.id == ReleaseRequest.owner_id)
+        .where(ReleaseRequest.id.in_(request_ids))
+    )
+    visible = access.visible_customer_ids(session, actor)
+    if visible is not None:
+        query = query.where(ReleaseRequest.customer_id.in_(visible))
+    return {
+        row.id: Routing(
+            owner_id=row.owner_id,
+            owner_name=row.name,
+            assignee_id=row.assignee_id,
+            tier=row.tier,
+            basis=_routing_basis(owner_id=row.owner_id, owner_is_tam=row.owner_is_tam, reason=row.reason),
+            reason=row.reason,
+        )
+        for row in session.execute(query)
+    }
+
+
+def tam_customer_ids(session: Session, *, person: Person) -> frozenset[str]:
+    """The customers this person is a TAM of (empty for everybody who is nobody's TAM)."""
+    return frozenset(session.scalars(select(TamAssignment.customer_id).where(TamAssignment.person_id == person.id)))

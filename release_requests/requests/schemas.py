@@ -15,6 +15,8 @@ IntakeChannel = Literal["portal", "phone", "email", "tam"]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$", to_lower=True)]
 Severity = Annotated[int, Field(ge=1, le=4, description="1 critical, 2 high, 3 medium, 4 low")]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20000)]
+SUBMISSION_KEY_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+SubmissionKey = Annotated[str, StringConstraints(pattern=SUBMISSION_KEY_PATTERN)]
 
 
 class _In(BaseModel):
@@ -35,6 +37,13 @@ class SubmitRequest(_In):
         default=None, description="when the customer reached us (phone/e-mail); defaults to now"
     )
     sample_sha256: list[Sha256] = Field(default_factory=list, description="hash-only evidence")
+    submission_key: SubmissionKey | None = Field(
+        default=None,
+        description=(
+            "a key of the client's choosing: the same person submitting the same key again gets the request "
+            "already filed, not a second one"
+        ),
+    )
 
 
 class Accept(_In):
@@ -54,6 +63,9 @@ class Reject(_In):
 class Duplicate(_In):
     decision: Literal["duplicate"]
     duplicate_of: Annotated[str, StringConstraints(pattern=r"^[A-Z]{1,8}-\d{4}-\d{6,}$")]
+    reason: str | None = Field(
+        default=None, max_length=20000, description="why it is the same problem (kept in the audit log)"
+    )
     version: int | None = None
 
 
@@ -64,6 +76,15 @@ class NeedsInfo(_In):
 
 
 TriageDecision = Annotated[Accept | Reject | Duplicate | NeedsInfo, Field(discriminator="decision")]
+
+
+class Assign(_In):
+    """Hand an open request to an engineer (vendor staff) after triage."""
+
+    assignee: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=254)] = Field(
+        description="e-mail or id of the engineer"
+    )
+    version: int | None = None
 
 
 class Answer(_In):

@@ -6,9 +6,11 @@ request starts a build, a report joins a shared build) is the workflow layer's (
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from release_requests import access
@@ -16,16 +18,17 @@ from release_requests.audit.service import Actor, record
 from release_requests.clock import db_now
 from release_requests.config import AppConfig
 from release_requests.customers.models import Customer
-from release_requests.errors import InvalidInput
+from release_requests.errors import InvalidInput, NotFound
 from release_requests.notifications.service import notify
 from release_requests.people.models import Person
-from release_requests.people.service import actor_of, display_name, find_person
+from release_requests.people.service import actor_of, display_name, find_person, label
 from release_requests.requests.lifecycle import change, get_visible, snapshot, transition
-from release_requests.requests.models import ReleaseRequest
+from release_requests.requests.models import SUBMISSION_KEY_UNIQUE, ReleaseRequest
 from release_requests.requests.samples import add_sample_row
 from release_requests.requests.schemas import (
     Accept,
     Answer,
+    Assign,
     Cancel,
     Duplicate,
     NeedsInfo,
@@ -47,7 +50,50 @@ def _next_id(session: Session, *, prefix: str, year: int) -> str:
     return f"{prefix}-{year}-{number:06d}"
 
 
+@dataclass(frozen=True)
+class Submission:
+    """What a submission did: `replayed` when the same person had already filed a request with the same
+    `submission_key` (that request is returned; nothing was filed, recorded or sent now)."""
+
+    request: ReleaseRequest
+    replayed: bool = False
+
+
 def submit_request(session: Session, *, actor: Person, data: SubmitRequest, config: AppConfig) -> ReleaseRequest:
+    """File a request (see `file_request`): the request filed now, or the one already filed with the key."""
+    return file_request(session, actor=actor, data=data, config=config).request
+
+
+def _filed_with_key(session: Session, *, actor: Person, key: str) -> ReleaseRequest | None:
+    earlier = session.scalar(
+        select(ReleaseRequest).where(ReleaseRequest.submitted_by_id == actor.id, ReleaseRequest.submission_key == key)
+    )
+    if earlier is not None and not access.can_see_customer(session, actor, earlier.customer_id):
+        # filed by this person for a customer they no longer serve: neither show it nor file another under the key
+        raise InvalidInput("this submission_key was used before; send a new one", field="submission_key")
+    return earlier
+
+
+def _insert_once(session: Session, *, actor: Person, request: ReleaseRequest, key: str) -> ReleaseRequest | None:
+    """Insert the request in a SAVEPOINT; if a concurrent submission of the same person committed the same key
+    first (the unique constraint waits for it, then refuses), return that request instead."""
+    try:
+        with session.begin_nested():
+            session.add(request)
+            session.flush()
+    except IntegrityError as exc:
+        if getattr(getattr(exc.orig, "diag", None), "constraint_name", None) != SUBMISSION_KEY_UNIQUE:
+            raise
+        earlier = _filed_with_key(session, actor=actor, key=key)
+        if earlier is None:  # cannot be: the conflicting row is committed, READ COMMITTED sees it
+            raise
+        return earlier
+    return None
+
+
+def file_request(session: Session, *, actor: Person, data: SubmitRequest, config: AppConfig) -> Submission:
+    """File a request, once per `submission_key`: the same person sending a key again (a double click, a retry
+    after a lost answer, two at the same moment) gets the request filed with it and files nothing new."""
     access.authorize(actor, "request.file")
     customer_id = data.customer_id or actor.customer_id
     if customer_id is None:
@@ -55,6 +101,9 @@ def submit_request(session: Session, *, actor: Person, data: SubmitRequest, conf
     customer = session.get(Customer, customer_id)
     if customer is None or not access.can_see_customer(session, actor, customer_id):
         raise InvalidInput(f"unknown customer '{customer_id}'", field="customer_id")
+    key = data.submission_key
+    if key is not None and (earlier := _filed_with_key(session, actor=actor, key=key)) is not None:
+        return Submission(earlier, replayed=True)
     now = db_now(session)
     received_at = data.received_at or now
     if received_at > now:
@@ -79,8 +128,11 @@ def submit_request(session: Session, *, actor: Person, data: SubmitRequest, conf
         updated_at=now,
         **data.model_dump(exclude={"customer_id", "received_at", "sample_sha256"}),
     )
-    session.add(request)
-    session.flush()
+    if key is None:
+        session.add(request)
+        session.flush()
+    elif (earlier := _insert_once(session, actor=actor, request=request, key=key)) is not None:
+        return Submission(earlier, replayed=True)
     record(
         session,
         actor=actor_of(actor),
@@ -93,7 +145,7 @@ def submit_request(session: Session, *, actor: Person, data: SubmitRequest, conf
     for sha256 in dict.fromkeys(data.sample_sha256):
         add_sample_row(session, actor=actor, request=request, sha256=sha256, size=None, filename=None, stored=False)
     _announce_routing(session, request=request, decision=decision, customer=customer, config=config, now=now)
-    return request
+    return Submission(request)
 
 
 def _announce_routing(
@@ -248,6 +300,7 @@ def apply_triage(session: Session, *, actor: Person, request_id: str, decision: 
                 target=Status.duplicate,
                 action="request.duplicate",
                 changes={"duplicate_of_id": primary.id},
+                reason=decision.reason or None,
                 **common,
             )
         case NeedsInfo():
@@ -258,6 +311,33 @@ def apply_triage(session: Session, *, actor: Person, request_id: str, decision: 
                 **common,
             )
     raise AssertionError(f"unhandled decision {decision!r}")
+
+
+def assign(session: Session, *, actor: Person, request_id: str, data: Assign) -> ReleaseRequest:
+    """Hand an open request to another engineer after triage (triage itself assigns on accept)."""
+    access.authorize(actor, "request.assign")
+    request = get_visible(session, actor=actor, request_id=request_id, lock=True)
+    if request.status not in OPEN_STATES:
+        raise InvalidInput(
+            f"request {request.id} is {request.status}; there is no work left to assign", field="assignee"
+        )
+    try:
+        assignee = find_person(session, ref=data.assignee)
+    except NotFound:
+        raise InvalidInput(f"no person '{data.assignee}'", field="assignee") from None
+    if not access.allows(assignee, "request.be_assignee"):
+        raise InvalidInput(f"{assignee.name} is not vendor staff", field="assignee")
+    if assignee.id == request.assignee_id:
+        raise InvalidInput(f"{request.id} is already assigned to {assignee.name}", field="assignee")
+    return change(
+        session,
+        actor=actor_of(actor),
+        request=request,
+        action="request.assigned",
+        changes={"assignee_id": assignee.id},
+        expected_version=data.version,
+        details={"assignee": label(assignee)},
+    )
 
 
 def answer(session: Session, *, actor: Person, request_id: str, data: Answer) -> ReleaseRequest:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import and_, select
@@ -249,3 +250,93 @@ def record_leave(session: Session, *, actor: Person, person_ref: str, data: Leav
         access.authorize(actor, "leave.record_others")
     person = find_person(session, ref=person_ref)
     return person, add_leave(session, actor=actor_of(actor), person=person, data=data)
+
+
+# --------------------------------------------------------------------------------------------------
+# The rotation as people read it (the console's duty page)
+
+
+def rotation_gaps(
+    shifts: list[tuple[datetime, datetime]], *, start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
+    """The spans of [start, end) that none of these (starts_at, ends_at) shifts covers."""
+    gaps, cursor = [], start
+    for starts_at, ends_at in sorted(shifts):
+        if cursor >= end:
+            break
+        if starts_at > cursor:
+            gaps.append((cursor, min(starts_at, end)))
+        cursor = max(cursor, ends_at)
+    if cursor < end:
+        gaps.append((cursor, end))
+    return gaps
+
+
+@dataclass(frozen=True)
+class Absence:
+    person: Person
+    leave: Leave
+    now: bool  # today, in the person's own zone, is one of the leave's days
+
+
+@dataclass(frozen=True)
+class DutyOverview:
+    """Who takes what no TAM takes, now and in the coming days, and where nobody does."""
+
+    at: datetime
+    until: datetime
+    on_duty: OnDuty  # exactly what routing would decide at `at`
+    current_shift: DutyShift | None  # the shift that puts `on_duty.person` on duty (None: fallback or nobody)
+    next_shift: tuple[DutyShift, Person] | None  # the first shift starting after `at`
+    shifts: list[tuple[DutyShift, Person]]  # every shift of an active person overlapping [at, until)
+    gaps: list[tuple[datetime, datetime]]  # spans of [at, until) no shift covers: the fallback takes them
+    fallback: Person | None
+    absences: list[Absence]  # leave going on or starting within `leave_days`
+    fallback_candidates: list[Person]  # active people who may be the fallback (`duty.serve`)
+
+
+def duty_overview(
+    session: Session, *, actor: Person, at: datetime, days: int = 7, leave_days: int = 30
+) -> DutyOverview:
+    """The rotation from `at` for `days` days: on duty now (as routing decides), the next shift, the gaps,
+    the fallback person, and leave now or starting within `leave_days` days."""
+    access.authorize(actor, "duty.read")
+    until = at + timedelta(days=days)
+    shifts = [(s, p) for s, p in list_shifts(session, start=at, end=until) if p.active]  # as routing counts them
+    duty = on_duty(session, at=at)
+    current = next(
+        (s for s, p in shifts if duty.person is not None and p.id == duty.person.id and s.starts_at <= at < s.ends_at),
+        None,
+    )
+    fallback_row = session.get(DutyFallback, 1)
+    fallback = session.get(Person, fallback_row.person_id) if fallback_row is not None else None
+    rows = session.execute(
+        select(Leave, Person)
+        .join(Person, Person.id == Leave.person_id)
+        .where(
+            Person.active.is_(True),
+            Leave.last_day >= (at - timedelta(days=1)).date(),  # zones ahead of or behind UTC: judged below
+            Leave.first_day <= (at + timedelta(days=leave_days + 1)).date(),
+        )
+        .order_by(Leave.first_day, Person.name)
+    )
+    absences = []
+    for leave, person in rows:
+        today = at.astimezone(ZoneInfo(person.timezone or "UTC")).date()
+        if leave.last_day >= today and leave.first_day <= today + timedelta(days=leave_days):
+            absences.append(Absence(person, leave, leave.first_day <= today))
+    staff = session.scalars(
+        select(Person).where(Person.active.is_(True), Person.customer_id.is_(None)).order_by(Person.name)
+    )
+    return DutyOverview(
+        at=at,
+        until=until,
+        on_duty=duty,
+        current_shift=current,
+        next_shift=next(((s, p) for s, p in shifts if s.starts_at > at), None),
+        shifts=shifts,
+        gaps=rotation_gaps([(s.starts_at, s.ends_at) for s, _ in shifts], start=at, end=until),
+        fallback=fallback,
+        absences=absences,
+        fallback_candidates=[p for p in staff if access.allows(p, "duty.serve")],
+    )

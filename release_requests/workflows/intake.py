@@ -19,14 +19,22 @@ from release_requests.requests import samples
 from release_requests.requests import service as requests
 from release_requests.requests.models import ReleaseRequest, Sample
 from release_requests.requests.schemas import SubmitRequest, TriageDecision
+from release_requests.requests.service import Submission
 from release_requests.requests.states import Status
 
 
 def submit(session: Session, *, actor: Person, data: SubmitRequest, config: AppConfig) -> ReleaseRequest:
-    """File a request; if it names a sample whose fix is already being built, it joins that build."""
-    request = requests.submit_request(session, actor=actor, data=data, config=config)
-    join_open_build(session, request=request, config=config)
-    return request
+    """File a request; if it names a sample whose fix is already being built, it joins that build. With a
+    `submission_key` the same person already used, the request filed then (see `file_request`)."""
+    return file_request(session, actor=actor, data=data, config=config).request
+
+
+def file_request(session: Session, *, actor: Person, data: SubmitRequest, config: AppConfig) -> Submission:
+    """`submit`, saying whether the key was a replay (then nothing was filed now and nothing follows)."""
+    submission = requests.file_request(session, actor=actor, data=data, config=config)
+    if not submission.replayed:
+        join_open_build(session, request=submission.request, config=config)
+    return submission
 
 
 def add_sample(

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+import threading
+import time
+import uuid
 
+import pytest
+from sqlalchemy import text
+
+from release_requests import db
+from release_requests.people.models import Person
+from release_requests.requests.schemas import SubmitRequest
+from release_requests.workflows import intake
 from tests.api.conftest import new_request
 
 
@@ -246,3 +255,133 @@ def test_openapi_is_published(world):
         spec = c.get("/openapi.json").json()
     assert "/api/v1/requests/{request_id}/triage" in spec["paths"]
     assert "/api/v1/requests/{request_id}/samples" in spec["paths"]
+
+
+def test_a_duplicate_keeps_its_reason_in_the_timeline(world, cast):
+    first = new_request(world, cast.tam, cast.customer_id)
+    second = new_request(world, cast.tam, cast.customer_id)
+    body = {"decision": "duplicate", "duplicate_of": first["id"], "reason": "same payroll.exe hash"}
+    with world.client(cast.triage) as c:
+        assert c.post(f"/api/v1/requests/{second['id']}/triage", json=body).json()["status"] == "duplicate"
+        events = c.get(f"/api/v1/requests/{second['id']}/timeline").json()
+    marked = next(e for e in events if e["action"] == "request.duplicate")
+    assert marked["reason"] == "same payroll.exe hash"
+
+
+def test_staff_assign_an_open_request_to_an_engineer_and_it_is_audited(world, cast):
+    created = new_request(world, cast.tam, cast.customer_id)
+    url = f"/api/v1/requests/{created['id']}/assignee"
+    with world.client(cast.triage) as t:
+        t.post(f"/api/v1/requests/{created['id']}/triage", json={"decision": "accept"})
+        assigned = t.post(url, json={"assignee": str(cast.build_engineer.id), "version": 2})
+        assert assigned.status_code == 200, assigned.text
+        assert assigned.json()["assignee"].startswith(cast.build_engineer.name)
+        again = t.post(url, json={"assignee": str(cast.build_engineer.id)})
+        assert again.status_code == 422 and again.json()["field"] == "assignee"
+        customer = t.post(url, json={"assignee": str(cast.customer_user.id)})
+        assert customer.status_code == 422 and "not vendor staff" in customer.json()["message"]
+        nobody = t.post(url, json={"assignee": "nobody@example.com"})
+        assert nobody.status_code == 422 and nobody.json()["field"] == "assignee"
+        stale = t.post(url, json={"assignee": str(cast.tam.id), "version": 2})
+        assert stale.status_code == 409
+        events = t.get(f"/api/v1/requests/{created['id']}/timeline").json()
+    with world.client(cast.build_engineer) as b:
+        refused = b.post(url, json={"assignee": str(cast.build_engineer.id)})
+    assert refused.status_code == 403 and refused.json()["action"] == "request.assign"
+    with world.client(cast.other_customer_user) as o:
+        assert o.post(url, json={"assignee": str(cast.triage.id)}).status_code == 403  # the table, before visibility
+    assigned_event = next(e for e in events if e["action"] == "request.assigned")
+    assert assigned_event["after"]["assignee"].startswith(cast.build_engineer.name)
+    assert assigned_event["actor"].startswith(cast.triage.name)
+
+
+# --------------------------------------------------------------------------------------------------
+# submission_key: a retried or doubled submission files one request
+
+
+def _submit(world, user, body: dict):
+    with world.client(user) as c:
+        return c.post("/api/v1/requests", json=body)
+
+
+def _keyed_body(customer_id: str, key: str, **overrides) -> dict:
+    body = {"customer_id": customer_id, "kind": "false_positive", "severity": 2, "channel": "phone", "title": "Retry"}
+    return {**body, "submission_key": key, **overrides}
+
+
+def test_the_same_key_sent_twice_files_one_request_and_one_audit_event(world, cast):
+    key = f"key-{uuid.uuid4().hex}"
+    first = _submit(world, cast.tam, _keyed_body(cast.customer_id, key, sample_sha256=["a" * 64]))
+    again = _submit(world, cast.tam, _keyed_body(cast.customer_id, key, title="Retry", sample_sha256=["b" * 64]))
+    assert first.status_code == again.status_code == 201, again.text  # a replay answers like the filing did
+    assert again.json()["id"] == first.json()["id"]
+    assert [s["sha256"] for s in again.json()["samples"]] == ["a" * 64]  # the replay's body files nothing
+    with world.client(cast.tam) as c:
+        events = c.get(f"/api/v1/requests/{first.json()['id']}/timeline").json()
+        listed = c.get("/api/v1/requests", params={"customer_id": cast.customer_id}).json()
+    actions = [e["action"] for e in events]
+    assert actions.count("request.submitted") == 1 and actions.count("request.routed") == 1
+    assert listed["total"] == 1
+
+    # a key is one person's: another person's same key is another filing; without a key nothing is held back
+    other = _submit(world, cast.admin, _keyed_body(cast.customer_id, key))
+    assert other.status_code == 201 and other.json()["id"] != first.json()["id"]
+    plain = [_submit(world, cast.tam, _keyed_body(cast.customer_id, None)) for _ in range(2)]
+    assert len({answer.json()["id"] for answer in plain}) == 2
+    bad = _submit(world, cast.tam, _keyed_body(cast.customer_id, "short"))
+    assert bad.status_code == 422 and "submission_key" in bad.text
+
+
+def test_two_threads_sending_one_key_at_once_file_one_request(world, cast):
+    keys = [f"race-{uuid.uuid4().hex}" for _ in range(3)]
+    answers: dict[str, list] = {key: [] for key in keys}
+    for key in keys:
+        start = threading.Barrier(2)
+
+        def send(key=key, start=start):
+            with world.client(cast.customer_user) as c:
+                start.wait()
+                answers[key].append(c.post("/api/v1/requests", json=_keyed_body(None, key, channel="portal")))
+
+        threads = [threading.Thread(target=send) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    for key in keys:
+        assert [a.status_code for a in answers[key]] == [201, 201], [a.text for a in answers[key]]
+        assert len({a.json()["id"] for a in answers[key]}) == 1
+    with world.client(cast.customer_user) as c:
+        assert c.get("/api/v1/requests").json()["total"] == len(keys)
+
+
+def test_a_key_racing_an_uncommitted_filing_waits_for_it_and_gets_that_request(world, cast, config):
+    """The unique constraint settles the race a first look cannot: the second submission's insert waits for the
+    first transaction, then gets its request (the SAVEPOINT rolls back only the refused insert)."""
+    data = SubmitRequest(**_keyed_body(cast.customer_id, f"held-{uuid.uuid4().hex}"))
+    second: dict = {}
+
+    def submit_second():
+        with db.transaction(world.sessions) as s:
+            submission = intake.file_request(s, actor=s.get(Person, cast.tam.id), data=data, config=config)
+            second.update(id=submission.request.id, replayed=submission.replayed)
+
+    with db.transaction(world.sessions) as s:
+        first = intake.file_request(s, actor=s.get(Person, cast.tam.id), data=data, config=config)
+        thread = threading.Thread(target=submit_second)
+        thread.start()
+        deadline = time.monotonic() + 10
+        waiting = text("SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted")
+        with world.sessions() as watcher:  # the second insert waits on the first transaction's id
+            while not watcher.scalar(waiting):
+                assert time.monotonic() < deadline, "the second submission never waited for the first"
+                watcher.rollback()
+                time.sleep(0.02)
+        assert not first.replayed and thread.is_alive()
+        first_id = first.request.id
+    thread.join(30)
+    assert second == {"id": first_id, "replayed": True}
+    with world.client(cast.tam) as c:
+        actions = [e["action"] for e in c.get(f"/api/v1/requests/{first_id}/timeline").json()]
+        assert c.get("/api/v1/requests", params={"customer_id": cast.customer_id}).json()["total"] == 1
+    assert actions.count("request.submitted") == 1

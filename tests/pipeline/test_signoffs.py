@@ -105,6 +105,41 @@ def test_signoff_unblocks_the_stage_and_revocation_blocks_it_again(build, sessio
     assert rows == ["approve", "revoke"]  # history kept: granted, then revoked — never edited
 
 
+def test_a_signoff_on_a_build_that_changed_since_the_signer_looked_is_refused(build, session, config, staged):
+    """A decision naming the commit the signer saw applies to that build only: after a rebuild or a rebase the
+    waiting build is another one, and approving it blindly would sign a diff nobody looked at."""
+    request, waiting = staged["request"], staged["build"]
+    looked_at, now = "1" * 40, "2" * 40
+    waiting.commit = now  # rebuilt (here: rebased on a moved release line) after the page was loaded
+    engineer = build.person("build_engineer")
+    for decision, reason in (("approve", None), ("reject", "breaks payroll tests")):
+        with pytest.raises(Conflict, match=f"changed since you looked: it is now commit {now[:12]}.*reload"):
+            service.sign(
+                session,
+                actor=engineer,
+                request_id=request.id,
+                config=config,
+                repo_path=get_settings().signature_repo,
+                data=SignoffIn(stage="internal", decision=decision, reason=reason, commit=looked_at),
+            )
+    assert session.scalars(select(SignoffEvent).where(SignoffEvent.request_id == request.id)).all() == []
+    assert publish_triggers(session, request) == [] and request.status == Status.awaiting_approval
+
+    evaluation = service.sign(  # the build on screen (abbreviated as the panel shows it) is the one waiting
+        session,
+        actor=engineer,
+        request_id=request.id,
+        config=config,
+        repo_path=get_settings().signature_repo,
+        data=SignoffIn(stage="internal", commit=now[:12].upper()),
+    )
+    assert evaluation.satisfied
+    assert session.scalars(select(SignoffEvent.action).where(SignoffEvent.request_id == request.id)).all() == [
+        "approve"
+    ]
+    assert publish_triggers(session, request) == [f"publish:internal:{waiting.id}"]
+
+
 def test_signoff_rows_cannot_be_edited(build, session, config, staged):
     sign(session, config, build.person("build_engineer"), staged["request"])
     with pytest.raises(DBAPIError, match="permission denied|append-only"), session.begin_nested():

@@ -56,6 +56,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "interfaces",
         (
             "release_requests.api",
+            "release_requests.web",  # the web console and customer portal
             "release_requests.cli",
             "release_requests.server",
             "release_requests.demo",

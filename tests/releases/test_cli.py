@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from release_requests import db
-from tests.releases.conftest import put
+from tests.releases.fixtures import put
 
 
 def test_revert_one_step_and_to_a_version_from_the_cli(relreq, world, releases, config):

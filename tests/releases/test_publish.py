@@ -19,7 +19,7 @@ from release_requests.errors import Conflict, InvalidInput, LineBroken, StaleVer
 from release_requests.releases import channels, publishing, registry, stopping
 from release_requests.releases.models import ChannelHistory, ChannelPointer
 from release_requests.settings import get_settings
-from tests.releases.conftest import SYSTEM, put
+from tests.releases.fixtures import SYSTEM, put
 
 
 def history(session, channel: str) -> list[tuple]:

@@ -22,7 +22,7 @@ from release_requests.releases.models import ChannelHistory, ChannelPointer, Kno
 from release_requests.releases.schemas import ClientEnrolIn, DetectionBatch
 from release_requests.requests.models import ReleaseRequest
 from release_requests.requests.states import Status
-from tests.releases.conftest import SYSTEM, batch, enrol, put, release_request_in
+from tests.releases.fixtures import SYSTEM, batch, enrol, put, release_request_in
 
 RULE = "trojan.Trojan_Win32_Dropper_001"
 REPORT = "/api/v1/telemetry/detections"

@@ -25,7 +25,7 @@ from release_requests import db
 from release_requests.releases import registry
 from release_requests.releases.models import TelemetryDetection
 from release_requests.update_client import CREDENTIAL, UpdateFailed, fetch
-from tests.releases.conftest import SYSTEM, put
+from tests.releases.fixtures import SYSTEM, put
 
 # (path, body) -> (body, declared Content-Length)
 Mutation = Callable[[str, bytes], tuple[bytes, int]]

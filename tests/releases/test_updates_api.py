@@ -12,7 +12,7 @@ from artifacts.signing import load_public_key, verify
 from release_requests import db
 from release_requests.releases.cohorts import in_cohort
 from release_requests.releases.models import ChannelPointer
-from tests.releases.conftest import put
+from tests.releases.fixtures import put
 
 
 def publish_committed(world, channel: str, *versions: str, config) -> None:

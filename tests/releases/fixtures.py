@@ -1,4 +1,5 @@
-"""Fixtures for update channels: real signed bundles, registered once per session, served by the real API.
+"""Fixtures for update channels: real signed bundles, registered once per session (loaded by tests/conftest.py
+as a plugin, so that every folder shares the one registration), served by the real API.
 
 Two bases are built from a real starter signature repository with the server's own signing key: `v1`, and
 `v2` after a false-positive fix (its allowlist holds the fixed sample's sha256). A private hotfix for one
