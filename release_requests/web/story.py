@@ -264,6 +264,8 @@ def _step(entry, *, _: Translate, staff: bool, people: Mapping[int, str], state:
         case "request.failed":
             return say("Failed", tone="bad")
         case "signoff.approve":
+            if not staff:
+                return say("Approved for {stage} by {who}", stage=stage_word(after.get("stage")), who=by)
             return say("Signed off {stage} by {who}", stage=stage_word(after.get("stage")), who=by)
         case "signoff.reject":
             return say("{who} rejected {stage}", stage=stage_word(after.get("stage")), who=by, tone="bad")
