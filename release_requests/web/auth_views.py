@@ -48,7 +48,7 @@ def _form_token(request: Request) -> str:
 
 def _keeping_form_token(request: Request, response: Response, token: str) -> Response:
     response.set_cookie(
-        LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/login"
+        LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=_over_https(request), path="/login"
     )
     return response
 
@@ -76,7 +76,19 @@ def _login_csrf_ok(request: Request, sent: str) -> bool:
     return bool(expected) and secrets.compare_digest(sent, expected)
 
 
+def _over_https(request: Request) -> bool:
+    """Cookies are `Secure` when this request came over https, or the console's public address is https (a proxy
+    terminating TLS in front of it)."""
+    public = context(request).settings.public_url or ""
+    return request.url.scheme == "https" or public.startswith("https://")
+
+
 def _signed_in(request: Request, ctx: AppContext, token: str, target: str) -> Response:
+    """The new session's cookie; a session this browser held before (someone else's, say) ends now."""
+    previous = request.cookies.get(COOKIE)
+    if previous:
+        with ctx.unit_of_work() as session:
+            end_session(session, token=previous)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         COOKIE,
@@ -84,7 +96,7 @@ def _signed_in(request: Request, ctx: AppContext, token: str, target: str) -> Re
         max_age=ctx.settings.web_session_hours * 3600,
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=_over_https(request),
         path="/",
     )
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
@@ -111,6 +123,7 @@ def login(
             status_code=403,
             error="This form has expired or did not come from this site. Reload the page and try again.",
             email=email,
+            next_=_safe_next(next) or "",
         )
     try:
         credentials = SignIn(email=email, password=password)

@@ -390,7 +390,9 @@ def request_filed(request: Request, request_id: str, me: Viewer = Depends(viewer
         target=_duration(me, item.sla.target_minutes) if item.sla else None,
         clock=item.sla.clock if item.sla else None,
         # staff reading in another zone also see the customer's own clock time
-        customer_time=local_time(due, customer_zone) if due and customer_zone.key != me.zone.key else None,
+        customer_time=local_time(due, customer_zone, language=me.language)
+        if due and customer_zone.key != me.zone.key
+        else None,
         customer_zone=customer_zone.key,
     )
 

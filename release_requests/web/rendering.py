@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context, select_autoescape
 from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -50,30 +50,47 @@ def zone_label(moment: datetime) -> str:
     return f"UTC{name}" if name[:1] in "+-" else name
 
 
-def local_time(moment: datetime | None, zone: ZoneInfo, *, with_date: bool = True) -> str:
-    """'30 Nov 2026 14:05 MSK' in `zone`; '—' for no time (a missing value never breaks a page)."""
+MONTHS = {
+    "en": ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
+    "ru": ("янв", "фев", "мар", "апр", "мая", "июн", "июл", "авг", "сен", "окт", "ноя", "дек"),
+}
+UNITS = {"en": ("d", "h", "min"), "ru": ("д", "ч", "мин")}  # console.js ticks with the same words
+
+
+def local_time(moment: datetime | None, zone: ZoneInfo, *, with_date: bool = True, language: str = "en") -> str:
+    """'30 Nov 2026 14:05 MSK' in `zone` ('30 ноя 2026 14:05 MSK' in Russian); '—' for no time (a missing
+    value never breaks a page)."""
     if moment is None:
         return "—"
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     local = moment.astimezone(zone)
-    text = local.strftime("%d %b %Y %H:%M" if with_date else "%H:%M").lstrip("0")
-    return f"{text} {zone_label(local)}"
+    clock = f"{local:%H:%M} {zone_label(local)}"
+    if not with_date:
+        return clock
+    month = MONTHS.get(language, MONTHS["en"])[local.month - 1]
+    return f"{local.day} {month} {local.year} {clock}"
 
 
-def duration(seconds: int | float | None) -> str:
+def duration(seconds: int | float | None, language: str = "en") -> str:
     """'2 h 05 min', '12 min', '3 d 4 h'; '—' for none. The browser ticks the same format (console.js)."""
     if seconds is None:
         return "—"
+    day, hour, minute = UNITS.get(language, UNITS["en"])
     sign = "−" if seconds < 0 else ""
     minutes = int(abs(seconds)) // 60
     days, rest = divmod(minutes, 24 * 60)
     hours, minutes = divmod(rest, 60)
     if days:
-        return f"{sign}{days} d {hours} h"
+        return f"{sign}{days} {day} {hours} {hour}"
     if hours:
-        return f"{sign}{hours} h {minutes:02d} min"
-    return f"{sign}{minutes} min"
+        return f"{sign}{hours} {hour} {minutes:02d} {minute}"
+    return f"{sign}{minutes} {minute}"
+
+
+@pass_context
+def _duration_filter(context, seconds: int | float | None) -> str:
+    return duration(seconds, context.get("language", "en"))
 
 
 # Words for stored values (translated through the catalogue like every other text).
@@ -104,7 +121,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["duration"] = duration
+    env.filters["duration"] = _duration_filter
     env.globals.update(
         STATUSES=STATUSES, KINDS=KINDS, SLA_STATES=SLA_STATES, allows=access.allows, as_seen=actor_as_seen
     )
@@ -138,7 +155,7 @@ def render(
             moment = moment.replace(tzinfo=UTC)
         iso = moment.astimezone(UTC).isoformat()
         return Markup('<time datetime="{}" title="{}">{}</time>').format(
-            iso, f"{zone.key}", local_time(moment, zone, with_date=with_date)
+            iso, f"{zone.key}", local_time(moment, zone, with_date=with_date, language=language)
         )
 
     html = ENV.get_template(template).render(

@@ -54,3 +54,16 @@ def test_translation_fills_parameters_after_translating():
     assert translate("ru", "Signed in as {name}", name="Иван") == "Вы вошли как Иван"
     assert translate("en", "Signed in as {name}", name="Ivan") == "Signed in as Ivan"
     assert translate("ru", "a text nobody translated") == "a text nobody translated"
+
+
+def test_times_and_durations_read_in_the_readers_language():
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from release_requests.web.rendering import duration, local_time
+
+    moment = datetime(2026, 11, 30, 11, 5, tzinfo=UTC)
+    assert local_time(moment, ZoneInfo("Europe/Moscow")) == "30 Nov 2026 14:05 MSK"
+    assert local_time(moment, ZoneInfo("Europe/Moscow"), language="ru") == "30 ноя 2026 14:05 MSK"
+    assert local_time(moment, ZoneInfo("Asia/Dubai"), with_date=False) == "15:05 UTC+04"
+    assert duration(2 * 3600 + 5 * 60) == "2 h 05 min" and duration(-90, "ru") == "−1 мин"

@@ -132,3 +132,16 @@ def test_a_form_larger_than_its_files_may_be_is_refused_before_it_is_read(world,
         while "</html>" not in answer and (chunk := raw.recv(65536)):
             answer += chunk.decode(errors="replace")
     assert answer.startswith("HTTP/1.1 413") and "at most 100 MiB of files" in answer
+
+
+def test_signing_in_ends_the_session_the_browser_held_before(world):
+    first = sign_in_http(world, world.user("triage"))
+    held = first.client.cookies.get("rr_session")
+    second = world.user("tam")
+    token = CSRF_RE.search(first.client.get("/login").text).group(1)
+    answer = first.client.post(
+        "/login", data={"email": email_of(world, second), "password": give_password(world, second), "csrf_token": token}
+    )
+    assert answer.status_code == 303
+    with httpx.Client(base_url=world.api_url, cookies={"rr_session": held}) as old:
+        assert old.get("/queue", headers={"Accept": "text/html"}).status_code == 303  # the first session ended

@@ -4,15 +4,18 @@
   "use strict";
 
   // "2 h 05 min", "12 min", "3 d 4 h", negative with a minus sign: the server's rendering.duration format
+  var UNITS = { en: ["d", "h", "min"], ru: ["\u0434", "\u0447", "\u043c\u0438\u043d"] };
+
   function duration(seconds) {
+    var unit = UNITS[document.body.dataset.language] || UNITS.en;
     var sign = seconds < 0 ? "\u2212" : "";
     var minutes = Math.floor(Math.abs(seconds) / 60);
     var days = Math.floor(minutes / 1440);
     var hours = Math.floor((minutes % 1440) / 60);
     var mins = minutes % 60;
-    if (days) return sign + days + " d " + hours + " h";
-    if (hours) return sign + hours + " h " + (mins < 10 ? "0" : "") + mins + " min";
-    return sign + mins + " min";
+    if (days) return sign + days + " " + unit[0] + " " + hours + " " + unit[1];
+    if (hours) return sign + hours + " " + unit[1] + " " + (mins < 10 ? "0" : "") + mins + " " + unit[2];
+    return sign + mins + " " + unit[2];
   }
 
   // Jira's colours: amber under an hour, red under 30 minutes, breached when negative.
