@@ -207,6 +207,26 @@ def triage(
     return back_to(f"/requests/{request_id}", "Decision recorded.")
 
 
+def _decide(
+    request, me: Viewer, ctx: AppContext, request_id: str, form: str, values: dict, *, missing, build, apply, notice
+):
+    """One decision form: a required field left empty (`missing`: its message) or a value the schema or the service
+    refuses → the page again, the message next to the form and everything typed kept; done → back to the page
+    (POST → 303 → GET) with `notice`."""
+    if missing:
+        return _again(request, me, ctx, request_id, form, translate(me.language, missing), values)
+    try:
+        data = build()
+    except ValidationError as exc:
+        return _again(request, me, ctx, request_id, form, _invalid(exc), values)
+    try:
+        with ctx.unit_of_work() as session:
+            apply(session, data)
+    except errors.InvalidInput as exc:
+        return _again(request, me, ctx, request_id, form, exc.message, values)
+    return back_to(f"/requests/{request_id}", notice)
+
+
 @router.post("/requests/{request_id}/respond", openapi_extra=needs("request.respond"))
 def respond(
     request: Request,
@@ -215,17 +235,20 @@ def respond(
     me: Viewer = Depends(checked),
     ctx: AppContext = Depends(context),
 ):
-    if not message.strip():
-        text = translate(me.language, "Write the answer for the customer.")
-        return _again(request, me, ctx, request_id, "respond", text, {})
-    try:
-        with ctx.unit_of_work() as session:
-            service.respond(
-                session, actor=me.person, request_id=request_id, data=Respond(message=message), config=ctx.config
-            )
-    except errors.InvalidInput as exc:
-        return _again(request, me, ctx, request_id, "respond", exc.message, {"respond_message": message})
-    return back_to(f"/requests/{request_id}", "Response sent.")
+    return _decide(
+        request,
+        me,
+        ctx,
+        request_id,
+        "respond",
+        {"respond_message": message},
+        missing=not message.strip() and "Write the answer for the customer.",
+        build=lambda: Respond(message=message),
+        apply=lambda session, data: service.respond(
+            session, actor=me.person, request_id=request_id, data=data, config=ctx.config
+        ),
+        notice="Response sent.",
+    )
 
 
 @router.post("/requests/{request_id}/severity", openapi_extra=needs("request.change_severity"))
@@ -238,17 +261,18 @@ def change_severity(
     me: Viewer = Depends(checked),
     ctx: AppContext = Depends(context),
 ):
-    values = {"severity_reason": reason, "severity_value": str(severity)}
-    if not reason.strip():
-        text = translate(me.language, "Give the reason for the new severity.")
-        return _again(request, me, ctx, request_id, "severity", text, values)
-    try:
-        with ctx.unit_of_work() as session:
-            data = SeverityChange(severity=severity, reason=reason, version=version)
-            service.change_severity(session, actor=me.person, request_id=request_id, data=data)
-    except errors.InvalidInput as exc:
-        return _again(request, me, ctx, request_id, "severity", exc.message, values)
-    return back_to(f"/requests/{request_id}", "Severity changed.")
+    return _decide(
+        request,
+        me,
+        ctx,
+        request_id,
+        "severity",
+        {"severity_reason": reason, "severity_value": str(severity)},
+        missing=not reason.strip() and "Give the reason for the new severity.",
+        build=lambda: SeverityChange(severity=severity, reason=reason, version=version),
+        apply=lambda session, data: service.change_severity(session, actor=me.person, request_id=request_id, data=data),
+        notice="Severity changed.",
+    )
 
 
 @router.post("/requests/{request_id}/assignee", openapi_extra=needs("request.assign"))
@@ -260,20 +284,18 @@ def assign(
     me: Viewer = Depends(checked),
     ctx: AppContext = Depends(context),
 ):
-    values = {"assign_assignee": assignee}
-    if not assignee.strip():
-        text = translate(me.language, "Give the engineer's e-mail or id.")
-        return _again(request, me, ctx, request_id, "assign", text, values)
-    try:
-        data = Assign(assignee=assignee, version=version)
-    except ValidationError as exc:
-        return _again(request, me, ctx, request_id, "assign", _invalid(exc), values)
-    try:
-        with ctx.unit_of_work() as session:
-            service.assign(session, actor=me.person, request_id=request_id, data=data)
-    except errors.InvalidInput as exc:
-        return _again(request, me, ctx, request_id, "assign", exc.message, values)
-    return back_to(f"/requests/{request_id}", "Assigned.")
+    return _decide(
+        request,
+        me,
+        ctx,
+        request_id,
+        "assign",
+        {"assign_assignee": assignee},
+        missing=not assignee.strip() and "Give the engineer's e-mail or id.",
+        build=lambda: Assign(assignee=assignee, version=version),
+        apply=lambda session, data: service.assign(session, actor=me.person, request_id=request_id, data=data),
+        notice="Assigned.",
+    )
 
 
 @router.post("/requests/{request_id}/answer", openapi_extra=needs("request.answer"))
@@ -285,17 +307,18 @@ def answer(
     me: Viewer = Depends(checked),
     ctx: AppContext = Depends(context),
 ):
-    if not message.strip():
-        text = translate(me.language, "Write your answer to the question.")
-        return _again(request, me, ctx, request_id, "answer", text, {})
-    try:
-        with ctx.unit_of_work() as session:
-            service.answer(
-                session, actor=me.person, request_id=request_id, data=Answer(message=message, version=version)
-            )
-    except errors.InvalidInput as exc:
-        return _again(request, me, ctx, request_id, "answer", exc.message, {"answer_message": message})
-    return back_to(f"/requests/{request_id}", "Answer sent.")
+    return _decide(
+        request,
+        me,
+        ctx,
+        request_id,
+        "answer",
+        {"answer_message": message},
+        missing=not message.strip() and "Write your answer to the question.",
+        build=lambda: Answer(message=message, version=version),
+        apply=lambda session, data: service.answer(session, actor=me.person, request_id=request_id, data=data),
+        notice="Answer sent.",
+    )
 
 
 @router.post("/requests/{request_id}/cancel", openapi_extra=needs("request.cancel"))
@@ -307,12 +330,15 @@ def cancel(
     me: Viewer = Depends(checked),
     ctx: AppContext = Depends(context),
 ):
-    if not reason.strip():
-        text = translate(me.language, "Give the reason for cancelling it.")
-        return _again(request, me, ctx, request_id, "cancel", text, {})
-    try:
-        with ctx.unit_of_work() as session:
-            service.cancel(session, actor=me.person, request_id=request_id, data=Cancel(reason=reason, version=version))
-    except errors.InvalidInput as exc:
-        return _again(request, me, ctx, request_id, "cancel", exc.message, {"cancel_reason": reason})
-    return back_to(f"/requests/{request_id}", "Request cancelled.")
+    return _decide(
+        request,
+        me,
+        ctx,
+        request_id,
+        "cancel",
+        {"cancel_reason": reason},
+        missing=not reason.strip() and "Give the reason for cancelling it.",
+        build=lambda: Cancel(reason=reason, version=version),
+        apply=lambda session, data: service.cancel(session, actor=me.person, request_id=request_id, data=data),
+        notice="Request cancelled.",
+    )

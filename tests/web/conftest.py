@@ -96,21 +96,32 @@ def sign_in_http(world: World, user: User) -> Browserless:
     return Browserless(client, CSRF_RE.search(landing.text).group(1))
 
 
+def through_the_form(browser, base_url: str, email: str, password: str, *, start="/login", landing=None, on_form=None):
+    """(context, page): a new browser context signed in through the real sign-in form, opened at `start`
+    (`on_form(page)` runs on the form first), waiting for `landing` when given."""
+    context = browser.new_context(base_url=base_url)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.goto(start)
+    if on_form:
+        on_form(page)
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    if landing:
+        page.wait_for_url(f"**{landing}")
+    page.wait_for_load_state()
+    return context, page
+
+
 @pytest.fixture
 def sign_in(world, browser, base_url):
     """`sign_in(user)` → a Playwright page of a new browser context signed in as `user` through the real form."""
     contexts = []
 
-    def _sign_in(user: User, **context_args):
-        password = give_password(world, user)
-        context = browser.new_context(base_url=base_url, **context_args)
+    def _sign_in(user: User):
+        context, page = through_the_form(browser, base_url, email_of(world, user), give_password(world, user))
         contexts.append(context)
-        page = context.new_page()
-        page.goto("/login")
-        page.get_by_label("E-mail").fill(email_of(world, user))
-        page.get_by_label("Password").fill(password)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_load_state()
         return page
 
     yield _sign_in
@@ -188,22 +199,16 @@ def signed_in(console, browser):
 def signed_in_by_form(console, browser, person, *, scan=None):
     """(page, context) of `person` signed in through the real sign-in form over the console's world: `/` sends
     the browser to `/login` (scanned with `scan(page, "login")` when given), then to the landing page."""
-    password = f"pw-{uuid.uuid4().hex}"
-    with db.transaction(console.w.seg.sessions) as s:
-        set_password(
-            s, actor=Actor.system("tests"), person=s.get(Person, person.id), password=NewPassword(password=password)
-        )
-    context = browser.new_context(base_url=console.world.api_url)
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    page.goto("/")
-    assert page.url.endswith("/login"), page.url
-    if scan:
-        scan(page, "login")
-    page.get_by_label("E-mail").fill(person.email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_load_state()
+
+    def at_the_form(page):
+        assert page.url.endswith("/login"), page.url
+        if scan:
+            scan(page, "login")
+
+    password = give_password(console.world, person)
+    context, page = through_the_form(
+        browser, console.world.api_url, person.email, password, start="/", on_form=at_the_form
+    )
     return page, context
 
 

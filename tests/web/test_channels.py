@@ -20,22 +20,21 @@ from release_requests.releases.schemas import ClientEnrolIn, DetectionBatch
 from release_requests.releases.telemetry import HaltDecision
 from tests.conftest import Builder
 from tests.releases.fixtures import put
-from tests.web.conftest import assert_accessible, email_of, give_password, sign_in_http
+from tests.web.conftest import assert_accessible, email_of, give_password, sign_in_http, through_the_form
 
 RULE = "trojan.Trojan_Win32_Dropper_001"
 
 
 def signed_in(browser, world, user, *, landing: str):
     """A Chromium context signed in as `user` through the real form, landing on `landing`."""
-    password = give_password(world, user)
-    context = browser.new_context(base_url=world.api_url)
-    page = context.new_page()
-    page.goto(f"/login?next={landing}")
-    page.get_by_label("E-mail").fill(email_of(world, user))
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"**{landing}")
-    return context, page
+    return through_the_form(
+        browser,
+        world.api_url,
+        email_of(world, user),
+        give_password(world, user),
+        start=f"/login?next={landing}",
+        landing=landing,
+    )
 
 
 @pytest.fixture(scope="module")

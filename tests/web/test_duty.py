@@ -24,7 +24,7 @@ from release_requests.routing.service import ShiftCreate, add_shifts, rotation_g
 from release_requests.settings import Settings
 from release_requests.web.rendering import local_time
 from tests.conftest import REPO, User, World, clone_database, serve_app
-from tests.web.conftest import assert_accessible, email_of, give_password, sign_in_http
+from tests.web.conftest import assert_accessible, email_of, give_password, sign_in_http, through_the_form
 
 SYSTEM = Actor.system("tests")
 YEKATERINBURG = "Asia/Yekaterinburg"  # UTC+05, shown as "UTC+05": the zone is always named
@@ -63,15 +63,14 @@ def rota(pg_server, admin_url, template_db, config, tmp_path_factory) -> Iterato
 
 def signed_in(browser, rota: Rota, user: User):
     """A Chromium context signed in to this module's own server through the real form, on the duty page."""
-    password = give_password(rota, user)
-    context = browser.new_context(base_url=rota.api_url)
-    page = context.new_page()
-    page.goto("/login?next=/duty")
-    page.get_by_label("E-mail").fill(email_of(rota, user))
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/duty")
-    return context, page
+    return through_the_form(
+        browser,
+        rota.api_url,
+        email_of(rota, user),
+        give_password(rota, user),
+        start="/login?next=/duty",
+        landing="/duty",
+    )
 
 
 @pytest.fixture(scope="module")

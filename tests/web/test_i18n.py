@@ -11,8 +11,11 @@ from release_requests.web.i18n import catalog, disagreements, translate
 WEB = Path(rendering.__file__).parent
 # _("text") or _('text') in a template, with or without parameters after the text
 TEMPLATE_TEXT = re.compile(r"""\b_\(\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')""")
-# back_to(path, "notice") and error=/detail=/title= texts in the views
-VIEW_TEXT = re.compile(r"""(?:back_to\([^,()]+(?:\([^()]*\))?[^,()]*,\s*|(?:error|detail|title)=)"([^"{}]+)\"""")
+# back_to(path, "notice") and error=/detail=/title=/notice=/missing= texts in the views
+VIEW_TEXT = re.compile(
+    r"""(?:back_to\([^,()]+(?:\([^()]*\))?[^,()]*,\s*|(?:error|detail|title|notice)=|missing=not [^"]* and )"""
+    r""""([^"{}]+)\""""
+)
 
 
 def texts_of_templates() -> dict[str, set[str]]:

@@ -25,7 +25,7 @@ from release_requests.web.rendering import render
 from release_requests.web.session import Viewer
 from tests.api.conftest import new_request
 from tests.conftest import User, World
-from tests.web.conftest import assert_accessible, email_of, give_password
+from tests.web.conftest import assert_accessible, email_of, give_password, through_the_form
 
 ALWAYS_AT_WORK = "mon-sun 00:00-23:59:59"  # the TAM is available whenever the test runs: routing picks them
 
@@ -84,14 +84,9 @@ def scene(world: World) -> Scene:
 @pytest.fixture(scope="module")
 def tam_context(scene, world, browser, base_url):
     """The scene's TAM signed in once through the real form (signing in hashes a password: not once per test)."""
-    password = give_password(world, scene.tam)
-    context = browser.new_context(base_url=base_url)
-    page = context.new_page()
-    page.goto("/login")
-    page.get_by_label("E-mail").fill(email_of(world, scene.tam))
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/queue")
+    context, page = through_the_form(
+        browser, base_url, email_of(world, scene.tam), give_password(world, scene.tam), landing="/queue"
+    )
     page.close()
     yield context
     context.close()
