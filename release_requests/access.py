@@ -109,6 +109,17 @@ RULES: dict[str, Rule] = {
     "client.read": Rule(EVERYONE, "list enrolled update clients"),
     "client.revoke": Rule(EVERYONE, "revoke update clients"),
     "known_clean.add": Rule({"admin"}, "mark files known-clean"),
+    # reports and Health Checks
+    "report.read": Rule(EVERYONE, "read reports (the daily digest, customer reports; a customer's users: their own)"),
+    "report.preferences": Rule({"customer", "tam", "admin"}, "change a customer's report preferences"),
+    "report.note": Rule({"tam", "admin"}, "write the TAM's notes for a customer's report"),
+    "digest.subscribe": Rule(EVERYONE, "choose whether and when they receive the daily digest"),
+    "healthcheck.read": Rule(EVERYONE, "read Health Checks"),
+    "healthcheck.book": Rule({"tam", "duty_manager", "admin"}, "book, confirm, reschedule or cancel Health Checks"),
+    "healthcheck.conduct": Rule(
+        {"tam", "triage", "build_engineer", "admin"},
+        "conduct Health Checks: start, record findings, deliver the report",
+    ),
     # people
     "profile.change": Rule(EVERYONE, "change their own display language"),
     # what a role makes a person
@@ -125,6 +136,11 @@ RULES: dict[str, Rule] = {
         {"customer"}, "belong to one customer (its users; everyone else is the vendor's)", capability=True
     ),
     "customer.be_tam": Rule({"tam"}, "be assigned to a customer as its TAM", capability=True),
+    "healthcheck.engineer": Rule(
+        {"tam", "triage", "build_engineer", "duty_manager", "admin"},
+        "be the engineer of a Health Check",
+        capability=True,
+    ),
     "duty.serve": Rule(_MANAGERS, "take duty shifts or be the duty fallback", capability=True),
     "duty.by_shifts": Rule(
         {"duty_manager"}, "be at work by duty shifts (or as the fallback), not by working hours", capability=True

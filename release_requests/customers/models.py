@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, String, func
+from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, String, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -17,6 +17,7 @@ class Customer(Base):
     __table_args__ = (
         CheckConstraint("tier IN ('enterprise', 'standard')", name="tier"),
         CheckConstraint("language IN ('en', 'ru')", name="language"),
+        CheckConstraint("certificate_end IS NULL OR certificate_end > certificate_start", name="certificate_period"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -31,6 +32,9 @@ class Customer(Base):
     email_contacts: Mapped[list] = mapped_column(JSONB, default=list)
     licensed_products: Mapped[list] = mapped_column(JSONB, default=list)
     language: Mapped[str] = mapped_column(String(5), default="en")
+    # the support certificate: its years (from the start date) are what one Health Check per year counts
+    certificate_start: Mapped[date | None] = mapped_column(Date)
+    certificate_end: Mapped[date | None] = mapped_column(Date)  # inclusive
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     def calendar(self) -> BusinessCalendar:

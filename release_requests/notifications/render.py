@@ -11,6 +11,7 @@ invitation: `request` empty) is its subject and body alone, without the request 
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from release_requests.config import SeverityConfig
+from release_requests.documents import Attachment
 from release_requests.errors import DomainError
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -102,6 +104,51 @@ class Rendered:
     html: str
     blocks: list[dict]
     slack_text: str  # the subject escaped for Slack: chat.postMessage's `text`, shown in notifications
+    attachments: tuple[Attachment, ...] = ()  # files the e-mail carries (a report's PDF or CSV)
+
+
+COMPOSED = "composed"  # context key of a message its domain wrote whole (a report): sent as it is
+
+
+def composed(
+    *, subject: str, text: str, html: str, slack_blocks: list[dict], attachments: tuple[Attachment, ...] = ()
+) -> dict:
+    """The outbox context of a message composed by its domain (a digest, a report with its PDF): fixed when it
+    is queued, so every attempt sends the same message. Whoever composes it escapes what it quotes."""
+    return {
+        COMPOSED: {
+            "subject": " ".join(subject.split()),
+            "text": text,
+            "html": html,
+            "slack_blocks": slack_blocks,
+            "attachments": [
+                {
+                    "filename": a.filename,
+                    "content_type": a.content_type,
+                    "content_base64": base64.b64encode(a.content).decode("ascii"),
+                }
+                for a in attachments
+            ],
+        }
+    }
+
+
+def _from_composed(message: dict) -> Rendered:
+    try:
+        attachments = tuple(
+            Attachment(a["filename"], a["content_type"], base64.b64decode(a["content_base64"], validate=True))
+            for a in message["attachments"]
+        )
+        return Rendered(
+            subject=message["subject"],
+            text=message["text"].rstrip("\n") + "\n",
+            html=message["html"],
+            blocks=list(message["slack_blocks"]),
+            slack_text=slack_escape(message["subject"]),
+            attachments=attachments,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RenderError(f"composed message: {type(exc).__name__}: {exc}") from None
 
 
 def duration(seconds: int, units: tuple[str, str, str]) -> str:
@@ -185,7 +232,10 @@ def render(
     severities: SeverityConfig,
 ) -> Rendered:
     """Render every part of one notice; RenderError names the template and what is wrong. `request` is None
-    (or empty) for a notice about no request: then `sla` and `status_url` are not shown."""
+    (or empty) for a notice about no request: then `sla` and `status_url` are not shown. A message composed
+    by its domain (`composed`) is taken as it is."""
+    if COMPOSED in context:
+        return _from_composed(context[COMPOSED])
     name = template_name(event, language if language in LANGUAGES else "en")
     if event in BUTTON_EVENTS and "stage" not in context:
         raise RenderError(f"template {name}: 'stage' is undefined (the buttons need it)")

@@ -48,7 +48,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from release_requests.errors import ConfigError
-from release_requests.notifications.render import SLACK_EVENT_TYPE, Rendered
+from release_requests.notifications.render import COMPOSED, SLACK_EVENT_TYPE, Rendered
 
 if TYPE_CHECKING:
     from release_requests.config import AppConfig
@@ -371,6 +371,9 @@ def build_email(
     msg["Subject"] = rendered.subject
     msg.set_content(rendered.text)
     msg.add_alternative(rendered.html, subtype="html")
+    for attachment in rendered.attachments:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        msg.add_attachment(attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename)
     msg["Content-Language"] = language  # after the parts: set_content() drops Content-* headers
     return msg
 
@@ -502,7 +505,7 @@ def webhook_document(notice: Notice) -> dict:
         "sla": notice.sla,
         "subject": notice.rendered.subject,
         "text": notice.rendered.text,
-        "context": notice.context,
+        "context": {k: v for k, v in notice.context.items() if k != COMPOSED},  # a report goes by e-mail
     }
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -31,6 +32,7 @@ class ReleaseRequest(Base):
         CheckConstraint("channel IN ('portal', 'phone', 'email', 'tam')", name="channel"),
         # a key is only meaningful per person: the same person sending it again gets the request already filed
         UniqueConstraint("submission_key", "submitted_by_id", name=SUBMISSION_KEY_UNIQUE),
+        Index("ix_release_requests_customer_received", "customer_id", "received_at"),  # a customer's period
     )
 
     id: Mapped[str] = mapped_column(String(20), primary_key=True)

@@ -37,6 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "release_requests.listening",
             "release_requests.access",
             "release_requests.samples",
+            "release_requests.documents",  # HTML → PDF for reports and Health Checks
             "release_requests.models",  # every table, for Alembic: imports models only
             "artifacts",  # builds what is shipped; knows nothing of requests or the database
             "devservers",  # local Slack / SMTP / webhook servers for the demo and tests; not product code
@@ -48,9 +49,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ("release_requests.people", "release_requests.customers", "release_requests.sla", "release_requests.routing"),
     ),
     ("notifications", ("release_requests.notifications",)),
-    ("requests", ("release_requests.requests",)),
+    ("requests", ("release_requests.requests", "release_requests.healthchecks")),
     ("releases", ("release_requests.releases",)),
     ("pipeline", ("release_requests.pipeline",)),
+    ("reports", ("release_requests.reports",)),
     ("workflows", ("release_requests.workflows",)),
     (
         "interfaces",
