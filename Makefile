@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/notify_latency.py
 	$(VENV)/bin/python bench/updates_bench.py
 	$(VENV)/bin/python bench/storm_bench.py
+	$(VENV)/bin/python bench/audit_bench.py
 
 clean:
 	rm -rf $(VENV) .data

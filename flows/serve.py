@@ -21,6 +21,7 @@ from prefect.events.schemas.events import ResourceSpecification
 
 from flows.notifications import deliver_outbox, listen_and_deliver
 from flows.pipeline import build_and_verify, listen_and_dispatch, publish_stage, reconcile
+from flows.reports import reports_due
 from flows.sla_watch import sla_watch
 from release_requests.installation import deployment_name, installation_name
 from release_requests.runtime import migrated_url
@@ -32,11 +33,16 @@ ZOMBIE_AUTOMATION = "release-requests: crash zombie flow runs"
 def deployments(installation: str) -> list:
     """This installation's deployments, named `<name>@<installation>`: a runner serves only its own, so two
     installations on one Prefect server neither run each other's segments nor pause each other's schedules."""
-    every_minute, segment = (deployment_name(base, installation) for base in ("every-minute", "segment"))
+    every_minute, every_5_minutes, segment = (
+        deployment_name(base, installation) for base in ("every-minute", "every-5-minutes", "segment")
+    )
     return [
         sla_watch.to_deployment(name=every_minute, interval=60, description="Record SLA threshold crossings."),
         deliver_outbox.to_deployment(name=every_minute, interval=60, description="Sweep the notification outbox."),
         reconcile.to_deployment(name=every_minute, interval=60, description="Restart lost segments; rollouts."),
+        reports_due.to_deployment(
+            name=every_5_minutes, interval=300, description="Daily digests, regular reports, Health Check reminders."
+        ),
         build_and_verify.to_deployment(name=segment, description="Build and verify a request's fix."),
         publish_stage.to_deployment(name=segment, description="Publish a signed-off release stage."),
     ]

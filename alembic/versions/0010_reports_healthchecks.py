@@ -14,6 +14,14 @@ down_revision = "0009"
 branch_labels = None
 depends_on = None
 
+NEW_TABLES = (
+    "report_preferences",
+    "digest_subscriptions",
+    "report_deliveries",
+    "report_notes",
+    "healthchecks",
+    "healthcheck_findings",
+)
 LIVE = sa.text("status <> 'cancelled'")
 HHMM = "'^([01][0-9]|2[0-3]):[0-5][0-9]$'"
 
@@ -72,10 +80,9 @@ def upgrade() -> None:
         sa.Column("period_start", sa.Date, nullable=False),
         sa.Column("period_end", sa.Date, nullable=False),
         sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("items", sa.Integer, nullable=False),
         _now(),
-        sa.CheckConstraint(
-            "kind IN ('digest', 'customer_report', 'healthcheck_reminder')", name=op.f("ck_report_deliveries_kind")
-        ),
+        sa.CheckConstraint("kind IN ('digest', 'customer_report')", name=op.f("ck_report_deliveries_kind")),
         sa.UniqueConstraint("kind", "recipient", "period_start", name="uq_report_deliveries_once"),
     )
     op.create_table(
@@ -145,16 +152,20 @@ def upgrade() -> None:
         ),
     )
     op.create_index(op.f("ix_healthcheck_findings_healthcheck_id"), "healthcheck_findings", ["healthcheck_id"])
+    # like every business table, the app role owns them
+    for table in NEW_TABLES:
+        op.execute(f"ALTER TABLE {table} OWNER TO rr_app")
+    # an entity's own history (a Health Check's life on its page) without scanning the whole log
+    op.create_index("ix_audit_events_entity", "audit_events", ["entity_type", "entity_id"])
     # the customer report reads one customer's requests of one period
     op.create_index("ix_release_requests_customer_received", "release_requests", ["customer_id", "received_at"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_release_requests_customer_received", table_name="release_requests")
-    for table in ("healthcheck_findings", "healthchecks", "report_notes", "report_deliveries"):
+    op.drop_index("ix_audit_events_entity", table_name="audit_events")
+    for table in reversed(NEW_TABLES):
         op.drop_table(table)
-    op.drop_table("digest_subscriptions")
-    op.drop_table("report_preferences")
     op.drop_constraint(op.f("ck_customers_certificate_period"), "customers", type_="check")
     op.drop_column("customers", "certificate_end")
     op.drop_column("customers", "certificate_start")

@@ -11,9 +11,12 @@ from release_requests.api import (
     customers_views,
     duty_views,
     errors,
+    healthchecks_views,
     notifications_views,
     pipeline_views,
     releases_views,
+    report_settings_views,
+    reports_views,
     requests_views,
     sla_views,
     slack_views,
@@ -43,6 +46,9 @@ def create_app(*, settings: Settings, config: AppConfig, sessions: sessionmaker[
     app.include_router(slack_views.router)
     app.include_router(releases_views.router)
     app.include_router(updates_views.router)
+    app.include_router(healthchecks_views.router)
+    app.include_router(report_settings_views.router)
+    app.include_router(reports_views.router)
     web.install(app)  # the console and portal: `/` for browsers, /login, pages (docs/web.md)
 
     @app.get("/healthz", tags=["meta"], openapi_extra=needs("public"))

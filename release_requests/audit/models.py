@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Integer, String, Text
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -13,6 +13,8 @@ from release_requests.db import Base
 
 class AuditEvent(Base):
     __tablename__ = "audit_events"
+    # an entity's own history (a Health Check's life, a customer's setting changes) without a scan of the log
+    __table_args__ = (Index("ix_audit_events_entity", "entity_type", "entity_id"),)
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -9,15 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any
 
+import orjson
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from artifacts.progress import Progress, silent
 from release_requests.audit.models import AuditEvent
 
 GENESIS_HASH = "0" * 64
@@ -127,31 +136,220 @@ class ChainReport:
         return self.first_broken_seq is None
 
 
-def _all_events(session: Session, batch: int = 5000) -> Iterator[AuditEvent]:
-    last_seq = 0
-    while True:
-        rows = session.scalars(
-            select(AuditEvent).where(AuditEvent.seq > last_seq).order_by(AuditEvent.seq).limit(batch)
-        ).all()
-        if not rows:
-            return
-        yield from rows
-        last_seq = rows[-1].seq
-        session.expunge_all()
+# Raw rows, not ORM objects: building objects cost more than hashing them. The time is formatted by the
+# server exactly as `compute_hash` does (`isoformat` in UTC, no ".000000"); out of Python's range (BC,
+# year 10000+, infinity) it is NULL, a row `compute_hash` could not even load. JSONB comes as its text.
+_ROWS = """
+    SELECT seq,
+           CASE WHEN occurred_at BETWEEN '0001-01-01 00:00:00+00' AND '9999-12-31 23:59:59.999999+00'
+                THEN replace(to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
+                             '.000000+', '+')
+           END,
+           actor, actor_id, action, entity_type, entity_id, request_id, before::text, after::text, reason,
+           prev_hash, hash
+    FROM audit_events WHERE seq BETWEEN %s AND %s ORDER BY seq"""
+# Rows arrive in chunks parsed in C (libpq 17+); one by one they cost more to fetch than to hash.
+_FETCH = 2000 if psycopg.pq.version() >= 170000 else 1
+_SEQ_MIN, _SEQ_MAX = -(2**63), 2**63 - 1
+_PARALLEL_FROM = 100_000  # below this, starting worker processes costs about what they save
+_MAX_WORKERS = 8  # each holds a connection
+_PROGRESS_EVERY = 10_000
 
 
-def verify_chain(session: Session) -> ChainReport:
-    """Recompute every hash in order; name the first row that was altered, removed or re-linked."""
-    expected_prev, expected_seq, checked = GENESIS_HASH, 1, 0
-    for event in _all_events(session):
-        if event.seq != expected_seq:
-            return ChainReport(checked, expected_seq, f"row {expected_seq} is missing (next row is {event.seq})")
-        if event.prev_hash != expected_prev:
-            return ChainReport(checked, event.seq, f"row {event.seq}: prev_hash does not link to row {event.seq - 1}")
-        if compute_hash(event) != event.hash:
-            return ChainReport(checked, event.seq, f"row {event.seq}: content does not match its hash")
-        expected_prev, expected_seq, checked = event.hash, expected_seq + 1, checked + 1
+def _exact(value: Any) -> bool:
+    """Whether orjson decoded this JSON as `json` does: no floats. orjson turns integers beyond 64 bits
+    into floats, and floats (which `jsonable` refuses, so only a tampered row has them) may print
+    differently; such a value takes the `json` path."""
+    kind = type(value)
+    if kind is float:
+        return False
+    if kind is dict:
+        value = value.values()
+    elif kind is not list:
+        return True
+    for item in value:
+        kind = type(item)
+        if kind is float or ((kind is dict or kind is list) and not _exact(item)):
+            return False
+    return True
+
+
+def _row_canonical(row: tuple) -> bytes | None:
+    """The bytes `compute_hash` hashes for this raw row (None: its time is out of Python's range).
+
+    orjson's sorted compact output is byte-identical to `_canonical` for strings, ints within 64 bits,
+    booleans, null, lists and dicts (tests/platform/test_audit.py proves it with hypothesis); anything
+    else — floats, big integers, what orjson refuses (lone surrogates, very deep nesting) — is decoded
+    and encoded by `json`, as `compute_hash` does.
+    """
+    seq, occurred_at, actor, actor_id, action, entity_type, entity_id, request_id, before, after, reason, prev, _ = row
+    if occurred_at is None:
+        return None
+    try:
+        before_value = None if before is None else orjson.loads(before)
+        after_value = None if after is None else orjson.loads(after)
+        fast = _exact(before_value) and _exact(after_value)
+    except orjson.JSONDecodeError:
+        fast = False
+    if not fast:
+        before_value = None if before is None else json.loads(before)
+        after_value = None if after is None else json.loads(after)
+    fields = {
+        "action": action,
+        "actor": actor,
+        "actor_id": actor_id,
+        "after": after_value,
+        "before": before_value,
+        "entity_id": entity_id,
+        "entity_type": entity_type,
+        "occurred_at": occurred_at,
+        "prev_hash": prev,
+        "reason": reason,
+        "request_id": request_id,
+        "seq": seq,
+    }
+    if fast:
+        try:
+            return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            pass
+    return _canonical(fields)
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """What one run of consecutive rows showed: its ends, for linking it to its neighbours, and its first
+    problem. Its first row's seq and prev_hash are checked by whoever knows the row before."""
+
+    first_seq: int | None = None  # None: no rows in this range
+    first_prev: str = ""
+    last_seq: int = 0
+    last_hash: str = ""
+    checked: int = 0
+    broken_seq: int | None = None
+    problem: str | None = None
+
+
+def _scan(conn: psycopg.Connection, lo: int, hi: int, on_rows: Callable[[int], None] | None = None) -> _Segment:
+    """Check the rows with `lo <= seq <= hi` on `conn`, in its transaction."""
+    sha256, canonical = hashlib.sha256, _row_canonical
+    first_seq, first_prev, last_seq, last_hash, checked = None, "", 0, "", 0
+    broken: tuple[int, str] | None = None
+    with conn.cursor(binary=True) as cursor:
+        rows = cursor.stream(_ROWS, (lo, hi), size=_FETCH)
+        for row in rows:
+            seq, prev, stored = row[0], row[11], row[12]
+            if first_seq is None:
+                first_seq, first_prev = seq, prev
+            elif seq != last_seq + 1:
+                broken = (last_seq + 1, f"row {last_seq + 1} is missing (next row is {seq})")
+                break
+            elif prev != last_hash:
+                broken = (seq, f"row {seq}: prev_hash does not link to row {seq - 1}")
+                break
+            data = canonical(row)
+            if data is None or sha256(data).hexdigest() != stored:
+                broken = (seq, f"row {seq}: content does not match its hash")
+                break
+            last_seq, last_hash, checked = seq, stored, checked + 1
+            if on_rows is not None and checked % _PROGRESS_EVERY == 0:
+                on_rows(checked)
+        for _ in rows:  # read to the end: an abandoned stream is cancelled, aborting the caller's transaction
+            pass
+    if broken is None:
+        return _Segment(first_seq, first_prev, last_seq, last_hash, checked)
+    return _Segment(first_seq, first_prev, last_seq, last_hash, checked, *broken)
+
+
+def _scan_snapshot(conninfo: str, snapshot: str, role: str, lo: int, hi: int) -> _Segment:
+    """`_scan` in a worker process, on its own connection that sees what the caller's transaction saw."""
+    with psycopg.connect(conninfo) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(snapshot))
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+        return _scan(conn, lo, hi)
+
+
+def _stitch(segments: Iterable[_Segment]) -> ChainReport:
+    """Link consecutive segments; the first problem in seq order wins, with the messages of a single pass."""
+    expected_seq, expected_prev, checked = 1, GENESIS_HASH, 0
+    for segment in segments:
+        if segment.first_seq is None:
+            continue
+        if segment.first_seq != expected_seq:
+            return ChainReport(
+                checked, expected_seq, f"row {expected_seq} is missing (next row is {segment.first_seq})"
+            )
+        if segment.first_prev != expected_prev:
+            seq = segment.first_seq
+            return ChainReport(checked, seq, f"row {seq}: prev_hash does not link to row {seq - 1}")
+        checked += segment.checked
+        if segment.problem is not None:
+            return ChainReport(checked, segment.broken_seq, segment.problem)
+        expected_seq, expected_prev = segment.last_seq + 1, segment.last_hash
     return ChainReport(checked)
+
+
+def verify_chain(
+    session: Session, *, progress: Progress = silent, workers: int | None = None, chunk: int = 50_000
+) -> ChainReport:
+    """Recompute every hash in order; name the first row that was altered, removed or re-linked.
+
+    A long chain is cut into ranges of `chunk` seqs checked by `workers` processes (default: one per
+    core, at most 8, from 100,000 events on) that read the caller's snapshot; the ranges' ends are
+    linked here, so the report is the one a single pass gives. A transaction that has written (or sits
+    in a savepoint) is checked in-process, the only way to see its own rows.
+    """
+    session.flush()
+    first, last = session.execute(text("SELECT min(seq), max(seq) FROM audit_events")).one()
+    total = 0 if last is None else last - first + 1
+    if workers is None:
+        workers = min(os.cpu_count() or 1, _MAX_WORKERS) if total >= _PARALLEL_FROM else 1
+    connection = session.connection()
+    if workers > 1 and not connection.in_nested_transaction():
+        wrote = session.execute(text("SELECT pg_current_xact_id_if_assigned()")).scalar() is not None
+        if not wrote:
+            bounds = _ranges(first or 0, last or 0, chunk)
+            return _verify_in_workers(session, bounds, total, progress, workers)
+    driver = connection.connection.driver_connection
+    return _stitch([_scan(driver, _SEQ_MIN, _SEQ_MAX, lambda done: progress(done, total, "verifying"))])
+
+
+def _ranges(first: int, last: int, chunk: int) -> list[tuple[int, int]]:
+    """Inclusive seq ranges of `chunk` covering every possible seq: the ends are open."""
+    starts = range(first, last + 1, chunk)
+    return [
+        (_SEQ_MIN if n == 0 else start, _SEQ_MAX if n == len(starts) - 1 else start + chunk - 1)
+        for n, start in enumerate(starts)
+    ]
+
+
+def _verify_in_workers(
+    session: Session, bounds: list[tuple[int, int]], total: int, progress: Progress, workers: int
+) -> ChainReport:
+    snapshot = session.execute(text("SELECT pg_export_snapshot()")).scalar_one()
+    role = session.execute(text("SELECT current_user")).scalar_one()
+    info = session.connection().connection.driver_connection.info
+    conninfo = make_conninfo(info.dsn, password=info.password or None)
+    # fork starts a worker at once; with other threads running (a server, a test harness) one of them
+    # may hold a lock the child would need, so then a fresh interpreter (~0.5 s to import) is safer
+    start = "fork" if threading.active_count() == 1 else "spawn"
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(start)) as pool:
+        futures = [pool.submit(_scan_snapshot, conninfo, snapshot, role, lo, hi) for lo, hi in bounds]
+
+        def in_order() -> Iterator[_Segment]:
+            done = 0
+            for future in futures:
+                segment = future.result()
+                done += segment.checked
+                progress(done, total, "verifying")
+                yield segment
+
+        try:
+            return _stitch(in_order())
+        finally:
+            for future in futures:  # past the first problem nothing matters; after a failure neither
+                future.cancel()
 
 
 def timeline(session: Session, *, request_id: str) -> list[AuditEvent]:

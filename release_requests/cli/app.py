@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from release_requests.cli import local, pipeline, remote, sla
+from release_requests.cli import local, pipeline, remote, report_settings, sla
 from release_requests.cli.artifacts import artifacts_app, sigrepo_app
+from release_requests.cli.healthchecks import healthcheck_app
 from release_requests.cli.notifications import notifications_app
 from release_requests.cli.releases import channels_app, client_app, release_app
+from release_requests.cli.reports import report_app
 
 app = typer.Typer(
     name="relreq",
@@ -30,6 +32,11 @@ app.add_typer(client_app, name="client")
 app.add_typer(sla.sla_app, name="sla")
 app.add_typer(sla.duty_app, name="duty")
 app.add_typer(sla.leave_app, name="leave")
+app.add_typer(healthcheck_app, name="healthcheck")
+app.add_typer(report_app, name="report")
+report_app.add_typer(report_settings.report_prefs_app, name="prefs")
+for command in (report_settings.digest, report_settings.note, report_settings.notes):
+    report_app.command(command.__name__)(command)
 for command in (
     sla.queue,
     sla.respond,

@@ -16,8 +16,6 @@ from typing import Annotated
 
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from artifacts.base import build_base
 from artifacts.errors import ArtifactError, InvalidInput
@@ -37,7 +35,7 @@ from artifacts.signing import (
 from artifacts.starter import init_sigrepo
 from artifacts.store import LocalStore
 from artifacts.verify import verify_base
-from release_requests.cli.output import console, fields, print_error, print_json, table
+from release_requests.cli.output import console, fields, print_error, print_json, progress_bar, table
 from release_requests.settings import get_settings
 from release_requests.update_client import TRUSTED_KEY
 
@@ -106,19 +104,6 @@ def _reported() -> Iterator[None]:
     except ArtifactError as exc:
         print_error(str(exc))
         raise typer.Exit(EXIT_ERROR) from None
-
-
-@contextmanager
-def _progress(enabled: bool) -> Iterator:
-    """A transient progress bar on stderr, or a no-op reporter for `--json` runs."""
-    if not enabled:
-        yield lambda done, total, label: None
-        return
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), transient=True, console=Console(stderr=True)
-    ) as bar:
-        task = bar.add_task("starting", total=1)
-        yield lambda done, total, label: bar.update(task, completed=done, total=total, description=label)
 
 
 def _read_text(path: Path, what: str) -> str:
@@ -212,7 +197,7 @@ def build_base_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Compile (any error or warning fails), bundle, sign, store and tag a base."""
-    with _reported(), _progress(not as_json) as progress:
+    with _reported(), progress_bar(not as_json) as progress:
         manifest = build_base(
             repo_path=repo,
             ref=ref,
@@ -255,7 +240,7 @@ def verify_base_cmd(
     if samples and expect is None:
         print_error("--expect clean|detected is required with --sample")
         raise typer.Exit(EXIT_ERROR)
-    with _reported(), _progress(not as_json) as progress:
+    with _reported(), progress_bar(not as_json) as progress:
         report = verify_base(
             bundle_dir=bundle,
             public_key=_public_key(public_key, bundle=bundle),
@@ -324,7 +309,7 @@ def build_hotfix_cmd(
     except LookupError as exc:
         print_error(f"customer {customer}: unknown ({exc})")
         raise typer.Exit(EXIT_ERROR) from None
-    with _reported(), _progress(not as_json) as progress:
+    with _reported(), progress_bar(not as_json) as progress:
         manifest = build_hotfix(
             product=product_spec(_config_dir() / "products.toml", product),
             version=version,

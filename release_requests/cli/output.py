@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -55,3 +58,28 @@ def fields(title: str, pairs: list[tuple[str, Any]]) -> None:
     for key, value in pairs:
         t.add_row(key, "—" if value in (None, "", []) else str(value))
     console.print(t)
+
+
+@contextmanager
+def progress_bar(enabled: bool) -> Iterator:
+    """A transient progress bar on stderr, or a no-op reporter for `--json` runs.
+
+    It shows (and starts its refresh thread) at the first report: until then the process stays
+    single-threaded, which lets `audit.service.verify_chain` fork its workers instead of spawning them.
+    """
+    if not enabled:
+        yield lambda done, total, label: None
+        return
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), transient=True, console=Console(stderr=True)
+    )
+    task = bar.add_task("starting", total=1)
+
+    def report(done: int, total: int, label: str) -> None:
+        bar.start()  # no-op once started
+        bar.update(task, completed=done, total=total, description=label)
+
+    try:
+        yield report
+    finally:
+        bar.stop()

@@ -37,6 +37,28 @@ class LicenceGrant(BaseModel):
         return value
 
 
+def check_certificate_period(start: date | None, end: date | None) -> None:
+    """A certificate period ends after it starts (the end is inclusive); an end needs a start."""
+    if end is not None and start is None:
+        raise ValueError("certificate_end given without certificate_start")
+    if end is not None and end <= start:
+        raise ValueError(f"certificate_end {end} is not after certificate_start {start}")
+
+
+class CertificatePeriod(BaseModel):
+    """The customer's support certificate: its years (from the start) count one Health Check each."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    certificate_start: date
+    certificate_end: date | None = Field(default=None, description="inclusive; none: open-ended")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CertificatePeriod:
+        check_certificate_period(self.certificate_start, self.certificate_end)
+        return self
+
+
 class CustomerCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -52,6 +74,8 @@ class CustomerCreate(BaseModel):
     email_contacts: list[EmailStr] = Field(default_factory=list)
     licensed_products: list[LicenceGrant] = Field(default_factory=list)
     language: Literal["en", "ru"] = "en"
+    certificate_start: date | None = None
+    certificate_end: date | None = None
 
     _tz = field_validator("timezone")(classmethod(lambda cls, v: check_timezone(v)))
     _country = field_validator("country")(classmethod(lambda cls, v: check_country(v)))
@@ -64,6 +88,11 @@ class CustomerCreate(BaseModel):
                 BusinessCalendar(timezone=self.timezone, country=self.country, subdivision=self.subdivision)
             except ValidationError as exc:
                 raise PydanticCustomError("subdivision", exc.errors()[0]["msg"]) from None
+        return self
+
+    @model_validator(mode="after")
+    def _certificate_ordered(self) -> CustomerCreate:
+        check_certificate_period(self.certificate_start, self.certificate_end)
         return self
 
 
@@ -82,4 +111,6 @@ class CustomerOut(BaseModel):
     email_contacts: list[str]
     licensed_products: list[LicenceGrant]
     language: str
+    certificate_start: date | None = None
+    certificate_end: date | None = None
     created_at: datetime

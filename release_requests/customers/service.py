@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from release_requests import access
 from release_requests.audit.service import Actor, record
 from release_requests.customers.models import Customer, TamAssignment
-from release_requests.customers.schemas import CustomerCreate, CustomerOut
+from release_requests.customers.schemas import CertificatePeriod, CustomerCreate, CustomerOut
 from release_requests.errors import Conflict, InvalidInput, NotFound
 from release_requests.people.models import Person
 from release_requests.people.service import actor_of
@@ -32,7 +32,9 @@ def create_customer(session: Session, *, actor: Actor, data: CustomerCreate) -> 
         raise Conflict(f"customer id '{customer_id}' is taken; choose another with --id", field="id")
     if session.scalar(select(Customer.id).where(Customer.name == data.name)):
         raise Conflict(f"a customer named '{data.name}' already exists", field="name")
-    customer = Customer(id=customer_id, **data.model_dump(exclude={"id"}, mode="json"))
+    values = data.model_dump(exclude={"id"}, mode="json")  # JSON for the JSONB columns; dates stay dates
+    values.update(certificate_start=data.certificate_start, certificate_end=data.certificate_end)
+    customer = Customer(id=customer_id, **values)
     session.add(customer)
     session.flush()
     record(
@@ -72,6 +74,24 @@ def assign_tam(session: Session, *, actor: Actor, customer_id: str, person: Pers
         entity_id=customer_id,
         after={"tam_id": person.id, "tam": person.name},
     )
+
+
+def set_certificate(session: Session, *, actor: Actor, customer_id: str, period: CertificatePeriod) -> Customer:
+    """Set (or renew) the customer's support certificate period: its years bound the Health Checks."""
+    customer = get_customer(session, customer_id=customer_id)
+    before = {"certificate_start": customer.certificate_start, "certificate_end": customer.certificate_end}
+    customer.certificate_start, customer.certificate_end = period.certificate_start, period.certificate_end
+    session.flush()
+    record(
+        session,
+        actor=actor,
+        action="customer.certificate_set",
+        entity_type="customer",
+        entity_id=customer.id,
+        before=before,
+        after=period.model_dump(),
+    )
+    return customer
 
 
 def customers_for(session: Session, *, actor: Person) -> list[Customer]:

@@ -70,7 +70,7 @@ class ReportDelivery(Base):
 
     __tablename__ = "report_deliveries"
     __table_args__ = (
-        CheckConstraint("kind IN ('digest', 'customer_report', 'healthcheck_reminder')", name="kind"),
+        CheckConstraint("kind IN ('digest', 'customer_report')", name="kind"),
         UniqueConstraint("kind", "recipient", "period_start", name="uq_report_deliveries_once"),
     )
 
@@ -81,6 +81,7 @@ class ReportDelivery(Base):
     period_start: Mapped[date] = mapped_column(Date)
     period_end: Mapped[date] = mapped_column(Date)
     as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    items: Mapped[int] = mapped_column(Integer)  # rows of the digest, requests of the report (0: nothing sent)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

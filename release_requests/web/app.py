@@ -9,9 +9,11 @@ from release_requests.web import (
     auth_views,
     channels_views,
     duty_views,
+    healthchecks_views,
     pipeline_views,
     portal_views,
     queue_views,
+    reports_views,
     request_views,
 )
 from release_requests.web.rendering import STATIC
@@ -19,6 +21,7 @@ from release_requests.web.rendering import STATIC
 
 def install(app: FastAPI) -> None:
     # order matters where paths overlap: /requests/new (portal) before /requests/{request_id}
-    for module in (auth_views, portal_views, queue_views, request_views, pipeline_views, channels_views, duty_views):
+    pages = (auth_views, portal_views, queue_views, request_views, pipeline_views, channels_views, duty_views)
+    for module in (*pages, reports_views, healthchecks_views):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -137,6 +137,7 @@ def call(*args) -> Call:
 
 
 R = "/api/v1/requests"
+HC = "/api/v1/healthchecks"
 
 
 def _json(body: dict) -> dict:
@@ -328,6 +329,79 @@ SAMPLES: dict[tuple[str, str], list[Call]] = {
         call("update.download", lambda w, u: (f"/updates/canary/artifacts/{SAMPLE_SHA}", {}))
     ],
     ("GET", "/healthz"): [call("public", lambda w, u: ("/healthz", {}))],
+    # reports and their settings
+    ("GET", "/api/v1/customers/{customer_id}/report-preferences"): [
+        call("report.read", lambda w, u: (f"/api/v1/customers/{w.customer_id}/report-preferences", {}))
+    ],
+    ("PUT", "/api/v1/customers/{customer_id}/report-preferences"): [
+        call("report.preferences", lambda w, u: (f"/api/v1/customers/{w.customer_id}/report-preferences", _json({})))
+    ],
+    ("GET", "/api/v1/reports/digest/subscription"): [
+        call("report.read", lambda w, u: ("/api/v1/reports/digest/subscription", {}))
+    ],
+    ("PUT", "/api/v1/reports/digest/subscription"): [
+        call("digest.subscribe", lambda w, u: ("/api/v1/reports/digest/subscription", _json({"enabled": False})))
+    ],
+    ("POST", "/api/v1/reports/notes"): [
+        call(
+            "report.note",
+            lambda w, u: (
+                "/api/v1/reports/notes",
+                _json(
+                    {
+                        "customer_id": w.customer_id,
+                        "period_start": "2026-10-01",
+                        "period_end": "2026-12-31",
+                        "body": f"noted by {u.role}",
+                    }
+                ),
+            ),
+        )
+    ],
+    ("GET", "/api/v1/reports/notes"): [
+        call("report.read", lambda w, u: ("/api/v1/reports/notes", {"params": {"customer_id": w.customer_id}}))
+    ],
+    ("GET", "/api/v1/reports/daily"): [call("report.read", lambda w, u: ("/api/v1/reports/daily", {}))],
+    ("GET", "/api/v1/reports/customer"): [
+        call(
+            "report.read",
+            lambda w, u: ("/api/v1/reports/customer", {"params": {"customer_id": w.customer_id, "quarter": "2026Q4"}}),
+        )
+    ],
+    # Health Checks: the customer has no certificate (a booking is 422) and HC-999999 does not exist (404)
+    ("POST", HC): [
+        call(
+            "healthcheck.book",
+            lambda w, u: (HC, _json({"customer_id": w.customer_id, "date": "2040-01-03", "engineer": w.duty_manager})),
+        )
+    ],
+    ("GET", HC): [call("healthcheck.read", lambda w, u: (HC, {}))],
+    ("GET", HC + "/{healthcheck_id}"): [call("healthcheck.read", lambda w, u: (f"{HC}/HC-999999", {}))],
+    ("POST", HC + "/{healthcheck_id}/confirm"): [
+        call("healthcheck.book", lambda w, u: (f"{HC}/HC-999999/confirm", {}))
+    ],
+    ("POST", HC + "/{healthcheck_id}/start"): [call("healthcheck.conduct", lambda w, u: (f"{HC}/HC-999999/start", {}))],
+    ("POST", HC + "/{healthcheck_id}/reschedule"): [
+        call(
+            "healthcheck.book",
+            lambda w, u: (f"{HC}/HC-999999/reschedule", _json({"date": "2040-01-04", "reason": "asked to"})),
+        )
+    ],
+    ("POST", HC + "/{healthcheck_id}/cancel"): [
+        call("healthcheck.book", lambda w, u: (f"{HC}/HC-999999/cancel", _json({"reason": "budget"})))
+    ],
+    ("POST", HC + "/{healthcheck_id}/findings"): [
+        call("healthcheck.conduct", lambda w, u: (f"{HC}/HC-999999/findings", {"json": []}))
+    ],
+    ("GET", HC + "/{healthcheck_id}/findings"): [
+        call("healthcheck.read", lambda w, u: (f"{HC}/HC-999999/findings", {}))
+    ],
+    ("POST", HC + "/{healthcheck_id}/deliver"): [
+        call("healthcheck.conduct", lambda w, u: (f"{HC}/HC-999999/deliver", {}))
+    ],
+    ("GET", HC + "/{healthcheck_id}/report"): [
+        call("healthcheck.read", lambda w, u: (f"{HC}/HC-999999/report", {"params": {"format": "pdf"}}))
+    ],
 }
 
 # A route needing no person: what an anonymous call gets (the credential decides, never the role).
