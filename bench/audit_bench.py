@@ -19,33 +19,17 @@ import argparse
 import os
 import platform
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-COLUMNS = (
-    "seq",
-    "occurred_at",
-    "actor",
-    "actor_id",
-    "action",
-    "entity_type",
-    "entity_id",
-    "request_id",
-    "before",
-    "after",
-    "reason",
-    "prev_hash",
-    "hash",
-)
+from bench.chains import COPY_AUDIT, Chain, bench_database  # noqa: E402
+
 STATUSES = ("submitted", "accepted", "in_progress", "fix_built", "verified", "signed_off", "released", "closed")
 TITLES = (
     "FP on payroll.exe 4.2.1",
@@ -115,40 +99,27 @@ def payload(rng: random.Random, seq: int) -> tuple[str, str, str, str | None, di
 def build(url: str, events: int) -> None:
     """Write `events` valid events with COPY, hashing each exactly as `record` does."""
     import psycopg
-    from psycopg.types.json import Jsonb
-
-    from release_requests.audit.service import GENESIS_HASH, compute_hash
 
     rng = random.Random(14)
     start = datetime(2025, 1, 1, tzinfo=UTC)
-    prev = GENESIS_HASH
     conninfo = url.replace("postgresql+psycopg://", "postgresql://", 1)
-    with (
-        psycopg.connect(conninfo) as conn,
-        conn.cursor() as cur,
-        cur.copy(f"COPY audit_events ({', '.join(COLUMNS)}) FROM STDIN") as copy,
-    ):
+    with psycopg.connect(conninfo) as conn, conn.cursor() as cur, cur.copy(COPY_AUDIT) as copy:
+        chain = Chain(copy)
         for seq in range(1, events + 1):
             action, entity_type, entity_id, request_id, before, after, reason = payload(rng, seq)
             micro = 0 if seq % 10 == 0 else rng.randrange(1, 1_000_000)  # isoformat drops ".000000"
-            event = SimpleNamespace(
-                seq=seq,
-                occurred_at=start + timedelta(seconds=seq * 3, microseconds=micro),
-                actor=rng.choice(("system:sla_watch", "Анна Петрова", "Duty Manager", "local-admin:root@host")),
+            chain.add(
+                start + timedelta(seconds=seq * 3, microseconds=micro),
+                rng.choice(("system:sla_watch", "Анна Петрова", "Duty Manager", "local-admin:root@host")),
+                action,
+                entity_type,
+                entity_id,
+                request_id,
+                before,
+                after,
+                reason,
                 actor_id=rng.choice((None, rng.randrange(1, 900))),
-                action=action,
-                entity_type=entity_type,
-                entity_id=entity_id,
-                request_id=request_id,
-                before=before,
-                after=after,
-                reason=reason,
-                prev_hash=prev,
             )
-            event.hash = prev = compute_hash(event)
-            row = [getattr(event, c) for c in COLUMNS]
-            row[8:10] = [None if v is None else Jsonb(v) for v in (before, after)]
-            copy.write_row(row)
     with psycopg.connect(conninfo, autocommit=True) as conn:  # as a long-lived log is: hint bits set, visible
         conn.execute("VACUUM (FREEZE, ANALYZE) audit_events")
 
@@ -221,19 +192,11 @@ def main() -> None:
 
     from sqlalchemy import text
 
-    from release_requests import db, embedded_pg
+    from release_requests import db
     from release_requests.audit.service import verify_chain
 
-    root = args.data or Path(tempfile.mkdtemp(prefix="rr-audit-bench-", dir="/tmp"))
-    server = embedded_pg.start_server(root / "pg")
-    try:
-        admin = embedded_pg.server_url(server, "postgres")
-        name = f"audit_{args.events}"
-        fresh = not db.database_exists(admin, name)
-        db.ensure_database(admin, name)
-        url = embedded_pg.server_url(server, name)
+    with bench_database(args.data, f"audit_{args.events}", prefix="rr-audit-bench-") as (url, fresh):
         if fresh:
-            db.upgrade(url)
             started = time.perf_counter()
             build(url, args.events)
             print(f"built {args.events:,} events in {time.perf_counter() - started:.1f} s", flush=True)
@@ -241,16 +204,12 @@ def main() -> None:
         with db.transaction(sessions) as s:
             count = s.execute(text("SELECT count(*) FROM audit_events")).scalar_one()
         if count != args.events:
-            raise SystemExit(f"{name} holds {count} events, not {args.events}: remove {root} and run again")
+            raise SystemExit(f"the kept database holds {count} events, not {args.events}: remove {args.data}")
         print(f"{date.today()}, {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores")
         before = None if args.skip_baseline else measure("ORM (before)", orm_verify, sessions, count, args.runs)
         after = measure("verify_chain", verify_chain, sessions, count, args.runs)
         if before:
             print(f"speed-up: {after / before:.1f}x")
-    finally:
-        server.cleanup()
-        if args.data is None:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

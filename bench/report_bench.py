@@ -25,33 +25,17 @@ import argparse
 import os
 import platform
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-AUDIT_COLUMNS = (
-    "seq",
-    "occurred_at",
-    "actor",
-    "actor_id",
-    "action",
-    "entity_type",
-    "entity_id",
-    "request_id",
-    "before",
-    "after",
-    "reason",
-    "prev_hash",
-    "hash",
-)
+from bench.chains import COPY_AUDIT, Chain, bench_database  # noqa: E402
+
 REQUEST_COLUMNS = (
     "id",
     "customer_id",
@@ -92,40 +76,6 @@ TITLES = (
     "Missed dropper in e-mail",
     "Agent crash",
 )
-
-
-class Chain:
-    """Appends events with valid hashes (as `record` computes them), buffered, to one COPY."""
-
-    def __init__(self, copy, seq: int, prev: str) -> None:
-        self.copy, self.seq, self.prev = copy, seq, prev
-
-    def add(self, at, actor, action, entity_type, entity_id, request_id, before, after, reason=None) -> None:
-        from psycopg.types.json import Jsonb
-
-        from release_requests.audit.service import compute_hash
-
-        self.seq += 1
-        event = SimpleNamespace(
-            seq=self.seq,
-            occurred_at=at,
-            actor=actor,
-            actor_id=None,
-            action=action,
-            entity_type=entity_type,
-            entity_id=entity_id,
-            request_id=request_id,
-            before=before,
-            after=after,
-            reason=reason,
-            prev_hash=self.prev,
-        )
-        event.hash = self.prev = compute_hash(event)
-        row = [getattr(event, c) for c in AUDIT_COLUMNS[:8]]
-        self.copy.write_row(
-            [*row, None if before is None else Jsonb(before), None if after is None else Jsonb(after), reason]
-            + [event.prev_hash, event.hash]
-        )
 
 
 def own_channel(request: dict) -> str:
@@ -317,7 +267,7 @@ def build(url: str, n_requests: int, n_events: int) -> None:
                     + ["11.2.0" if r["product"] else None, status, people[0], people[1], 1, r["received_at"]]
                     + [created, events[-1][0]]
                 )
-        with cur.copy(f"COPY audit_events ({', '.join(AUDIT_COLUMNS)}) FROM STDIN") as copy:
+        with cur.copy(COPY_AUDIT) as copy:
             chain = Chain(copy, seq, prev)
             for _, rid, index in timeline:
                 at, action, entity_type, entity_id, before, after, reason = final[rid][index]
@@ -363,8 +313,8 @@ def build(url: str, n_requests: int, n_events: int) -> None:
                         (check, severity),
                     )
             cur.execute(
-                "INSERT INTO report_notes (customer_id, period_start, period_end, body, author_id, version)"
-                " VALUES (%s, '2026-10-01', '2026-12-31', 'Fewer false positives since the November base.', %s, 1)",
+                "INSERT INTO report_notes (customer_id, period_start, period_end, body, author_id)"
+                " VALUES (%s, '2026-10-01', '2026-12-31', 'Fewer false positives since the November base.', %s)",
                 (cid, people[0]),
             )
         cur.execute("ANALYZE")
@@ -405,23 +355,16 @@ def main() -> None:
 
     from sqlalchemy import func, select, text
 
-    from release_requests import db, embedded_pg
+    from release_requests import db
     from release_requests.audit.service import verify_chain
     from release_requests.config import load_config
     from release_requests.reports.periods import quarter
     from release_requests.reports.schemas import Period
     from release_requests.requests.models import ReleaseRequest
 
-    root = args.data or Path(tempfile.mkdtemp(prefix="rr-report-bench-", dir="/tmp"))
-    server = embedded_pg.start_server(root / "pg")
-    try:
-        admin = embedded_pg.server_url(server, "postgres")
-        name = f"report_{args.requests}_{args.events}"
-        fresh = not db.database_exists(admin, name)
-        db.ensure_database(admin, name)
-        url = embedded_pg.server_url(server, name)
+    name = f"report_{args.requests}_{args.events}"
+    with bench_database(args.data, name, prefix="rr-report-bench-") as (url, fresh):
         if fresh:
-            db.upgrade(url)
             started = time.perf_counter()
             build(url, args.requests, args.events)
             print(
@@ -437,7 +380,7 @@ def main() -> None:
                 s.execute(select(ReleaseRequest.customer_id, func.count()).group_by(ReleaseRequest.customer_id)).all()
             )
         if tuple(counts) != (args.requests, args.events):
-            raise SystemExit(f"{name} holds {tuple(counts)}, not {(args.requests, args.events)}: remove {root}")
+            raise SystemExit(f"{name} holds {tuple(counts)}, not {(args.requests, args.events)}: remove {args.data}")
         print(
             f"{counts[0]:,} requests, {counts[1]:,} audit events; {platform.python_implementation()} "
             f"{platform.python_version()}, {os.cpu_count()} cores, {platform.machine()}"
@@ -470,10 +413,6 @@ def main() -> None:
             print(f"audit verify: {'intact' if chain.ok else chain.problem}, {chain.checked:,} events, {rate:,.0f}/s")
             if not chain.ok:
                 raise SystemExit(1)
-    finally:
-        server.cleanup()
-        if args.data is None:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

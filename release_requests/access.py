@@ -117,7 +117,7 @@ RULES: dict[str, Rule] = {
     "healthcheck.read": Rule(EVERYONE, "read Health Checks"),
     "healthcheck.book": Rule({"tam", "duty_manager", "admin"}, "book, confirm, reschedule or cancel Health Checks"),
     "healthcheck.conduct": Rule(
-        {"tam", "triage", "build_engineer", "admin"},
+        {"tam", "triage", "build_engineer", "duty_manager", "admin"},
         "conduct Health Checks: start, record findings, deliver the report",
     ),
     # people

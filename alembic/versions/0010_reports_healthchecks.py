@@ -83,7 +83,7 @@ def upgrade() -> None:
         sa.Column("items", sa.Integer, nullable=False),
         _now(),
         sa.CheckConstraint("kind IN ('digest', 'customer_report')", name=op.f("ck_report_deliveries_kind")),
-        sa.UniqueConstraint("kind", "recipient", "period_start", name="uq_report_deliveries_once"),
+        sa.UniqueConstraint("kind", "recipient", "period_start", "period_end", name="uq_report_deliveries_once"),
     )
     op.create_table(
         "report_notes",
@@ -94,7 +94,6 @@ def upgrade() -> None:
         sa.Column("body", sa.Text, nullable=False),
         sa.Column("author_id", sa.Integer, _fk("report_notes", "author_id", "people"), nullable=False),
         _now(),
-        sa.Column("version", sa.Integer, nullable=False),
         sa.CheckConstraint("period_end >= period_start", name=op.f("ck_report_notes_ordered")),
     )
     op.create_index(op.f("ix_report_notes_customer_id"), "report_notes", ["customer_id"])

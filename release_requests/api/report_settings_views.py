@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from release_requests.access import needs
 from release_requests.api.deps import AppContext, caller, context
 from release_requests.people.models import Person
-from release_requests.reports import preferences
+from release_requests.reports import periods, preferences
 from release_requests.reports.schemas import (
     DigestSubscriptionIn,
     DigestSubscriptionOut,
@@ -22,6 +22,7 @@ from release_requests.reports.schemas import (
 )
 
 router = APIRouter(prefix="/api/v1", tags=["reports"])
+ALL_TIME = Period(start=date.min, end=date.max, label="all")
 
 
 @router.get(
@@ -71,11 +72,14 @@ def add_note(body: NoteIn, me: Person = Depends(caller), ctx: AppContext = Depen
 @router.get("/reports/notes", response_model=list[NoteOut], openapi_extra=needs("report.read"))
 def list_notes(
     customer_id: str,
-    start: Annotated[date, Query(alias="from")] = date.min,
-    end: Annotated[date, Query(alias="to")] = date.max,
+    quarter: str | None = None,
+    start: Annotated[date | None, Query(alias="from")] = None,
+    end: Annotated[date | None, Query(alias="to")] = None,
     me: Person = Depends(caller),
     ctx: AppContext = Depends(context),
 ):
+    """Every note for the customer, or those about one period (`quarter`, or `from` and `to`)."""
+    everything = quarter is None and start is None and end is None
+    period = ALL_TIME if everything else periods.from_query(quarter_label=quarter, start=start, end=end)
     with ctx.unit_of_work() as session:
-        period = Period(start=start, end=end, label="notes")
         return preferences.list_notes(session, actor=me, customer_id=customer_id, period=period)

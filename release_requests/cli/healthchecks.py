@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from release_requests.cli.client import api_call
-from release_requests.cli.output import CliError, console, fields, local_time, print_json, table
+from release_requests.cli.output import CliError, attachment_name, console, fields, local_time, print_json, table
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 Ref = Annotated[str, typer.Argument(help="Health Check id: HC-12 or 12.")]
@@ -213,7 +213,6 @@ def report(
     if out is None and fmt == "html":
         sys.stdout.write(response.text)
         return
-    filename = response.headers.get("content-disposition", "").rpartition('filename="')[2].rstrip('"')
-    target = out or Path(filename or f"{ref}.{fmt}")
+    target = out or Path(attachment_name(response.headers.get("content-disposition", "")))
     target.write_bytes(response.content)
     console.print(f"wrote {target} ({len(response.content)} bytes)")

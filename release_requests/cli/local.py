@@ -152,10 +152,12 @@ def customers_set_certificate(
     ] = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Set or renew a customer's support certificate period: one Health Check per certificate year."""
+    """Set or renew a customer's support certificate period: one Health Check per certificate year (the years of
+    booked Health Checks follow; refused if two would share a year or one fall outside)."""
     # deferred: the domain and database layers would add ~0.3 s to every `relreq` call, --help included
+    from release_requests.clock import db_now
     from release_requests.customers.schemas import CertificatePeriod, CustomerOut
-    from release_requests.customers.service import set_certificate
+    from release_requests.healthchecks.service import change_certificate
     from release_requests.runtime import local_session
 
     try:
@@ -163,7 +165,9 @@ def customers_set_certificate(
     except CliError as exc:  # the model's fields are --certificate-*; this command's options are --start/--end
         raise CliError(str(exc).replace("--certificate-", "--")) from None
     with local_session() as session:
-        customer = set_certificate(session, actor=_admin_actor(), customer_id=customer_id, period=period)
+        customer = change_certificate(
+            session, actor=_admin_actor(), customer_id=customer_id, period=period, now=db_now(session)
+        )
         out = CustomerOut.model_validate(customer).model_dump(mode="json")
     if json_out:
         print_json(out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,15 @@ class CliError(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def attachment_name(disposition: str) -> str:
+    """The file name an API download names in its Content-Disposition (`HC-12.pdf`), only if it is a plain name
+    for this folder: no path, no leading dot (a server cannot make us write elsewhere or over a dotfile)."""
+    match = re.search(r'filename="([A-Za-z0-9][A-Za-z0-9._-]*)"', disposition)
+    if match is None:
+        raise CliError("the API sent the file without a plain file name; pass --out FILE")
+    return match[1]
 
 
 def print_json(data: Any) -> None:

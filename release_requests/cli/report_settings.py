@@ -9,8 +9,6 @@ import typer
 
 from release_requests.cli.client import api_call
 from release_requests.cli.output import CliError, fields, local_time, print_json, table
-from release_requests.errors import DomainError
-from release_requests.reports import periods
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 report_prefs_app = typer.Typer(
@@ -117,18 +115,9 @@ def digest(
     )
 
 
-def _period_dates(quarter: str | None, start: str | None, end: str | None) -> tuple[str, str]:
-    if quarter and (start or end):
-        raise CliError("give --quarter, or --from and --to, not both")
-    if quarter:
-        try:
-            period = periods.quarter(quarter)
-        except DomainError as exc:
-            raise CliError(f"--quarter: {exc.message}") from None
-        return period.start.isoformat(), period.end.isoformat()
-    if start and end:
-        return start, end
-    raise CliError("give --quarter, or both --from and --to")
+def _period(quarter: str | None, start: str | None, end: str | None) -> dict:
+    """The period options as the API takes them (it checks them and names what is wrong)."""
+    return {k: v for k, v in (("quarter", quarter), ("from", start), ("to", end)) if v is not None}
 
 
 def note(
@@ -148,24 +137,29 @@ def note(
             text = typer.get_text_stream("stdin").read() if str(file) == "-" else file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise CliError(f"--file: cannot read {file}: {exc}") from None
-    first, last = _period_dates(quarter, start, end)
-    body = {"customer_id": customer, "period_start": first, "period_end": last, "body": text}
+    period = _period(quarter, start, end)
+    if not period:
+        raise CliError("give --quarter, or --from and --to")
+    body = {"customer_id": customer, "body": text} | {
+        {"from": "period_start", "to": "period_end"}.get(k, k): v for k, v in period.items()
+    }
     created = api_call("POST", "/api/v1/reports/notes", json=body)
     if json_out:
         print_json(created)
     else:
-        print(f"note {created['id']} added to {customer}'s report for {first}..{last}")
+        span = f"{created['period_start']}..{created['period_end']}"
+        print(f"note {created['id']} added to {customer}'s report for {span}")
 
 
 def notes(
     customer: Annotated[str, typer.Option(help="Customer id.")],
     quarter: Annotated[str | None, typer.Option(help="Only notes about this quarter, e.g. 2026Q4.")] = None,
+    start: Annotated[str | None, typer.Option("--from", help="Only notes about days from (YYYY-MM-DD)…")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="…to (YYYY-MM-DD).")] = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """The TAM's notes for a customer (those about one quarter with --quarter)."""
-    params = {"customer_id": customer}
-    if quarter:
-        params["from"], params["to"] = _period_dates(quarter, None, None)
+    """The TAM's notes for a customer (those about one period with --quarter, or --from and --to)."""
+    params = {"customer_id": customer} | _period(quarter, start, end)
     rows = api_call("GET", "/api/v1/reports/notes", params=params)
     if json_out:
         print_json(rows)

@@ -3,7 +3,6 @@ report, as a readable summary, JSON, or the rendered HTML, PDF, CSV or text."""
 
 from __future__ import annotations
 
-import re
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Annotated
 import typer
 
 from release_requests.cli.client import api_call
-from release_requests.cli.output import CliError, console, fields, local_time, print_json, table
+from release_requests.cli.output import attachment_name, console, fields, local_time, print_json, table
 
 report_app = typer.Typer(help="Reports: the daily critical digest and a customer's report.", no_args_is_help=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON (same as --format json).")]
@@ -76,7 +75,7 @@ def customer(
     if chosen is None:
         _summary(response.json())
     elif chosen == ReportFormat.pdf:
-        path = out or Path(_attachment_name(response.headers.get("content-disposition", "")))
+        path = out or Path(attachment_name(response.headers.get("content-disposition", "")))
         path.write_bytes(response.content)
         console.print(f"wrote {path.resolve()} ({len(response.content)} bytes)")
     elif out is not None:
@@ -86,14 +85,6 @@ def customer(
         print_json(response.json())
     else:
         sys.stdout.write(response.text)
-
-
-def _attachment_name(disposition: str) -> str:
-    """The file name the API chose (`report-<customer>-<period>.pdf`), kept to a plain name in this folder."""
-    match = re.search(r'filename="([A-Za-z0-9._-]+)"', disposition)
-    if match is None:
-        raise CliError("the API sent a PDF without its file name; pass --out FILE")
-    return match[1]
 
 
 def _pct(value: float | None) -> str:
@@ -114,7 +105,11 @@ def _summary(report: dict) -> None:
             ("requests", report["requests_total"]),
             ("by severity", ", ".join(f"{k}: {v}" for k, v in report["by_severity"].items())),
             ("by kind", ", ".join(f"{k}: {v}" for k, v in report["by_kind"].items())),
-            ("SLA", f"{report['sla_met']} met, {report['sla_breached']} breached, {report['sla_running']} running"),
+            (
+                "SLA",
+                f"{report['sla_met']} met, {report['sla_breached']} breached, {report['sla_withdrawn']} withdrawn "
+                f"before an answer, {report['sla_running']} still running",
+            ),
             ("attainment", _pct(report["sla_attainment_pct"])),
             (
                 "first response",
@@ -125,13 +120,14 @@ def _summary(report: dict) -> None:
     )
     table(
         "SLA per severity",
-        ["severity", "target", "met", "breached", "running", "attainment"],
+        ["severity", "target", "met", "breached", "withdrawn", "running", "attainment"],
         [
             [
                 f"{s['severity']} {s['label']}",
                 f"{s['target_minutes']} min {s['clock']}",
                 s["met"],
                 s["breached"],
+                s["withdrawn"],
                 s["running"],
                 _pct(s["attainment_pct"]),
             ]

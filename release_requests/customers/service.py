@@ -77,7 +77,11 @@ def assign_tam(session: Session, *, actor: Actor, customer_id: str, person: Pers
 
 
 def set_certificate(session: Session, *, actor: Actor, customer_id: str, period: CertificatePeriod) -> Customer:
-    """Set (or renew) the customer's support certificate period: its years bound the Health Checks."""
+    """Set (or renew) the customer's support certificate period: its years bound the Health Checks.
+
+    The bare record: a change goes through `healthchecks.service.change_certificate`, which re-cuts the
+    certificate years of the customer's Health Checks in the same transaction (Health Checks sit above
+    customers, so the combined operation lives there)."""
     customer = get_customer(session, customer_id=customer_id)
     before = {"certificate_start": customer.certificate_start, "certificate_end": customer.certificate_end}
     customer.certificate_start, customer.certificate_end = period.certificate_start, period.certificate_end

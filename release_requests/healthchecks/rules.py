@@ -14,22 +14,30 @@ Decisions:
 * **Fourteen days ahead, in the customer's calendar.** The customer's local date when the booking is made
   (their zone, not ours, not UTC), plus 14 days, is the earliest date: at 1 December 13:30 UTC it is
   already 2 December in Kamchatka (UTC+12), so a customer there can be booked for the 16th at the earliest.
+  At most MAX_YEARS_AHEAD years ahead: a date that far is a typing mistake, not a plan (and year 9999 has no
+  next certificate year to compute).
 * **A business day of the customer.** Open in their weekly hours (a transferred working Saturday counts),
   not a public holiday of their country, not one of the dates their TAM closed (`extra_closed_dates`): the
   same `day_schedule` the SLA clock counts with.
+* **Reminders at a sensible hour.** A reminder is due from REMINDER_TIME in the customer's zone on its day (7
+  days and 1 day before); one missed while nothing ran goes at the next run from that hour on a later day, while
+  the Health Check is still ahead — never in the customer's small hours.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import MAXYEAR, date, datetime, time, timedelta
 
 from release_requests.errors import IllegalTransition, InvalidInput
 from release_requests.sla.calendar import BusinessCalendar, day_schedule
 
 MIN_DAYS_AHEAD = 14
+MAX_YEARS_AHEAD = 3
 REMINDER_DAYS = (7, 1)  # days before the Health Check that a reminder goes out, latest first
+REMINDER_TIME = time(9)  # in the customer's zone: reminders go from this hour of the day on
 
 LIVE_BEFORE_THE_DAY = ("booked", "confirmed")  # reminded, reschedulable
+IN_HAND = (*LIVE_BEFORE_THE_DAY, "in_progress", "findings_recorded")  # follow a certificate change
 
 # action -> (the statuses it may start from, the status it leads to)
 TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -95,19 +103,28 @@ def certificate_year(*, start: date | None, end: date | None, day: date, custome
     if anniversary(start, years) > day:
         years -= 1
     first = anniversary(start, years)
-    last = anniversary(start, years + 1) - timedelta(days=1)
+    # the calendar ends with 9999: a year whose next anniversary would be later runs to its last day
+    last = date.max if start.year + years + 1 > MAXYEAR else anniversary(start, years + 1) - timedelta(days=1)
     return first, last if end is None else min(last, end)
 
 
 def check_booking_date(*, calendar: BusinessCalendar, day: date, now: datetime, customer: str) -> None:
-    """At least MIN_DAYS_AHEAD days after the customer's local today, on one of their business days."""
+    """At least MIN_DAYS_AHEAD days and at most MAX_YEARS_AHEAD years after the customer's local today, on one
+    of their business days."""
     today = local_today(now, calendar)
     earliest = today + timedelta(days=MIN_DAYS_AHEAD)
+    today_there = f"today ({today.isoformat()} in {calendar.timezone}, customer {customer}'s zone)"
     if day < earliest:
         raise InvalidInput(
-            f"date {day.isoformat()} is {(day - today).days} days after today ({today.isoformat()} in "
-            f"{calendar.timezone}, customer {customer}'s zone); a Health Check is booked at least "
-            f"{MIN_DAYS_AHEAD} days ahead: the earliest date is {earliest.isoformat()}",
+            f"date {day.isoformat()} is {(day - today).days} days after {today_there}; a Health Check is booked at "
+            f"least {MIN_DAYS_AHEAD} days ahead: the earliest date is {earliest.isoformat()}",
+            field="date",
+        )
+    latest = anniversary(today, MAX_YEARS_AHEAD)
+    if day > latest:
+        raise InvalidInput(
+            f"date {day.isoformat()} is more than {MAX_YEARS_AHEAD} years after {today_there}; a Health Check is "
+            f"booked at most {MAX_YEARS_AHEAD} years ahead: the latest date is {latest.isoformat()}",
             field="date",
         )
     closed = day_schedule(calendar, day=day).closed_reason
@@ -122,10 +139,12 @@ def local_today(now: datetime, calendar: BusinessCalendar) -> date:
     return now.astimezone(calendar.zone).date()
 
 
-def due_reminder(*, scheduled_on: date, today: date) -> int | None:
-    """Which reminder (days before) is due today: the latest one whose day has come, while the Health Check
-    is still ahead. A 7-day reminder missed until the day before gives way to the 1-day one."""
-    ahead = (scheduled_on - today).days
-    if ahead < 1:
+def due_reminder(*, scheduled_on: date, local: datetime) -> int | None:
+    """Which reminder (days before) is due at `local` (the moment in the customer's zone): the latest one whose
+    day has come, from REMINDER_TIME on, while the Health Check is still ahead. A 7-day reminder missed until
+    the day before gives way to the 1-day one; one missed while nothing ran waits for REMINDER_TIME of the next
+    day, not the small hours."""
+    ahead = (scheduled_on - local.date()).days
+    if ahead < 1 or local.time() < REMINDER_TIME:
         return None
     return next((days for days in sorted(REMINDER_DAYS) if ahead <= days), None)

@@ -5,16 +5,21 @@ nothing: a change, its audit event (entity type `healthcheck`) and its outbox ro
 refusal names its rule and stores nothing; the pure rules are in `healthchecks.rules`, what needs the database
 (the certificate year already taken, the engineer's leave and other bookings) is here. Two bookings racing for
 the same year or engineer-day are decided by the database's unique indexes, and the loser gets the same 409 as
-if it had come second.
+if it had come second. A booking reads the customer's certificate under a share lock, so a certificate change
+(`change_certificate`, which re-cuts the certificate years of the bookings in hand) waits for it or it for the
+change.
 
 Who hears what: the customer's e-mail recipients (notification preferences), their TAMs and the engineer, by
-e-mail — a Health Check is a date weeks ahead, a letter rather than a ping.
+e-mail — a Health Check is a date weeks ahead, a letter rather than a ping: it is never urgent, so the
+customer's quiet hours hold it back as they hold back the lowest severity (`[quiet_hours] severities` in
+config/notifications.toml decides whether they hold that back at all); staff get it when it is queued.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -22,9 +27,11 @@ from sqlalchemy.orm import Session
 
 from release_requests import access
 from release_requests.audit.models import AuditEvent
-from release_requests.audit.service import record
+from release_requests.audit.service import Actor, record
 from release_requests.config import AppConfig
+from release_requests.customers import service as customers
 from release_requests.customers.models import Customer
+from release_requests.customers.schemas import CertificatePeriod
 from release_requests.customers.service import customer_for, tams_of
 from release_requests.documents import Attachment
 from release_requests.errors import Conflict, InvalidInput, NotFound, StaleVersion
@@ -41,7 +48,7 @@ from release_requests.healthchecks.schemas import (
     validate_findings,
 )
 from release_requests.notifications.models import Notification
-from release_requests.notifications.preferences import effective
+from release_requests.notifications.preferences import Effective, effective
 from release_requests.notifications.service import Recipient, queue
 from release_requests.people.models import Person
 from release_requests.people.service import actor_of, find_person
@@ -49,6 +56,7 @@ from release_requests.people.service import label as person_label
 from release_requests.routing.models import Leave
 
 TRACKED = ("status", "scheduled_on", "engineer_id", "certificate_year_start", "version")
+T = TypeVar("T")
 REPORT_EVENT = "healthcheck.report"  # the customer's e-mail with the report and its PDF (composed here)
 
 
@@ -257,15 +265,20 @@ def _check_slot(
     return year
 
 
-def _flush_deciding_races(session: Session, healthcheck: HealthCheck, recheck: Callable[[], object]) -> None:
-    """Write the booking; if a concurrent one won a unique index meanwhile, refuse as the rules would now."""
+def _write_deciding_races(session: Session, write: Callable[[], T], recheck: Callable[[], object]) -> T:
+    """Make the booking or its change (`write`) in a savepoint and flush it; if a concurrent one won a unique
+    index meanwhile, refuse as the rules would now. Nothing may be pending before: `begin_nested` flushes it
+    ahead of the SAVEPOINT, where a violation would abort the whole transaction."""
     try:
         with session.begin_nested():
-            session.add(healthcheck)
+            result = write()
             session.flush()
     except IntegrityError as exc:
-        recheck()  # sees the committed winner and raises its precise 409
+        # the savepoint is rolled back and what it changed expired (a new booking is no longer in the session,
+        # a rescheduled one reads its stored state again): the transaction goes on, and the rules see the winner
+        recheck()  # raises its precise 409
         raise Conflict(f"the Health Check collides with another booking ({exc.orig.diag.constraint_name})") from None
+    return result
 
 
 # --------------------------------------------------------------------------------------------------
@@ -276,10 +289,11 @@ def _snapshot(healthcheck: HealthCheck) -> dict:
     return {name: getattr(healthcheck, name) for name in TRACKED}
 
 
-def _audit(session, *, actor: Person, healthcheck: HealthCheck, action: str, before, reason=None, details=None):
+def _audit(session, *, actor: Person | Actor, healthcheck: HealthCheck, action: str, before, reason=None, details=None):
+    session.flush()  # the version after the change is the one the update wrote
     record(
         session,
-        actor=actor_of(actor),
+        actor=actor if isinstance(actor, Actor) else actor_of(actor),
         action=f"healthcheck.{action}",
         entity_type="healthcheck",
         entity_id=str(healthcheck.id),
@@ -332,6 +346,8 @@ def book(session: Session, *, actor: Person, data: BookIn, now: datetime, config
     """Book a Health Check under every rule; the customer, their TAMs and the engineer are told."""
     access.authorize(actor, "healthcheck.book")
     customer = customer_for(session, actor=actor, customer_id=data.customer_id)
+    # its certificate as it stands, held until commit: a certificate change waits (or has re-cut the years)
+    session.refresh(customer, with_for_update={"read": True})
     engineer = _engineer(session, data.engineer)
 
     def check() -> tuple[date, date | None]:
@@ -348,7 +364,7 @@ def book(session: Session, *, actor: Person, data: BookIn, now: datetime, config
         booked_at=now,
         updated_at=now,
     )
-    _flush_deciding_races(session, healthcheck, check)
+    _write_deciding_races(session, lambda: session.add(healthcheck), check)
     _audit(
         session, actor=actor, healthcheck=healthcheck, action="booked", before=None, details={"customer": customer.id}
     )
@@ -412,10 +428,18 @@ def reschedule(
         )
 
     year = check()
-    before = _apply(
-        healthcheck, now=now, status=target, scheduled_on=day, engineer_id=engineer.id, certificate_year_start=year[0]
+    before = _write_deciding_races(
+        session,
+        lambda: _apply(
+            healthcheck,
+            now=now,
+            status=target,
+            scheduled_on=day,
+            engineer_id=engineer.id,
+            certificate_year_start=year[0],
+        ),
+        check,
     )
-    _flush_deciding_races(session, healthcheck, check)
     _audit(session, actor=actor, healthcheck=healthcheck, action="rescheduled", before=before, reason=data.reason)
     _announce(
         session,
@@ -533,7 +557,7 @@ def deliver(
             event=REPORT_EVENT,
             recipient=Recipient("customer", "email", address, prefs.language),
             context=message,
-            at=now,
+            at=_customer_moment(prefs, now, config),
             key=rules.label(healthcheck.id),
         )
     _audit(
@@ -560,7 +584,92 @@ def deliver(
 
 
 # --------------------------------------------------------------------------------------------------
+# The certificate
+
+
+def change_certificate(
+    session: Session, *, actor: Actor, customer_id: str, period: CertificatePeriod, now: datetime
+) -> Customer:
+    """Set or renew the customer's support certificate and, in the same transaction, re-cut the certificate year
+    of each of its Health Checks in hand (not cancelled, report not delivered; each change audited), so that one
+    per certificate year still holds. Refused (409 naming the bookings, nothing changed) when one of them would
+    fall outside the new certificate, or two — or one and a delivered one — into one of its years: reschedule or
+    cancel first. A delivered Health Check stays in the year it was made in.
+
+    Here rather than in `customers.service` because customers sit below Health Checks."""
+    customer = customers.get_customer(session, customer_id=customer_id)
+    session.refresh(customer, with_for_update=True)  # bookings read it under a share lock: none comes between
+    in_hand = session.scalars(
+        select(HealthCheck)
+        .where(HealthCheck.customer_id == customer.id, HealthCheck.status.in_(rules.IN_HAND))
+        .order_by(HealthCheck.scheduled_on, HealthCheck.id)
+        .with_for_update()
+    ).all()
+    delivered = {
+        hc.certificate_year_start: hc
+        for hc in session.scalars(
+            select(HealthCheck).where(HealthCheck.customer_id == customer.id, HealthCheck.status == "report_delivered")
+        )
+    }
+    new = rules.period_text(period.certificate_start, period.certificate_end)
+    years: dict[tuple[date, date | None], list[HealthCheck]] = {}
+    problems, involved = [], []
+    for hc in in_hand:
+        try:
+            year = rules.certificate_year(
+                start=period.certificate_start, end=period.certificate_end, day=hc.scheduled_on, customer=customer.id
+            )
+        except InvalidInput:
+            problems.append(f"{rules.label(hc.id)} on {hc.scheduled_on.isoformat()} would be outside it")
+            involved.append(hc)
+            continue
+        years.setdefault(year, []).append(hc)
+    for year, together in years.items():
+        sharing = together + ([delivered[year[0]]] if year[0] in delivered else [])
+        if len(sharing) > 1:
+            named = " and ".join(
+                f"{rules.label(hc.id)} on {hc.scheduled_on.isoformat()}"
+                + (" (report delivered)" if hc.status == "report_delivered" else "")
+                for hc in sharing
+            )
+            problems.append(f"{named} would share its certificate year {rules.period_text(*year)}")
+            involved += sharing
+    if problems:
+        raise Conflict(
+            f"customer {customer.id}: the certificate {new} does not fit its Health Checks: {'; '.join(problems)}; "
+            "one per certificate year, inside the certificate (reschedule or cancel them first)",
+            field="certificate",
+            bookings=[rules.label(hc.id) for hc in involved],
+        )
+    old = (
+        rules.period_text(customer.certificate_start, customer.certificate_end)
+        if customer.certificate_start
+        else "none"
+    )
+    customers.set_certificate(session, actor=actor, customer_id=customer.id, period=period)
+    for (first, _), (hc,) in years.items():
+        if hc.certificate_year_start != first:
+            before = _apply(hc, now=now, certificate_year_start=first)
+            _audit(
+                session,
+                actor=actor,
+                healthcheck=hc,
+                action="certificate_year_changed",
+                before=before,
+                reason=f"the support certificate changed from {old} to {new}",
+            )
+    return customer
+
+
+# --------------------------------------------------------------------------------------------------
 # Notices and reminders
+
+
+def _customer_moment(prefs: Effective, at: datetime, config: AppConfig) -> datetime:
+    """When a customer notice queued at `at` may go: after their quiet hours if the policy lets quiet hours hold
+    back the lowest severity — a Health Check notice is never urgent."""
+    lowest = max(int(severity) for severity in config.severity.severity)
+    return prefs.deliver_at(severity=lowest, at=at, held_back=config.notifications.quiet_hours.severities)
 
 
 def _people(people: Iterable[Person]) -> list[Recipient]:
@@ -584,9 +693,11 @@ def _announce(
     config: AppConfig,
     to_customer: bool = True,
 ) -> list[Notification]:
-    """Queue `event` to the customer's e-mail recipients, their TAMs and the engineer(s), each in their language;
-    dates are days in the customer's zone, spelled out in the reader's language."""
+    """Queue `event` to the customer's e-mail recipients (after their quiet hours), their TAMs and the
+    engineer(s), each in their language; dates are days in the customer's zone, spelled out in the reader's
+    language."""
     prefs = effective(session, customer=customer)
+    customer_at = _customer_moment(prefs, now, config)
     recipients = [Recipient("customer", "email", a, prefs.language) for a in prefs.email_recipients if to_customer]
     recipients += _people([*tams_of(session, customer_id=customer.id), *engineers])
     engineer = session.get(Person, healthcheck.engineer_id)
@@ -607,17 +718,19 @@ def _announce(
         }
         if "previous_date" in context:
             values["previous_when"] = report.long_date(context["previous_date"], language)
-        row = queue(session, request_id=None, event=event, recipient=recipient, context=values, at=now, key=key)
+        at = customer_at if recipient.audience == "customer" else now
+        row = queue(session, request_id=None, event=event, recipient=recipient, context=values, at=at, key=key)
         if row is not None:
             queued.append(row)
     return queued
 
 
 def queue_due_reminders(session: Session, *, now: datetime, config: AppConfig) -> list[Notification]:
-    """Queue the reminders due at `now` for every booked or confirmed Health Check: 7 days and 1 day before, by
-    the customer's local date. Each goes once per recipient and date (the outbox's dedupe key holds the date, so
-    a rescheduled Health Check is reminded again), whatever restarts or overlapping runs; one whose day passed
-    while nothing ran still goes while the Health Check is ahead, none on or after its day."""
+    """Queue the reminders due at `now` for every booked or confirmed Health Check: 7 days and 1 day before, from
+    09:00 (`rules.REMINDER_TIME`) in the customer's zone. Each goes once per recipient and date (the outbox's
+    dedupe key holds the date, so a rescheduled Health Check is reminded again), whatever restarts or
+    overlapping runs; one whose moment passed while nothing ran still goes (from that hour) while the Health
+    Check is ahead, none on or after its day. The customer's copy waits for the end of their quiet hours."""
     utc_today = now.astimezone(UTC).date()
     candidates = session.execute(
         select(HealthCheck, Customer)
@@ -632,8 +745,8 @@ def queue_due_reminders(session: Session, *, now: datetime, config: AppConfig) -
     ).all()
     queued: list[Notification] = []
     for healthcheck, customer in candidates:
-        today = rules.local_today(now, customer.calendar())
-        days = rules.due_reminder(scheduled_on=healthcheck.scheduled_on, today=today)
+        local = now.astimezone(customer.calendar().zone)
+        days = rules.due_reminder(scheduled_on=healthcheck.scheduled_on, local=local)
         if days is None:
             continue
         queued += _announce(
@@ -643,7 +756,7 @@ def queue_due_reminders(session: Session, *, now: datetime, config: AppConfig) -
             event="healthcheck.reminder",
             key=f"{rules.label(healthcheck.id)}:{healthcheck.scheduled_on.isoformat()}:{days}d",
             engineers=[session.get(Person, healthcheck.engineer_id)],
-            context={"days": days, "days_left": (healthcheck.scheduled_on - today).days},
+            context={"days": days, "days_left": (healthcheck.scheduled_on - local.date()).days},
             now=now,
             config=config,
         )

@@ -3,15 +3,19 @@ once its period is over, and the Health Check reminders — each exactly once, a
 runs.
 
 How "exactly once" holds: a delivery is a `report_deliveries` row with a unique key (kind, recipient, first
-day of the period), inserted ON CONFLICT DO NOTHING in the same transaction as its outbox rows. The run that
-inserts it queues the messages; any other run (a restart, a second worker) finds the key taken and does
-nothing. The outbox then sends each message once in effect (`notifications.delivery`). A crash before the
-commit leaves neither the row nor the messages, so the next run sends it.
+and last day of the period: a monthly and a quarterly report can start on the same day), inserted ON CONFLICT
+DO NOTHING in the same transaction as its outbox rows. The run that inserts it queues the messages; any other
+run (a restart, a second worker) finds the key taken and does nothing. The outbox then sends each message
+once in effect (`notifications.delivery`). A crash before the commit leaves neither the row nor the
+messages, so the next run sends it.
 
 Decisions, written down:
 * A digest is due once the recipient's local time of day has reached their digest time; a server that was
-  down at 09:00 sends it when it comes back, the same local day. Recipients are keyed by address (an e-mail,
-  or a customer's Slack channel): a person who is also a customer contact gets one digest a day.
+  down at 09:00 sends it when it comes back, the same local day.
+* A person with a digest of their own (staff by default, anyone who subscribed) gets that one, at their time,
+  covering the customers they may see; their address in a customer's recipient list adds nothing. Any other
+  address gets each customer's digest that lists it (keyed by address and customer), at the customer's time;
+  a customer's Slack channel gets its customer's digest if the customer asked for it.
 * An empty digest (no severity 1–2 request open or changed in 24 h) is recorded and not sent: a daily
   "nothing happened" teaches people to ignore the mail.
 * A regular report is due from its period's first following day at the customer's digest time, and only
@@ -98,14 +102,18 @@ def _reached(now: datetime, zone: str, at: time) -> date | None:
 # --- what is due ---------------------------------------------------------------------------------------------
 
 
-def _people_digests(session: Session, now: datetime) -> list[DigestDue]:
+def _people_digests(session: Session, now: datetime) -> tuple[list[DigestDue], set[str]]:
+    """The people whose own digest is due, and every address that has a digest of its own (due now or not)."""
     subscriptions = {row.person_id: row for row in session.scalars(select(DigestSubscription))}
-    due = []
+    due, own = [], set()
     for person in session.scalars(select(Person).where(Person.active.is_(True), Person.email.is_not(None))):
         row = subscriptions.get(person.id)
         enabled, at = (row.enabled, row.send_at) if row else (digest_default(person).enabled, "09:00")
+        if not enabled:
+            continue
+        own.add(person.email.lower())
         zone = digest_zone(session, person)
-        if not enabled or (day := _reached(now, zone, time.fromisoformat(at))) is None:
+        if (day := _reached(now, zone, time.fromisoformat(at))) is None:
             continue
         language = person.language or (
             effective_report_prefs(session, customer=session.get(Customer, person.customer_id)).language
@@ -122,10 +130,12 @@ def _people_digests(session: Session, now: datetime) -> list[DigestDue]:
                 day=day,
             )
         )
-    return due
+    return due, own
 
 
-def _customer_digests(session: Session, now: datetime) -> list[DigestDue]:
+def _customer_digests(session: Session, now: datetime, *, own: set[str]) -> list[DigestDue]:
+    """Each customer's digest to its report recipients, keyed per customer (a contact of two customers gets
+    both); an address with a digest of its own (`own`) is left to that one."""
     due = []
     for customer in session.scalars(select(Customer)):
         prefs = effective_report_prefs(session, customer=customer)
@@ -133,8 +143,10 @@ def _customer_digests(session: Session, now: datetime) -> list[DigestDue]:
             continue
         scope = frozenset({customer.id})
         for address in prefs.recipients:
+            if address.lower() in own:
+                continue
             medium = Recipient("customer", "email", address, prefs.language)
-            due.append(DigestDue(f"email:{address.lower()}", medium, scope, customer.timezone, day))
+            due.append(DigestDue(f"email:{address.lower()}:{customer.id}", medium, scope, customer.timezone, day))
         if prefs.digest_slack_channel:
             medium = Recipient("customer", "slack", prefs.digest_slack_channel, prefs.language)
             due.append(DigestDue(f"slack:{customer.id}", medium, scope, customer.timezone, day))
@@ -142,11 +154,9 @@ def _customer_digests(session: Session, now: datetime) -> list[DigestDue]:
 
 
 def due_digests(session: Session, *, now: datetime) -> list[DigestDue]:
-    """Every digest whose time has come and that was not yet delivered today (people first: their own time and
-    language win over a customer's contact list for the same address)."""
-    candidates = list(
-        {d.recipient: d for d in reversed(_people_digests(session, now) + _customer_digests(session, now))}.values()
-    )
+    """Every digest whose time has come and that was not yet delivered that day."""
+    people, own = _people_digests(session, now)
+    candidates = people + _customer_digests(session, now, own=own)
     days = {d.day for d in candidates}
     taken = set(
         session.execute(
@@ -193,12 +203,12 @@ def due_reports(session: Session, *, now: datetime) -> list[ReportDue]:
         due.append(ReportDue(customer.id, period, prefs))
     taken = set(
         session.execute(
-            select(ReportDelivery.customer_id, ReportDelivery.period_start).where(
+            select(ReportDelivery.customer_id, ReportDelivery.period_start, ReportDelivery.period_end).where(
                 ReportDelivery.kind == "customer_report"
             )
         ).all()
     )
-    return [d for d in due if (d.customer_id, d.period.start) not in taken]
+    return [d for d in due if (d.customer_id, d.period.start, d.period.end) not in taken]
 
 
 # --- delivering one ------------------------------------------------------------------------------------------
@@ -299,7 +309,7 @@ def deliver_report(session: Session, *, due: ReportDue, now: datetime, config: A
             recipient=Recipient("customer", "email", address, prefs.language),
             context=context,
             at=db_now(session),  # send at once (`now` is the logical time the report is as of)
-            key=f"{due.customer_id}:{period.start.isoformat()}",
+            key=f"{due.customer_id}:{period.start.isoformat()}:{period.end.isoformat()}",
             actor=SENDER,
         )
         queued += row is not None

@@ -7,20 +7,31 @@ against the log (`relreq timeline`).
 Definitions (docs/reports.md, "Figures", says the same for readers):
 
 * **SLA outcome** of a request: its clock (`sla.service.facts_from_events` + `compute`, the customer's
-  calendar, the severity policy of the customer's tier) at `as_of`: *met* (the first qualified response came
-  before the due time), *breached* (it came later, or the due time passed without one), *running* (not yet
-  decided: not counted anywhere in attainment), *none* (no clock: no submission event). As everywhere in
-  the SLA module, a severity change re-targets the clock from the same start, needs-info pauses are not
-  counted, and a cancellation stops the clock like a response would.
+  calendar, the severity policy of the customer's tier) at `as_of`: *met* (our first qualified response came
+  by the due time), *withdrawn* (the customer cancelled by the due time, before any qualified response of
+  ours: the SLA module stops the clock there, but nobody answered, so it is no "met"), *breached* (our
+  response or the cancellation came later, or the due time passed without either), *running* (not yet
+  decided), *none* (no clock: no submission event). As everywhere in the SLA module, a severity change
+  re-targets the clock from the same start and needs-info pauses are not counted.
+* **Each figure counts in the period its event happened**, so that no request is lost between two reports
+  (one mailed while its clock still ran, the next one only about requests received later):
+  - *received* (`received_at` in the period): `requests_total`, `by_severity`, `by_kind`, `by_channel`, and
+    `sla_running` (received in the period, still running at `as_of`);
+  - *decided* (the outcome's instant in the period — the response for met, the cancellation for withdrawn,
+    the **due time** for breached, however late an answer came): met, breached, withdrawn, attainment, the
+    weeks and the breaches, whenever the request was received;
+  - *responded* (the first qualified response of ours in the period): `first_response_p50/p90` — a late
+    answer is measured when it is given, not when the breach was, so a report mailed before it does not
+    lose it for good.
+  `RequestRow.received_in_period`, `decided_in_period` and `responded_in_period` say which a row feeds.
 * **Attainment** = met ÷ (met + breached) × 100, rounded to 0.1; None when nothing was decided.
 * **First response time**: minutes on the SLA clock (business minutes for severities 3–4, pauses excluded)
-  from receipt to the first qualified response *of ours* — a cancellation stops the clock but is nobody's
-  answer, so it has no response time. p50 and p90 are **nearest-rank** percentiles (the ⌈q·n⌉-th smallest
-  value: always a time some request really had), over the requests that have one.
-* **Weekly attainment**: each decided request counts in the ISO week (Monday, the customer's zone) in which
-  its outcome was decided — the response for met and late-answered requests, the due time for those still
-  unanswered. The weeks are those of the period, plus any later week holding a decision, so the weekly
-  rows add up to `sla_met` and `sla_breached`.
+  from receipt to the first qualified response *of ours* — a cancellation is nobody's answer, so it has no
+  response time. p50 and p90 are **nearest-rank** percentiles (the ⌈q·n⌉-th smallest value: always a time
+  some request really had), over the requests that have one in the period.
+* **Weekly attainment**: each outcome decided in the period counts in the ISO week (Monday, the customer's
+  zone) of its decision; the weeks are those holding the period's days, so they add up to `sla_met` and
+  `sla_breached`.
 * **Breach reason**: how late, and what the log says about why: a severity change, time waiting for the
   customer, a re-routing to another owner (who was away stays staff-only, as on the request page).
 """
@@ -29,14 +40,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
 
 from release_requests.config import SeverityPolicy
 from release_requests.notifications.render import duration
-from release_requests.reports.periods import iso_weeks
+from release_requests.reports.periods import iso_weeks, utc_range
 from release_requests.reports.schemas import (
     Breach,
     CustomerReport,
@@ -50,7 +61,7 @@ from release_requests.reports.schemas import (
     WeekAttainment,
 )
 from release_requests.requests.states import Status
-from release_requests.sla.calendar import BusinessCalendar
+from release_requests.sla.calendar import BusinessCalendar, due_at
 from release_requests.sla.service import QUALIFYING_ACTIONS, SlaStatus, compute, facts_from_events
 
 SEVERITIES = (1, 2, 3, 4)
@@ -60,6 +71,7 @@ UNITS = ("d", "h", "min")
 CANCELLED, REROUTED = "request.cancelled", "request.rerouted"
 # taken on: accepted for a fix of its own, or joined to another request's fix as its duplicate
 TAKEN_ON = frozenset({"request.accepted", "request.duplicate"})
+DECIDED: frozenset[SlaOutcome] = frozenset({"met", "breached", "withdrawn"})
 
 
 class Event(NamedTuple):
@@ -85,13 +97,13 @@ class RequestFacts(NamedTuple):
 
 @dataclass(frozen=True)
 class Assessed:
-    """One request judged at `as_of`: its row, its clock, and what its breach (if any) was."""
+    """One request judged at `as_of`: its row (`decided_at` says when its outcome was decided), its clock, and
+    what its breach (if any) was. Which period's figures it feeds is `customer_report`'s business."""
 
     row: RequestRow
     sla: SlaStatus | None
-    decided_at: datetime | None  # when its outcome became met or breached
     breach: Breach | None
-    accepted_at: datetime | None
+    accepted_at: datetime | None  # taken on (`TAKEN_ON`): where its delivery time counts from
     status: str  # as of `as_of`, from the log
 
 
@@ -125,18 +137,22 @@ def assess(
     status = next((e.after["status"] for e in reversed(events) if "status" in e.after), request.status)
     accepted_at = next((e.occurred_at for e in events if e.action in TAKEN_ON), None)
     facts = facts_from_events(events)
-    sla = None
+    met_by = next((e.action for e in events if e.action in QUALIFYING_ACTIONS), None)
+    sla: SlaStatus | None = None
+    outcome: SlaOutcome = "none"
+    decided_at = None
     if facts is None:
-        severity, policy, outcome = request.severity, policy_for(request.severity), "none"
+        severity, policy = request.severity, policy_for(request.severity)
     else:
         severity, policy = facts.severity, policy_for(facts.severity)
         sla = compute(facts, policy=policy, cal=cal, now=as_of)
-        outcome = sla.state if sla.state in ("met", "breached") else "running"
-    met_by = next((e.action for e in events if e.action in QUALIFYING_ACTIONS), None)
+        if sla.state == "met":
+            outcome, decided_at = ("withdrawn" if met_by == CANCELLED else "met"), sla.met_at
+        elif sla.state == "breached":
+            outcome, decided_at = "breached", sla.due_at
+        else:
+            outcome = "running"
     responded = sla is not None and sla.met_at is not None and met_by != CANCELLED
-    decided_at = None
-    if sla is not None and outcome != "running":
-        decided_at = sla.met_at or sla.due_at
     row = RequestRow(
         request_id=request.id,
         kind=request.kind,
@@ -151,6 +167,7 @@ def assess(
         sla=outcome,
         paused_minutes=round(sla.paused_seconds / 60, 1) if sla else 0.0,
         severity_changes=len(steps) - 1 if steps else 0,
+        decided_at=decided_at,
     )
     breach = None
     if outcome == "breached":
@@ -167,7 +184,7 @@ def assess(
             reroutes=reroutes,
             cancelled=met_by == CANCELLED,
         )
-    return Assessed(row, sla, decided_at, breach, accepted_at, status)
+    return Assessed(row, sla, breach, accepted_at, status)
 
 
 def breach_reason(sla: SlaStatus, *, responded: bool, as_of: datetime, severities: list[int], reroutes: int) -> str:
@@ -189,15 +206,14 @@ def breach_reason(sla: SlaStatus, *, responded: bool, as_of: datetime, severitie
     return "; ".join(parts)
 
 
-def weekly(assessed: Sequence[Assessed], *, period: Period, zone) -> list[WeekAttainment]:
-    """Met and breached per ISO week of decision (the period's weeks, and later ones holding a decision)."""
+def weekly(decided: Sequence[RequestRow], *, period: Period, zone) -> list[WeekAttainment]:
+    """Met and breached per ISO week of their decision, over the weeks holding the period's days."""
     counts: dict[date, Counter] = {}
-    for item in assessed:
-        if item.decided_at is not None:
-            day = item.decided_at.astimezone(zone).date()
-            counts.setdefault(day - timedelta(days=day.weekday()), Counter())[item.row.sla] += 1
+    for row in decided:
+        day = row.decided_at.astimezone(zone).date()
+        counts.setdefault(day - timedelta(days=day.weekday()), Counter())[row.sla] += 1
     weeks = []
-    for monday in iso_weeks(period.start, max([period.end, *counts])):
+    for monday in iso_weeks(period.start, period.end):
         met, breached = counts.get(monday, Counter())["met"], counts.get(monday, Counter())["breached"]
         weeks.append(
             WeekAttainment(week_start=monday, met=met, breached=breached, attainment_pct=pct(met, met + breached))
@@ -206,11 +222,11 @@ def weekly(assessed: Sequence[Assessed], *, period: Period, zone) -> list[WeekAt
 
 
 def severity_attainment(
-    rows: Sequence[RequestRow], *, policy_for: Callable[[int], SeverityPolicy]
+    decided: Sequence[RequestRow], running: Sequence[RequestRow], *, policy_for: Callable[[int], SeverityPolicy]
 ) -> list[SeverityAttainment]:
     result = []
     for severity in SEVERITIES:
-        outcomes = Counter(r.sla for r in rows if r.severity == severity)
+        outcomes = Counter(r.sla for r in decided if r.severity == severity)
         policy = policy_for(severity)
         result.append(
             SeverityAttainment(
@@ -220,8 +236,9 @@ def severity_attainment(
                 clock=policy.clock,
                 met=outcomes["met"],
                 breached=outcomes["breached"],
-                running=outcomes["running"],
+                running=sum(r.severity == severity for r in running),
                 attainment_pct=pct(outcomes["met"], outcomes["met"] + outcomes["breached"]),
+                withdrawn=outcomes["withdrawn"],
             )
         )
     return result
@@ -246,9 +263,30 @@ def customer_report(
     healthchecks: list[HealthCheckSummary],
     notes: list[NoteOut],
 ) -> CustomerReport:
-    """Assemble the report from judged requests and what was read beside them."""
-    rows = [a.row for a in assessed]
-    outcomes: Counter[SlaOutcome] = Counter(r.sla for r in rows)
+    """Assemble the report from judged requests (any that may feed it: the rest are left out here) and what was
+    read beside them. Each request counts where its event happened: received, decided, first answered."""
+    start, end = utc_range(period, cal.zone)
+
+    def within(moment: datetime | None) -> bool:
+        return moment is not None and start <= moment < end
+
+    rows, breaches = [], []
+    for item in assessed:
+        row = item.row
+        received = within(row.received_at)
+        decided = row.sla in DECIDED and within(row.decided_at)
+        responded = row.first_response_minutes is not None and within(row.first_response_at)
+        if not (received or decided or responded):
+            continue
+        flags = {"received_in_period": received, "decided_in_period": decided, "responded_in_period": responded}
+        minutes = row.first_response_minutes if responded else None  # counted where it was answered
+        rows.append(row.model_copy(update={**flags, "first_response_minutes": minutes}))
+        if decided and item.breach is not None:
+            breaches.append(item.breach)
+    received_rows = [r for r in rows if r.received_in_period]
+    decided_rows = [r for r in rows if r.decided_in_period]
+    running = [r for r in received_rows if r.sla == "running"]
+    outcomes: Counter[SlaOutcome] = Counter(r.sla for r in decided_rows)
     responses = [r.first_response_minutes for r in rows if r.first_response_minutes is not None]
     return CustomerReport(
         customer_id=customer_id,
@@ -256,24 +294,40 @@ def customer_report(
         timezone=cal.timezone,
         period=period,
         as_of=as_of,
-        requests_total=len(rows),
-        by_severity=counted([str(r.severity) for r in rows], [str(s) for s in SEVERITIES]),
-        by_kind=counted([r.kind for r in rows], KINDS),
-        by_channel=counted([r.channel for r in rows], INTAKE_CHANNELS),
+        requests_total=len(received_rows),
+        by_severity=counted([str(r.severity) for r in received_rows], [str(s) for s in SEVERITIES]),
+        by_kind=counted([r.kind for r in received_rows], KINDS),
+        by_channel=counted([r.channel for r in received_rows], INTAKE_CHANNELS),
         sla_met=outcomes["met"],
         sla_breached=outcomes["breached"],
-        sla_running=outcomes["running"],
+        sla_running=len(running),
         sla_attainment_pct=pct(outcomes["met"], outcomes["met"] + outcomes["breached"]),
-        sla_by_severity=severity_attainment(rows, policy_for=policy_for),
+        sla_withdrawn=outcomes["withdrawn"],
+        sla_by_severity=severity_attainment(decided_rows, running, policy_for=policy_for),
         first_response_p50_minutes=nearest_rank(responses, 0.5),
         first_response_p90_minutes=nearest_rank(responses, 0.9),
-        breaches=sorted((a.breach for a in assessed if a.breach), key=lambda b: (b.due_at, b.request_id)),
+        breaches=sorted(breaches, key=lambda b: (b.due_at, b.request_id)),
         releases=releases,
-        weekly=weekly(assessed, period=period, zone=cal.zone),
+        weekly=weekly(decided_rows, period=period, zone=cal.zone),
         healthchecks=healthchecks,
         notes=notes,
         requests=rows,
     )
+
+
+def clock_horizon(start: datetime, *, policies: Iterable[SeverityPolicy], cal: BusinessCalendar) -> datetime:
+    """An instant before which every clock started — or restarted, at the end of a needs-info pause — fell due
+    before `start`, whatever the severity. A due time never moves back when its start moves forward, so it is
+    enough that each target, started at the horizon, is due before `start`: found a whole day further back per
+    try (over the nights, weekends and holidays of a business clock)."""
+    horizon = start
+    for policy in policies:
+        target = timedelta(minutes=policy.response_minutes)
+        since = start - target
+        while due_at(start=since, target=target, clock=policy.clock, calendar=cal) >= start:
+            since -= timedelta(days=1)
+        horizon = min(horizon, since)
+    return horizon
 
 
 # --- the daily digest ---------------------------------------------------------------------------------------

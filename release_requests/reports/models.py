@@ -52,7 +52,7 @@ class ReportPreferences(Base):
 class DigestSubscription(Base):
     """One person's own digest setting (staff: every customer; a customer's user: their own customer).
 
-    No row: staff in the roles of `reports.digest.DEFAULT_STAFF_ROLES` get it at 09:00 in their zone, others
+    No row: staff in the roles of `reports.preferences.DEFAULT_STAFF_ROLES` get it at 09:00 in their zone, others
     do not; a customer's contacts get it through the customer's `ReportPreferences`."""
 
     __tablename__ = "digest_subscriptions"
@@ -71,7 +71,7 @@ class ReportDelivery(Base):
     __tablename__ = "report_deliveries"
     __table_args__ = (
         CheckConstraint("kind IN ('digest', 'customer_report')", name="kind"),
-        UniqueConstraint("kind", "recipient", "period_start", name="uq_report_deliveries_once"),
+        UniqueConstraint("kind", "recipient", "period_start", "period_end", name="uq_report_deliveries_once"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -98,4 +98,3 @@ class ReportNote(Base):
     body: Mapped[str] = mapped_column(Text)
     author_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    version: Mapped[int] = mapped_column(Integer, default=1)

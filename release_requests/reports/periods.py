@@ -16,14 +16,17 @@ from release_requests.errors import InvalidInput
 from release_requests.reports.schemas import Period
 
 MAX_DAYS = 3 * 366  # a longer report is a mistake (a mistyped year), and an expensive one
+YEARS = (2000, 2999)  # a report of another millennium is a typing mistake (and 9999Q4 would end in year 10000)
 _QUARTER = re.compile(r"^(\d{4})[Qq]([1-4])$")
 
 
 def quarter(label: str) -> Period:
     """'2026Q4' (or '2026q4') → 2026-10-01..2026-12-31; anything else is an InvalidInput naming `quarter`."""
     match = _QUARTER.fullmatch(label.strip())
-    if match is None or int(match[1]) < 1:
+    if match is None:
         raise InvalidInput(f"quarter '{label}' is not a quarter: use YYYYQ1..YYYYQ4 (e.g. 2026Q4)", field="quarter")
+    if not YEARS[0] <= int(match[1]) <= YEARS[1]:
+        raise InvalidInput(f"quarter '{label}': the year must be {YEARS[0]}..{YEARS[1]}", field="quarter")
     year, number = int(match[1]), int(match[2])
     start = date(year, 3 * number - 2, 1)
     end = (date(year + 1, 1, 1) if number == 4 else date(year, 3 * number + 1, 1)) - timedelta(days=1)

@@ -23,6 +23,7 @@ from release_requests.errors import InvalidInput, NotFound
 from release_requests.notifications.preferences import effective
 from release_requests.people.models import Person
 from release_requests.people.service import actor_of
+from release_requests.reports import periods
 from release_requests.reports.models import DigestSubscription, ReportNote, ReportPreferences
 from release_requests.reports.schemas import (
     DigestSubscriptionIn,
@@ -50,7 +51,6 @@ class EffectiveReportPrefs:
     digest_enabled: bool
     digest_at: time
     digest_slack_channel: str | None  # the customer's channel when they want the digest there
-    timezone: str
 
 
 def _stored(prefs: ReportPreferences | None) -> ReportPreferencesIn:
@@ -69,7 +69,6 @@ def effective_report_prefs(session: Session, *, customer: Customer) -> Effective
         digest_enabled=stored.digest_enabled,
         digest_at=time.fromisoformat(stored.digest_at),
         digest_slack_channel=customer.slack_channel if stored.digest_slack else None,
-        timezone=customer.timezone,
     )
 
 
@@ -194,20 +193,29 @@ def _note_out(note: ReportNote, author: Person) -> NoteOut:
     )
 
 
-def add_note(session: Session, *, actor: Person, data: NoteIn) -> NoteOut:
-    """A note is added, never edited: the report of a period shows every note written for it, in order."""
-    access.authorize(actor, "report.note")
+def _note_period(data: NoteIn) -> Period:
+    dates = (data.period_start, data.period_end)
+    if data.quarter is not None:
+        if dates != (None, None):
+            raise InvalidInput("give either quarter or period_start and period_end, not both", field="quarter")
+        return periods.quarter(data.quarter)
+    if None in dates:
+        missing = "period_start" if data.period_start is None else "period_end"
+        raise InvalidInput(f"{missing} is missing: give a quarter, or period_start and period_end", field=missing)
     if data.period_end < data.period_start:
         raise InvalidInput(
             f"period_end {data.period_end} is before period_start {data.period_start}", field="period_end"
         )
+    return Period(start=data.period_start, end=data.period_end, label=f"{data.period_start}..{data.period_end}")
+
+
+def add_note(session: Session, *, actor: Person, data: NoteIn) -> NoteOut:
+    """A note is added, never edited: the report of a period shows every note written for it, in order."""
+    access.authorize(actor, "report.note")
+    period = _note_period(data)
     customer = _visible_customer(session, actor=actor, customer_id=data.customer_id)
     note = ReportNote(
-        customer_id=customer.id,
-        period_start=data.period_start,
-        period_end=data.period_end,
-        body=data.body,
-        author_id=actor.id,
+        customer_id=customer.id, period_start=period.start, period_end=period.end, body=data.body, author_id=actor.id
     )
     session.add(note)
     session.flush()

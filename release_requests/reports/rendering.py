@@ -20,11 +20,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 from markupsafe import Markup
-from pydantic import BaseModel
 
 from release_requests.config import get_config
 from release_requests.documents import html_to_pdf
 from release_requests.errors import InvalidInput
+from release_requests.healthchecks.report import LABELS as HEALTHCHECK_LABELS
 from release_requests.notifications.render import LABELS as NOTICE_LABELS
 from release_requests.notifications.render import duration, slack_escape
 from release_requests.reports import charts
@@ -43,6 +43,8 @@ LANGUAGES = ("en", "ru")
 SLACK_MAX_BLOCKS = 50  # https://api.slack.com/reference/block-kit/blocks
 SLACK_MAX_HEADER = 150
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may run as a formula (OWASP: CSV injection)
+FINDING_WORDS = ("product", "area", "setting", "found", "recommendation")  # the Health Check report's own words
+FINDING_COLUMNS = ("healthcheck_id", "finding_id", *FINDING_WORDS, "severity")
 
 LABELS: dict[str, dict] = {
     "en": {
@@ -78,17 +80,21 @@ LABELS: dict[str, dict] = {
         "met": "Met",
         "breached": "Breached",
         "running": "Running",
+        "withdrawn": "Withdrawn",
         "attainment": "Attainment",
         "all_severities": "All severities",
         "attainment_rule": (
-            "Attainment is met ÷ (met + breached). A request whose clock is still running counts once it is "
-            "met or breached."
+            "Attainment is met ÷ (met + breached), over the outcomes decided in this period — met at our first "
+            "qualified response, breached at the due time — whenever the request was received. A request whose "
+            "clock is still running counts once it is met or breached; one you withdrew before our response "
+            "counts in neither. Running: received in this period, not decided yet."
         ),
         "p50": "Median first response (p50)",
         "p90": "First response, 90th percentile (p90)",
         "response_rule": (
             "Minutes on the SLA clock from receipt to the first qualified response, pauses for your "
-            "information excluded (business minutes for severities 3 and 4)."
+            "information excluded (business minutes for severities 3 and 4), for the responses given in "
+            "this period."
         ),
         "minutes": "min",
         "request": "Request",
@@ -105,6 +111,7 @@ LABELS: dict[str, dict] = {
         "delivered": "Delivered",
         "hours_to_deliver": "Hours from acceptance",
         "no_releases": "No releases delivered in this period.",
+        "releases_rule": "Releases that reached your own channel in this period, from when we took each request on.",
         "date": "Date",
         "status": "Status",
         "engineer": "Engineer",
@@ -118,6 +125,8 @@ LABELS: dict[str, dict] = {
             "cancelled": "cancelled",
         },
         "finding_severities": {"critical": "critical", "high": "high", "medium": "medium", "low": "low"},
+        "nonconformities": "Nonconformities and recommendations of the Health Check of {date}",
+        "not_listed": "… and {0} more of lower severity: the Health Check report lists them all.",
         "no_healthcheck": "No Health Check in this period.",
         "note_by": "{author}, {date} (for {start} – {end})",
         "no_notes": "No notes for this period.",
@@ -134,7 +143,13 @@ LABELS: dict[str, dict] = {
         "owner": "Owner",
         "unassigned": "unassigned",
         "sla": "SLA",
-        "sla_states": {"on_track": "on track", "at_risk": "at risk", "breached": "breached", "met": "met"},
+        "sla_states": {
+            "on_track": "on track",
+            "at_risk": "at risk",
+            "breached": "breached",
+            "met": "met",
+            "withdrawn": "withdrawn",
+        },
         "sla_due": "{state}, due {due}",
         "next_step": "Next step",
         "next_steps": None,  # English: the figure's own words (`DigestRow.next_step`)
@@ -174,17 +189,21 @@ LABELS: dict[str, dict] = {
         "met": "Соблюдено",
         "breached": "Нарушено",
         "running": "Идёт отсчёт",
+        "withdrawn": "Отозвано",
         "attainment": "Соблюдение",
         "all_severities": "Все уровни важности",
         "attainment_rule": (
-            "Соблюдение — это соблюдено ÷ (соблюдено + нарушено). Запрос, срок которого ещё идёт, учитывается, "
-            "когда срок соблюдён или нарушен."
+            "Соблюдение — это соблюдено ÷ (соблюдено + нарушено) по исходам, определившимся в этом периоде: "
+            "соблюдено — в момент нашего первого квалифицированного ответа, нарушено — в момент истечения срока, "
+            "когда бы запрос ни был получен. Запрос, срок которого ещё идёт, учитывается, когда срок соблюдён "
+            "или нарушен; отозванный вами до нашего ответа не учитывается ни там, ни там. Идёт отсчёт: получен "
+            "в этом периоде, исход ещё не определился."
         ),
         "p50": "Медиана первого ответа (p50)",
         "p90": "Первый ответ, 90-й процентиль (p90)",
         "response_rule": (
             "Минуты по часам SLA от получения до первого квалифицированного ответа, без пауз в ожидании "
-            "вашей информации (для важности 3 и 4 — рабочие минуты)."
+            "вашей информации (для важности 3 и 4 — рабочие минуты), по ответам, данным в этом периоде."
         ),
         "minutes": "мин",
         "request": "Запрос",
@@ -209,6 +228,7 @@ LABELS: dict[str, dict] = {
         "delivered": "Поставлен",
         "hours_to_deliver": "Часов от принятия",
         "no_releases": "За период выпусков не было.",
+        "releases_rule": "Выпуски, поступившие в ваш собственный канал в этом периоде, — от принятия запроса в работу.",
         "date": "Дата",
         "status": "Статус",
         "engineer": "Инженер",
@@ -222,6 +242,8 @@ LABELS: dict[str, dict] = {
             "cancelled": "отменён",
         },
         "finding_severities": {"critical": "критические", "high": "высокие", "medium": "средние", "low": "низкие"},
+        "nonconformities": "Несоответствия и рекомендации проверки Health Check от {date}",
+        "not_listed": "… и ещё {0} менее серьёзных: все они есть в отчёте о проверке Health Check.",
         "no_healthcheck": "Health Check за период не проводился.",
         "note_by": "{author}, {date} (за {start} – {end})",
         "no_notes": "Заметок за период нет.",
@@ -238,7 +260,13 @@ LABELS: dict[str, dict] = {
         "owner": "Ответственный",
         "unassigned": "не назначен",
         "sla": "SLA",
-        "sla_states": {"on_track": "в срок", "at_risk": "под угрозой", "breached": "нарушен", "met": "соблюдён"},
+        "sla_states": {
+            "on_track": "в срок",
+            "at_risk": "под угрозой",
+            "breached": "нарушен",
+            "met": "соблюдён",
+            "withdrawn": "отозван",
+        },
         "sla_due": "{state}, срок {due}",
         "next_step": "Следующий шаг",
         "next_steps": {  # `DigestRow.next_step` in Russian, from the status
@@ -355,22 +383,28 @@ def report_pdf(report: CustomerReport, *, language: str, sections: Sequence[str]
 
 
 def report_csv(report: CustomerReport) -> str:
-    """The rows behind every figure, one CSV: `request`, `release` and `breach` rows with their fields, and a
-    `summary` row (figure, value) per headline figure, so a spreadsheet can recompute each of them. Times
-    are ISO 8601 in the customer's zone; empty means none."""
+    """The rows behind every figure, one CSV: `request` rows (their `received_in_period`, `decided_in_period`
+    and `responded_in_period` say which figures each feeds), `release`, `breach` and Health Check `finding` rows
+    with their fields, and a `summary` row (figure, value) per headline figure, so a spreadsheet can recompute
+    each of them. Times are ISO 8601 in the customer's zone; empty means none."""
     zone = _zone(report.timezone)
-    fields = [*RequestRow.model_fields, *ReleaseDelivered.model_fields, *Breach.model_fields]
+    fields = [*RequestRow.model_fields, *ReleaseDelivered.model_fields, *Breach.model_fields, *FINDING_COLUMNS]
     columns = ["record", *dict.fromkeys(fields), "figure", "value"]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180: CRLF, quotes where needed
     writer.writerow(columns)
-    records: list[tuple[str, BaseModel]] = [
-        *(("request", row) for row in report.requests),
-        *(("release", release) for release in report.releases),
-        *(("breach", breach) for breach in report.breaches),
+    records: list[tuple[str, dict]] = [
+        *(("request", row.model_dump()) for row in report.requests),
+        *(("release", release.model_dump()) for release in report.releases),
+        *(("breach", breach.model_dump()) for breach in report.breaches),
+        *(
+            ("finding", {"healthcheck_id": h.id, "finding_id": f.id, **f.model_dump(include={*FINDING_COLUMNS})})
+            for h in report.healthchecks
+            for f in h.nonconformities
+        ),
     ]
     for record, item in records:
-        values = {"record": record, **item.model_dump()}
+        values = {"record": record, **item}
         writer.writerow([_cell(values.get(column), zone) for column in columns])
     for figure, value in _figures(report):
         values = {"record": "summary", "figure": figure, "value": value}
@@ -396,10 +430,11 @@ def _figures(report: CustomerReport) -> Iterator[tuple[str, object]]:
         ("sla_met", report.sla_met),
         ("sla_breached", report.sla_breached),
         ("sla_running", report.sla_running),
+        ("sla_withdrawn", report.sla_withdrawn),
         ("sla_attainment_pct", report.sla_attainment_pct),
     )
     for s in report.sla_by_severity:
-        for name in ("target_minutes", "clock", "met", "breached", "running", "attainment_pct"):
+        for name in ("target_minutes", "clock", "met", "breached", "running", "withdrawn", "attainment_pct"):
             yield f"sla.{s.severity}.{name}", getattr(s, name)
     yield from (
         ("first_response_p50_minutes", report.first_response_p50_minutes),
@@ -417,6 +452,7 @@ def _figures(report: CustomerReport) -> Iterator[tuple[str, object]]:
             (f"healthcheck.{h.id}.findings", h.findings),
         )
         yield from ((f"healthcheck.{h.id}.findings.{k}", v) for k, v in h.findings_by_severity.items())
+        yield f"healthcheck.{h.id}.findings_not_listed", h.findings_not_listed
     yield "notes", len(report.notes)
 
 
@@ -531,7 +567,7 @@ def _sla_state(row: DigestRow, t: dict, zone: ZoneInfo) -> str:
     if row.sla_state is None:
         return "—"
     state = t["sla_states"].get(row.sla_state, row.sla_state)
-    if row.due_at is None or row.sla_state == "met":
+    if row.due_at is None or row.sla_state in ("met", "withdrawn"):  # decided: the due time says nothing more
         return state
     return t["sla_due"].format(state=state, due=_local(row.due_at, zone))
 
@@ -565,6 +601,7 @@ def _labels(language: str) -> dict:
         "language": language,
         "severity_labels": {n: severities.label(n, language) for n in (1, 2, 3, 4)},
         "states": NOTICE_LABELS[language]["states"],
+        "finding": {word: HEALTHCHECK_LABELS[language][word] for word in FINDING_WORDS},
     }
 
 
@@ -605,9 +642,14 @@ def _one_decimal(value: float | None, unit: str = "") -> str:
     return "—" if value is None else f"{value:.1f}{unit}"
 
 
+def paragraphs(text: str) -> list[str]:
+    """Text a person wrote (a TAM's note), split at blank lines; each paragraph keeps its line breaks."""
+    return [p.strip() for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
+
+
 def _paragraphs(value: str) -> list[list[str]]:
-    """A note's paragraphs (split at blank lines), each as its lines; the template escapes and joins them."""
-    return [p.strip().split("\n") for p in re.split(r"\n\s*\n", value.strip()) if p.strip()]
+    """Paragraphs as lists of lines, for templates that join the lines with <br>."""
+    return [p.split("\n") for p in paragraphs(value)]
 
 
 def _environment() -> jinja2.Environment:

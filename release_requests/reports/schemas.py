@@ -12,9 +12,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
+from release_requests.healthchecks.schemas import FindingOut
 from release_requests.reports.models import REPORT_FORMATS, REPORT_FREQUENCIES, REPORT_SECTIONS
 
-SlaOutcome = Literal["met", "breached", "running", "none"]
+# withdrawn: the customer cancelled before any qualified response of ours, within the target (docs/reports.md)
+SlaOutcome = Literal["met", "breached", "withdrawn", "running", "none"]
 HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
@@ -35,12 +37,14 @@ class SeverityAttainment(BaseModel):
     clock: Literal["24x7", "business"]
     met: int
     breached: int
-    running: int  # clock still running at `as_of`: not counted in attainment
+    running: int  # received in the period, clock still running at `as_of`: not counted in attainment
     attainment_pct: float | None  # met ÷ (met + breached) × 100
+    withdrawn: int = 0  # cancelled by the customer before any qualified response: not counted in attainment
 
 
 class RequestRow(BaseModel):
-    """One request of the period: the row behind every figure (the CSV has one line per row)."""
+    """One request behind the period's figures (the CSV has one line per row): received in the period, or with
+    its SLA outcome decided or its first response made in it. The `*_in_period` flags say which figures it feeds."""
 
     request_id: str
     kind: str
@@ -49,12 +53,19 @@ class RequestRow(BaseModel):
     channel: str
     received_at: datetime
     first_response_at: datetime | None
-    first_response_minutes: float | None  # on the SLA clock (business minutes for 3–4), pauses excluded
+    # on the SLA clock (business minutes for 3–4), pauses excluded; only when the response came in the period
+    # (it then counts in this report's p50/p90; otherwise in the report of the period it came in)
+    first_response_minutes: float | None
     target_minutes: int
     due_at: datetime | None
     sla: SlaOutcome
     paused_minutes: float
     severity_changes: int
+    # when `sla` was decided: the response (met) or cancellation (withdrawn), or the due time (breached)
+    decided_at: datetime | None = None
+    received_in_period: bool = True  # feeds requests_total, by_severity, by_kind, by_channel, running
+    decided_in_period: bool = False  # feeds met, breached, withdrawn, attainment, the weeks, the breaches
+    responded_in_period: bool = False  # feeds first_response_p50/p90 (its `first_response_minutes`)
 
 
 class Breach(BaseModel):
@@ -95,6 +106,10 @@ class HealthCheckSummary(BaseModel):
     engineer: str
     findings: int
     findings_by_severity: dict[str, int]
+    # the nonconformities with their recommendations, most serious first: every critical and high one, and the
+    # others while the list stays short; `findings_not_listed` says how many the Health Check report adds
+    nonconformities: list[FindingOut] = Field(default_factory=list)
+    findings_not_listed: int = 0
 
 
 class NoteOut(BaseModel):
@@ -121,8 +136,9 @@ class CustomerReport(BaseModel):
     by_channel: dict[str, int]
     sla_met: int
     sla_breached: int
-    sla_running: int
+    sla_running: int  # received in the period and still running at `as_of`
     sla_attainment_pct: float | None
+    sla_withdrawn: int = 0  # decided in the period as withdrawn: in no attainment
     sla_by_severity: list[SeverityAttainment]
     first_response_p50_minutes: float | None
     first_response_p90_minutes: float | None
@@ -143,7 +159,7 @@ class DigestRow(BaseModel):
     title: str  # the customer's words: every rendering escapes it
     status: str
     owner: str | None
-    sla_state: str | None  # on_track / at_risk / breached / met, or None (no clock)
+    sla_state: str | None  # on_track / at_risk / breached / met / withdrawn, or None (no clock)
     due_at: datetime | None
     changed_at: datetime
     next_step: str  # English, from the status; a rendering in another language uses `status` and the detail
@@ -202,9 +218,12 @@ class DigestSubscriptionOut(DigestSubscriptionIn):
 
 
 class NoteIn(BaseModel):
+    """A note about one period: a `quarter` ('2026Q4'), or `period_start` and `period_end` (inclusive)."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     customer_id: str
-    period_start: date
-    period_end: date
+    quarter: str | None = None
+    period_start: date | None = None
+    period_end: date | None = None
     body: str = Field(min_length=1, max_length=20_000)

@@ -1,10 +1,28 @@
 """The customer report and the daily digest: what to read, for whom; the figures themselves are in `figures`.
 
 Reading is shaped by the report's size (100,000 requests and 1,000,000 audit events answer one customer's
-quarter within a second, `bench/report_bench.py`): the period's requests come from the
-`(customer_id, received_at)` index, their request events from the `audit_events.request_id` index in one
-query that selects only the columns and JSON keys the figures read (no ORM object per event), and every
-other table is read once for the whole report, never per request.
+quarter within a second, `bench/report_bench.py`): the requests come from the `(customer_id, received_at)`
+index, their request events from the `audit_events.request_id` index in one query that selects only the
+columns and JSON keys the figures read (no ORM object per event), and every other table is read once for the
+whole report, never per request.
+
+**Which requests can feed a period** (`figures` counts each where its event happened: received, decided,
+first answered): those received in it, and those received before it that were decided or first answered in
+it — found without reading every old request's log. Such a request, received before the clock horizon
+(`figures.clock_horizon`: every clock started before it fell due before the period), is one of:
+
+* decided or answered by a change of state (accepted, rejected, joined as a duplicate, cancelled) in the
+  period: that set `updated_at` to then, and any later change later still (`requests.lifecycle.change` sets
+  it with every audited change of a field);
+* answered by `request.responded` alone, which changes no column (nor do the SLA watch's `sla.*` events):
+  then it had no qualified response before, so it is still `submitted` or `needs_info` (`UNANSWERED`) unless
+  a later change moved `updated_at` — and has that response in the period (an index probe on its events,
+  made only for the few unanswered ones: not every request left unanswered for good is judged again);
+* breached at a due time in the period, with no event then: its clock (re)started after the horizon — it
+  was received then, or its needs-info pause ended then (`request.answered` changes `status`: `updated_at`).
+
+So the candidates are `received_at < end` and (`received_at` or `updated_at` ≥ the horizon, or `UNANSWERED`
+with a qualified response in the period); the figures judge each and drop those that feed nothing.
 
 `customer_report` and `daily_digest` apply the permission table and visibility (another customer's report
 is *not found*, like an unknown customer); `build_customer_report` and `build_daily_digest` are the trusted
@@ -13,11 +31,12 @@ primitives the scheduled sender (`reports.delivery`) calls for the recipients it
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, exists, func, or_, select
+from sqlalchemy import String, and_, any_, exists, func, literal, not_, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from release_requests import access
@@ -28,6 +47,8 @@ from release_requests.customers.models import Customer
 from release_requests.customers.service import customer_for, get_customer
 from release_requests.errors import InvalidInput
 from release_requests.healthchecks.models import HealthCheck, HealthCheckFinding
+from release_requests.healthchecks.schemas import SEVERITIES as FINDING_SEVERITIES
+from release_requests.healthchecks.schemas import FindingOut
 from release_requests.people.models import Person
 from release_requests.pipeline.models import StageRun
 from release_requests.releases.channels import channel_for
@@ -45,14 +66,26 @@ from release_requests.reports.schemas import (
     ReleaseDelivered,
 )
 from release_requests.requests.models import ReleaseRequest
+from release_requests.requests.presentation import ROUTING_ACTIONS, STAFF_ONLY_ACTIONS
 from release_requests.requests.states import OPEN_STATES, Status
+from release_requests.sla.service import QUALIFYING_ACTIONS
 
-FINDING_SEVERITIES = ("critical", "high", "medium", "low")
+# the states of a request that has had no qualified response yet (`request.responded` changes no column)
+UNANSWERED = (Status.submitted, Status.needs_info)
+# a Health Check's findings the report lists: always these, and the rest while the list stays this short
+FINDINGS_ALWAYS, FINDINGS_LISTED = ("critical", "high"), 15
 DIGEST_SEVERITIES = (1, 2)
 DIGEST_WINDOW = timedelta(hours=24)
 # still in the digest every day: open, except released (the fix reached the customer; only closing is left), which
 # shows on the day it changed
 DIGEST_OPEN = OPEN_STATES - {Status.released}
+# a change of the request itself, as its customer's timeline shows it (`requests.presentation`): not a notice about
+# it, a build, a channel, nor the internal routing and SLA escalations
+OWN_CHANGE = and_(
+    AuditEvent.entity_type == "request",
+    AuditEvent.action.not_in(ROUTING_ACTIONS),
+    not_(or_(*(AuditEvent.action.startswith(prefix, autoescape=True) for prefix in STAFF_ONLY_ACTIONS))),
+)
 
 
 def customer_report(
@@ -73,24 +106,44 @@ def customer_report(
 def build_customer_report(
     session: Session, *, customer_id: str, period: Period, config: AppConfig, as_of: datetime | None = None
 ) -> CustomerReport:
-    """The report of the requests received in `period` (local days in the customer's zone), as the log stood
-    at `as_of` (default: the database's now): the same `as_of` always gives the same figures."""
+    """The report of `period` (local days in the customer's zone), as the log stood at `as_of` (default: the
+    database's now): the same `as_of` always gives the same figures."""
     customer = get_customer(session, customer_id=customer_id)
     as_of = as_of or db_now(session)
     cal = customer.calendar()
     start, end = utc_range(period, cal.zone)
-    R = ReleaseRequest
-    of_period = (R.customer_id == customer.id, R.received_at >= start, R.received_at < end, R.created_at <= as_of)
-    requests = session.execute(
-        select(R.id, R.kind, R.severity, R.channel, R.status, R.received_at, R.product, R.duplicate_of_id)
-        .where(*of_period)
-        .order_by(R.received_at, R.id)
-    ).all()
-    events = request_events(session, request_ids=select(R.id).where(*of_period), as_of=as_of)
 
     def policy_for(severity: int):
         return config.severity.for_request(severity=severity, tier=customer.tier)
 
+    horizon = figures.clock_horizon(start, policies=map(policy_for, figures.SEVERITIES), cal=cal)
+    R, A = ReleaseRequest, AuditEvent
+    requests = session.execute(
+        select(R.id, R.kind, R.severity, R.channel, R.status, R.received_at, R.updated_at)
+        .where(
+            R.customer_id == customer.id,
+            R.created_at <= as_of,
+            R.received_at < end,
+            or_(R.received_at >= horizon, R.updated_at >= horizon, R.status.in_(UNANSWERED)),
+        )
+        .order_by(R.received_at, R.id)
+    ).all()
+    # requests left unanswered long ago come in by their status alone: keep those with a qualified response in
+    # the period (one index probe each), so that the many left unanswered for good are not judged every time
+    stale = {r.id for r in requests if r.received_at < horizon and r.updated_at < horizon}
+    answered = set(
+        session.scalars(
+            select(A.request_id).where(
+                A.request_id == any_(ids(stale)),
+                A.entity_type == "request",
+                A.action.in_(QUALIFYING_ACTIONS),
+                A.occurred_at >= start,
+                A.occurred_at < end,
+            )
+        )
+    )
+    requests = [r for r in requests if r.id in answered or r.id not in stale]
+    events = request_events(session, request_ids=[r.id for r in requests], as_of=as_of)
     assessed = [
         figures.assess(RequestFacts(*r[:6]), events.get(r.id, ()), policy_for=policy_for, cal=cal, as_of=as_of)
         for r in requests
@@ -104,14 +157,20 @@ def build_customer_report(
         assessed=assessed,
         policy_for=policy_for,
         releases=releases_delivered(
-            session, config=config, customer_id=customer.id, requests=requests, assessed=assessed, as_of=as_of
+            session,
+            config=config,
+            customer_id=customer.id,
+            start=start,
+            end=end,
+            as_of=as_of,
+            taken_on={a.row.request_id: a.accepted_at for a in assessed},
         ),
         healthchecks=healthchecks_of(session, customer_id=customer.id, period=period),
         notes=notes_for(session, customer_id=customer.id, period=period),
     )
 
 
-def request_events(session: Session, *, request_ids: Select | list[str], as_of: datetime) -> dict[str, list[Event]]:
+def request_events(session: Session, *, request_ids: list[str], as_of: datetime) -> dict[str, list[Event]]:
     """The request events of these requests up to `as_of`, oldest first, reduced to what the figures read."""
     A = AuditEvent
     rows = session.execute(
@@ -163,54 +222,94 @@ def releases_delivered(
     *,
     config: AppConfig,
     customer_id: str,
-    requests: list,
-    assessed: list[Assessed],
+    start: datetime,
+    end: datetime,
     as_of: datetime,
+    taken_on: dict[str, datetime | None],
 ) -> list[ReleaseDelivered]:
-    """The releases that reached the customer's own channel for the period's requests, first publication of each.
+    """Each release first published to one of the customer's own channels within [start, end) (and by `as_of`),
+    with the customer's requests it delivered: whenever they were received. `taken_on`: when each request
+    already judged was taken on (`figures.Assessed.accepted_at`); the others' are read here.
 
-    A publication names the request whose build it is; a duplicate request is served by its primary's build,
-    so a publication of the primary's build to this customer's channel delivers the duplicate too.
+    A publication names the request whose build it is; a duplicate request is served by its primary's build
+    (the primary may be another customer's: a shared fix reaches every affected customer's channel), so a
+    publication naming the primary delivers the duplicate too — if it came once the duplicate was taken on: a
+    request joined to a fix already on its channel had nothing delivered for it (no negative delivery time).
     """
-    served_by: dict[str, list[str]] = defaultdict(list)  # request a publication names → requests it delivers
-    channels = set()
-    for r in requests:
-        served_by[r.id].append(r.id)
-        if r.duplicate_of_id:
-            served_by[r.duplicate_of_id].append(r.id)
-        channel = stage_channel(
-            config, kind=r.kind, stage=own_stage(config, r.kind), customer_id=customer_id, product=r.product
-        )
-        if channel:
-            channels.add(channel)
+    R, H, A = ReleaseRequest, ChannelHistory, AuditEvent
+    kinds = session.execute(
+        select(R.kind, R.product).where(R.customer_id == customer_id, R.created_at <= as_of).distinct()
+    ).all()
+    channels = {
+        stage_channel(config, kind=kind, stage=own_stage(config, kind), customer_id=customer_id, product=product)
+        for kind, product in kinds
+    } - {None}
     if not channels:
         return []
-    H = ChannelHistory
-    rows = session.execute(
-        select(H.request_id, H.channel, H.to_version, Release.kind, func.min(H.at))
-        .join(Release, Release.version == H.to_version)
-        .where(H.channel.in_(channels), H.action == "publish", H.request_id.in_(list(served_by)), H.at <= as_of)
-        .group_by(H.request_id, H.channel, H.to_version, Release.kind)
+    first = (
+        select(H.request_id, H.channel, H.to_version, func.min(H.at).label("at"))
+        .where(H.channel.in_(channels), H.action == "publish", H.at <= as_of)
+        .group_by(H.request_id, H.channel, H.to_version)
+        .subquery()
+    )
+    published = session.execute(
+        select(first.c.request_id, first.c.channel, first.c.to_version, Release.kind, first.c.at)
+        .join(Release, Release.version == first.c.to_version)
+        .where(first.c.at >= start, first.c.at < end)
     ).all()
-    accepted = {a.row.request_id: a.accepted_at for a in assessed}
+    named = {p.request_id for p in published}
+    if not named:
+        return []
+    served_by: dict[str, list[str]] = defaultdict(list)  # request a publication names → requests it delivers
+    named_ids = func.unnest(ids(named)).table_valued("id").render_derived()
+    of_customer = (R.customer_id == customer_id, R.created_at <= as_of)
+    for request_id in session.scalars(select(R.id).join(named_ids, R.id == named_ids.c.id).where(*of_customer)):
+        served_by[request_id].append(request_id)
+    for request_id, primary in session.execute(
+        select(R.id, R.duplicate_of_id).where(*of_customer, R.duplicate_of_id.is_not(None))
+    ):
+        if primary in named:
+            served_by[primary].append(request_id)
+    unknown = {r for rs in served_by.values() for r in rs} - taken_on.keys()
+    taken_on = taken_on | dict(
+        session.execute(
+            select(A.request_id, func.min(A.occurred_at))
+            .where(
+                A.request_id == any_(ids(unknown)),
+                A.entity_type == "request",
+                A.action.in_(figures.TAKEN_ON),
+                A.occurred_at <= as_of,
+            )
+            .group_by(A.request_id)
+        ).all()
+    )
     delivered = [
         ReleaseDelivered(
             request_id=request_id,
             kind=kind,
             version=version,
             channel=channel,
-            accepted_at=accepted[request_id],
+            accepted_at=taken_on[request_id],
             delivered_at=at,
-            hours_to_deliver=figures.hours_between(accepted[request_id], at),
+            hours_to_deliver=figures.hours_between(taken_on[request_id], at),
         )
-        for named, channel, version, kind, at in rows
-        for request_id in served_by[named]
+        for named_id, channel, version, kind, at in published
+        for request_id in served_by[named_id]
+        if taken_on.get(request_id) is not None and taken_on[request_id] <= at
     ]
     return sorted(delivered, key=lambda d: (d.delivered_at, d.request_id))
 
 
+def ids(values: Iterable[str]):
+    """Many ids as one array parameter, not a parameter each: used as an index condition (`= ANY(...)`, each id
+    looked up) or joined (`unnest`). Never as a row filter: once psycopg prepares the statement (its fifth run),
+    Postgres may pick a generic plan that searches the array linearly for every row."""
+    return literal(sorted(values), ARRAY(String))
+
+
 def healthchecks_of(session: Session, *, customer_id: str, period: Period) -> list[HealthCheckSummary]:
-    """The customer's Health Checks dated in the period, and the latest one before it that was not cancelled."""
+    """The customer's Health Checks dated in the period, and the latest one before it that was not cancelled —
+    each with its nonconformities and recommendations (`listed`)."""
     H = HealthCheck
     rows = session.execute(
         select(H.id, H.scheduled_on, H.status, Person.name)
@@ -220,25 +319,37 @@ def healthchecks_of(session: Session, *, customer_id: str, period: Period) -> li
     ).all()
     before = [r for r in rows if r.scheduled_on < period.start and r.status != "cancelled"]
     chosen = before[-1:] + [r for r in rows if r.scheduled_on >= period.start]
-    F = HealthCheckFinding
-    findings: dict[int, Counter] = defaultdict(Counter)
-    for healthcheck_id, severity, count in session.execute(
-        select(F.healthcheck_id, F.severity, func.count())
-        .where(F.healthcheck_id.in_([r.id for r in chosen]))
-        .group_by(F.healthcheck_id, F.severity)
+    findings: dict[int, list[FindingOut]] = defaultdict(list)
+    for finding in session.scalars(
+        select(HealthCheckFinding)
+        .where(HealthCheckFinding.healthcheck_id.in_([r.id for r in chosen]))
+        .order_by(HealthCheckFinding.id)
     ):
-        findings[healthcheck_id][severity] = count
-    return [
-        HealthCheckSummary(
-            id=r.id,
-            scheduled_on=r.scheduled_on,
-            status=r.status,
-            engineer=r.name,
-            findings=sum(findings[r.id].values()),
-            findings_by_severity=figures.counted(list(findings[r.id].elements()), FINDING_SEVERITIES),
+        findings[finding.healthcheck_id].append(FindingOut.model_validate(finding))
+    summaries = []
+    for r in chosen:
+        shown = listed(findings[r.id])
+        summaries.append(
+            HealthCheckSummary(
+                id=r.id,
+                scheduled_on=r.scheduled_on,
+                status=r.status,
+                engineer=r.name,
+                findings=len(findings[r.id]),
+                findings_by_severity=figures.counted([f.severity for f in findings[r.id]], FINDING_SEVERITIES),
+                nonconformities=shown,
+                findings_not_listed=len(findings[r.id]) - len(shown),
+            )
         )
-        for r in chosen
-    ]
+    return summaries
+
+
+def listed(findings: list[FindingOut]) -> list[FindingOut]:
+    """The findings a report lists, most serious first (then as recorded): every critical and high one, then
+    medium and low ones while fewer than `FINDINGS_LISTED` are listed — the Health Check report has them all."""
+    ordered = sorted(findings, key=lambda f: FINDING_SEVERITIES.index(f.severity))
+    serious = [f for f in ordered if f.severity in FINDINGS_ALWAYS]
+    return serious + [f for f in ordered if f.severity not in FINDINGS_ALWAYS][: max(0, FINDINGS_LISTED - len(serious))]
 
 
 # --- the daily digest ---------------------------------------------------------------------------------------
@@ -259,11 +370,12 @@ def daily_digest(session: Session, *, actor: Person, as_of: datetime | None, con
 def build_daily_digest(
     session: Session, *, customer_ids: set[str] | None, as_of: datetime, config: AppConfig
 ) -> DailyDigest:
-    """Severity 1–2 requests of these customers (None: all) that are open (`DIGEST_OPEN`), or changed (any audit
-    event) in the 24 h before `as_of`; most urgent first (severity, then due time)."""
+    """Severity 1–2 requests of these customers (None: all) that are open (`DIGEST_OPEN`), or changed (an event of
+    its own a customer would see, `OWN_CHANGE`) in the 24 h before `as_of`; most urgent first (severity, then due
+    time)."""
     since = as_of - DIGEST_WINDOW
     R, A = ReleaseRequest, AuditEvent
-    changed = exists().where(A.request_id == R.id, A.occurred_at > since, A.occurred_at <= as_of)
+    changed = exists().where(A.request_id == R.id, OWN_CHANGE, A.occurred_at > since, A.occurred_at <= as_of)
     query = (
         select(
             R.id, R.kind, R.severity, R.channel, R.status, R.received_at, R.customer_id, R.title, R.product, Person.name
@@ -283,7 +395,7 @@ def build_daily_digest(
     last_change = dict(
         session.execute(
             select(A.request_id, func.max(A.occurred_at))
-            .where(A.request_id.in_(ids), A.occurred_at <= as_of)
+            .where(A.request_id.in_(ids), OWN_CHANGE, A.occurred_at <= as_of)
             .group_by(A.request_id)
         ).all()
     )
@@ -313,7 +425,7 @@ def build_daily_digest(
                 title=r.title,
                 status=status,
                 owner=r.name,
-                sla_state=assessed.sla.state if assessed.sla else None,
+                sla_state=sla_state(assessed),
                 due_at=assessed.row.due_at,
                 changed_at=last_change.get(r.id, r.received_at),
                 next_step=figures.next_step(status, detail),
@@ -324,6 +436,13 @@ def build_daily_digest(
     rows.sort(key=lambda d: (d.severity, d.due_at or far, d.request_id))
     only = next(iter(customer_ids)) if customer_ids is not None and len(customer_ids) == 1 else None
     return DailyDigest(as_of=as_of, since=since, customer_id=only, rows=rows)
+
+
+def sla_state(assessed: Assessed) -> str | None:
+    """The clock's state, but `withdrawn` for a request cancelled before any answer (the clock calls it met)."""
+    if assessed.row.sla == "withdrawn":
+        return "withdrawn"
+    return assessed.sla.state if assessed.sla else None
 
 
 def _stages_in_progress(session: Session, request_ids: Iterable[str]) -> dict[str, str]:

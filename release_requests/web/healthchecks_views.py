@@ -16,7 +16,6 @@ from typing import Annotated, Literal
 from fastapi import Depends, Form, Request
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
-from starlette.responses import Response
 
 from release_requests import access
 from release_requests.access import needs
@@ -29,7 +28,7 @@ from release_requests.healthchecks import rules, service
 from release_requests.healthchecks.schemas import SEVERITIES, BookIn, CancelIn, RescheduleIn
 from release_requests.people.models import Person
 from release_requests.web.i18n import translate
-from release_requests.web.rendering import render
+from release_requests.web.rendering import download, render
 from release_requests.web.session import Viewer, back_to, checked, viewer, web_router
 
 router = web_router()
@@ -74,7 +73,6 @@ ACTIONS = {
 # the service's `field` of a refusal → the form field it is about
 BOOKING_FIELDS = {"customer": "customer_id", "customer_id": "customer_id", "date": "date", "engineer": "engineer"}
 # the HTML report is the e-mail's page, whose styles are inline: allowed in that file alone, nothing else
-HTML_DOWNLOAD_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
 def _(me: Viewer, text: str, **params: object) -> str:
@@ -242,26 +240,7 @@ def report_download(
     """The report as a file to keep (a draft until it is delivered), in the customer's language."""
     with ctx.unit_of_work() as session:
         document = service.report_document(session, actor=me.person, ref=healthcheck_id, fmt=fmt, now=db_now(session))
-    headers = {"Content-Disposition": f'attachment; filename="{document.filename}"'}
-    if fmt == "html":
-        headers["Content-Security-Policy"] = HTML_DOWNLOAD_POLICY
-    return Response(document.content, media_type=document.content_type, headers=headers)
-
-
-def _change(request, me: Viewer, ctx: AppContext, healthcheck_id: str, action: str, change, values=None):
-    """Apply `change(session, now)`; a refusal shows on the Health Check's page by the form it came from (a
-    stale version says so at the top). None when it was done."""
-    try:
-        with ctx.unit_of_work() as session:
-            change(session, db_now(session))
-    except (InvalidInput, Conflict) as exc:
-        errors = {"form": _(me, MESSAGES["stale"])} if isinstance(exc, StaleVersion) else {}
-        about = f"{action}_{_field(exc)}" if action == "reschedule" and _field(exc) in ("date", "engineer") else action
-        errors[about] = exc.message
-        return _healthcheck_page(
-            request, me, ctx, healthcheck_id, values=values, errors=errors, status_code=_status(exc)
-        )
-    return None
+    return download(document.content, filename=document.filename, media_type=document.content_type)
 
 
 def _refused_input(
@@ -280,34 +259,61 @@ def _refused_input(
     return _healthcheck_page(request, me, ctx, healthcheck_id, values=values, errors=errors, status_code=422)
 
 
-@router.post("/healthchecks/{healthcheck_id}/confirm", openapi_extra=needs("healthcheck.book"))
-def confirm(
-    request: Request,
-    healthcheck_id: str,
-    version: Annotated[int | None, Form()] = None,
-    me: Viewer = Depends(checked),
-    ctx: AppContext = Depends(context),
-):
-    def change(session, now):
-        service.confirm(session, actor=me.person, ref=healthcheck_id, version=version, now=now)
+def _act(request, me: Viewer, ctx: AppContext, healthcheck_id: str, action: str, *, values=None, build, apply, notice):
+    """One form on a Health Check's page: what the schema (`build`) or the service (`apply(session, data, now)`)
+    refuses → the page again, each message by the form it came from (a stale version also says so at the top)
+    and what was typed (`values`) kept; done → back to the page (POST → 303 → GET) with `notice`."""
+    try:
+        data = build()
+    except ValidationError as exc:
+        return _refused_input(request, me, ctx, healthcheck_id, exc, action, values)
+    try:
+        with ctx.unit_of_work() as session:
+            apply(session, data, db_now(session))
+    except (InvalidInput, Conflict) as exc:
+        errors = {"form": _(me, MESSAGES["stale"])} if isinstance(exc, StaleVersion) else {}
+        about = f"{action}_{_field(exc)}" if action == "reschedule" and _field(exc) in ("date", "engineer") else action
+        errors[about] = exc.message
+        return _healthcheck_page(
+            request, me, ctx, healthcheck_id, values=values, errors=errors, status_code=_status(exc)
+        )
+    return back_to(f"/healthchecks/{healthcheck_id}", notice)
 
-    refused = _change(request, me, ctx, healthcheck_id, "confirm", change)
-    return refused or back_to(f"/healthchecks/{healthcheck_id}", "The date is confirmed.")
+
+def _button(action: str, step, *, notice: str):
+    """The handler of a button that sends only the version the page showed (confirm, start): `step` is the
+    service's function for it."""
+
+    def handler(
+        request: Request,
+        healthcheck_id: str,
+        version: Annotated[int | None, Form()] = None,
+        me: Viewer = Depends(checked),
+        ctx: AppContext = Depends(context),
+    ):
+        return _act(
+            request,
+            me,
+            ctx,
+            healthcheck_id,
+            action,
+            build=lambda: version,
+            apply=lambda session, version, now: step(
+                session, actor=me.person, ref=healthcheck_id, version=version, now=now
+            ),
+            notice=notice,
+        )
+
+    handler.__name__ = handler.__qualname__ = action
+    return handler
 
 
-@router.post("/healthchecks/{healthcheck_id}/start", openapi_extra=needs("healthcheck.conduct"))
-def start(
-    request: Request,
-    healthcheck_id: str,
-    version: Annotated[int | None, Form()] = None,
-    me: Viewer = Depends(checked),
-    ctx: AppContext = Depends(context),
-):
-    def change(session, now):
-        service.start(session, actor=me.person, ref=healthcheck_id, version=version, now=now)
-
-    refused = _change(request, me, ctx, healthcheck_id, "start", change)
-    return refused or back_to(f"/healthchecks/{healthcheck_id}", "The Health Check has started.")
+confirm = router.post("/healthchecks/{healthcheck_id}/confirm", openapi_extra=needs("healthcheck.book"))(
+    _button("confirm", service.confirm, notice="The date is confirmed.")
+)
+start = router.post("/healthchecks/{healthcheck_id}/start", openapi_extra=needs("healthcheck.conduct"))(
+    _button("start", service.start, notice="The Health Check has started.")
+)
 
 
 @router.post("/healthchecks/{healthcheck_id}/cancel", openapi_extra=needs("healthcheck.book"))
@@ -319,17 +325,19 @@ def cancel(
     me: Viewer = Depends(checked),
     ctx: AppContext = Depends(context),
 ):
-    values = {"cancel_reason": reason}
-    try:
-        data = CancelIn(reason=reason, version=version)
-    except ValidationError as exc:
-        return _refused_input(request, me, ctx, healthcheck_id, exc, "cancel", values)
-
-    def change(session, now):
-        service.cancel(session, actor=me.person, ref=healthcheck_id, data=data, now=now, config=ctx.config)
-
-    refused = _change(request, me, ctx, healthcheck_id, "cancel", change, values)
-    return refused or back_to(f"/healthchecks/{healthcheck_id}", "The Health Check is cancelled.")
+    return _act(
+        request,
+        me,
+        ctx,
+        healthcheck_id,
+        "cancel",
+        values={"cancel_reason": reason},
+        build=lambda: CancelIn(reason=reason, version=version),
+        apply=lambda session, data, now: service.cancel(
+            session, actor=me.person, ref=healthcheck_id, data=data, now=now, config=ctx.config
+        ),
+        notice="The Health Check is cancelled.",
+    )
 
 
 @router.post("/healthchecks/{healthcheck_id}/reschedule", openapi_extra=needs("healthcheck.book"))
@@ -343,14 +351,16 @@ def reschedule(
     me: Viewer = Depends(checked),
     ctx: AppContext = Depends(context),
 ):
-    values = {"reschedule_date": day, "reschedule_engineer": engineer, "reschedule_reason": reason}
-    try:
-        data = RescheduleIn(date=day or None, engineer=engineer or None, reason=reason, version=version)
-    except ValidationError as exc:
-        return _refused_input(request, me, ctx, healthcheck_id, exc, "reschedule", values)
-
-    def change(session, now):
-        service.reschedule(session, actor=me.person, ref=healthcheck_id, data=data, now=now, config=ctx.config)
-
-    refused = _change(request, me, ctx, healthcheck_id, "reschedule", change, values)
-    return refused or back_to(f"/healthchecks/{healthcheck_id}", "The Health Check is rescheduled.")
+    return _act(
+        request,
+        me,
+        ctx,
+        healthcheck_id,
+        "reschedule",
+        values={"reschedule_date": day, "reschedule_engineer": engineer, "reschedule_reason": reason},
+        build=lambda: RescheduleIn(date=day or None, engineer=engineer or None, reason=reason, version=version),
+        apply=lambda session, data, now: service.reschedule(
+            session, actor=me.person, ref=healthcheck_id, data=data, now=now, config=ctx.config
+        ),
+        notice="The Health Check is rescheduled.",
+    )

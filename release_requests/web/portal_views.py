@@ -41,7 +41,7 @@ from release_requests.samples.names import safe_filename
 from release_requests.web import story
 from release_requests.web.i18n import translate
 from release_requests.web.rendering import local_time, render
-from release_requests.web.session import Viewer, back_to, checked, viewer, web_router
+from release_requests.web.session import Viewer, back_to, checked, choose_customer, viewer, web_router
 from release_requests.workflows import intake
 
 router = web_router()
@@ -419,12 +419,12 @@ def _settings_page(
     status_code: int = 200,
 ):
     with ctx.unit_of_work() as session:
-        customers = customers_for(session, actor=me.person)
-        chosen = customer_id or (customers[0].id if customers else None)
+        chosen = choose_customer(session, me, customer_id)
         prefs = (
-            notification_preferences.get_preferences(session, actor=me.person, customer_id=chosen) if chosen else None
+            notification_preferences.get_preferences(session, actor=me.person, customer_id=chosen.customer.id)
+            if chosen.customer
+            else None
         )
-        customer = session.get(Customer, chosen) if chosen else None
         person = session.get(Person, me.person.id)
         own_language = person.language if person else None
     if form is None and prefs is not None:
@@ -443,9 +443,7 @@ def _settings_page(
         "preferences.html",
         viewer=me,
         status_code=status_code,
-        customers=[(c.id, c.name) for c in customers],
-        choose_customer=len(customers) > 1,
-        customer=customer,
+        **chosen.for_page(),
         prefs=prefs,
         form=form or {},
         errors=errors or {},

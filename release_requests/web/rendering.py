@@ -38,10 +38,23 @@ SECURITY_HEADERS = {
 }
 
 
+# A document to keep (a report as the e-mail shows it): its own inline styles, nothing else, never framed
+DOCUMENT_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+
+
 def secure(response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     return response
+
+
+def download(content: str | bytes, *, filename: str, media_type: str) -> Response:
+    """A file to save, never shown in the console: an HTML document gets `DOCUMENT_POLICY` instead of the
+    console's (its styles are inline)."""
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if media_type.startswith("text/html"):
+        headers["Content-Security-Policy"] = DOCUMENT_POLICY
+    return Response(content, media_type=media_type, headers=headers)
 
 
 def zone_label(moment: datetime) -> str:
@@ -110,7 +123,13 @@ STATUSES = {
     "failed": "Failed",
 }
 KINDS = {"false_positive": "False positive", "false_negative": "Missed detection", "private_hotfix": "Private hotfix"}
-SLA_STATES = {"on_track": "On track", "at_risk": "At risk", "breached": "Breached", "met": "Answered"}
+SLA_STATES = {
+    "on_track": "On track",
+    "at_risk": "At risk",
+    "breached": "Breached",
+    "met": "Answered",
+    "withdrawn": "Withdrawn",
+}
 
 
 def _environment() -> Environment:

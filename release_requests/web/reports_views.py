@@ -21,21 +21,19 @@ from markupsafe import Markup
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
-from starlette.responses import Response
 
 from release_requests import access
 from release_requests.access import needs
 from release_requests.api.deps import AppContext, context
 from release_requests.clock import db_now
-from release_requests.customers.service import customer_for, customers_for
 from release_requests.errors import InvalidInput
 from release_requests.reports import charts, periods, preferences, rendering, service
 from release_requests.reports.models import REPORT_SECTIONS
 from release_requests.reports.schemas import DigestSubscriptionIn, NoteIn, Period, ReportPreferencesIn
 from release_requests.web.healthchecks_views import HEALTHCHECK_STATUSES
 from release_requests.web.i18n import translate
-from release_requests.web.rendering import render
-from release_requests.web.session import Viewer, back_to, checked, viewer, web_router
+from release_requests.web.rendering import download, render
+from release_requests.web.session import Viewer, back_to, checked, choose_customer, viewer, web_router
 
 router = web_router()
 
@@ -67,7 +65,6 @@ MESSAGES = {
 }
 DATE_FIELDS = {"from": "From", "to": "To"}
 # the HTML download is the e-mail's page, whose styles are inline: allowed in that file alone, nothing else
-HTML_DOWNLOAD_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 MEDIA_TYPES = {"pdf": "application/pdf", "csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8"}
 
 
@@ -77,10 +74,6 @@ def _(me: Viewer, text: str, **params: object) -> str:
 
 # --------------------------------------------------------------------------------------------------
 # The period a reader asks for
-
-
-def quarter_of(day: date) -> str:
-    return f"{day.year}Q{(day.month - 1) // 3 + 1}"
 
 
 def recent_quarters(today: date) -> list[str]:
@@ -142,11 +135,6 @@ def console_svg(svg: str) -> Markup:
     return Markup(without.replace("<svg ", '<svg class="chart" ', 1))  # our own SVG: no text of anyone in it
 
 
-def paragraphs(text: str) -> list[str]:
-    """A note's paragraphs (split at blank lines); each keeps its line breaks (`| plain` on the page)."""
-    return [p.strip() for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
-
-
 def _reports_page(
     request: Request,
     me: Viewer,
@@ -164,16 +152,14 @@ def _reports_page(
         quarters = recent_quarters(db_now(session).astimezone(me.zone).date())
         if choice.by == "quarter" and not choice.quarter:
             choice = replace(choice, quarter=quarters[0])
-        customers = customers_for(session, actor=me.person)
-        chosen = customer_for(session, actor=me.person, customer_id=customer_id) if customer_id else None
-        chosen = chosen or (customers[0] if customers else None)
+        chosen = choose_customer(session, me, customer_id)
         try:
             period = period_of(me, choice)
         except InvalidInput as exc:
             period, errors = None, {exc.field or "quarter": exc.message}
-        if chosen is not None and period is not None:
+        if chosen.customer is not None and period is not None:
             report = service.customer_report(
-                session, actor=me.person, customer_id=chosen.id, period=period, config=ctx.config
+                session, actor=me.person, customer_id=chosen.customer.id, period=period, config=ctx.config
             )
         digest = service.daily_digest(session, actor=me.person, as_of=None, config=ctx.config)
     severity_labels = {n: ctx.config.severity.label(n, me.language) for n in (1, 2, 3, 4)}
@@ -182,19 +168,17 @@ def _reports_page(
         "reports.html",
         viewer=me,
         status_code=422 if errors and status_code == 200 else status_code,
-        customers=[(c.id, c.name) for c in customers],
-        choose_customer=not access.allows(me.person, "customer.member"),
-        customer=chosen,
+        **chosen.for_page(choose=not access.allows(me.person, "customer.member")),  # staff: even with one customer
         choice=choice,
         quarters=quarters if choice.quarter in quarters or choice.by == "dates" else [choice.quarter, *quarters],
         errors=errors,
         report=report,
-        downloads=choice.query(chosen.id, page=False) if chosen else "",
+        downloads=choice.query(chosen.customer.id, page=False) if chosen.customer else "",
         severity_labels=severity_labels,
         reasons=rendering.breach_reasons(report, language=me.language) if report else {},
         attainment_svg=console_svg(charts.attainment_chart(report.weekly, language=me.language)) if report else "",
         response_svg=console_svg(charts.response_chart(report.requests, language=me.language)) if report else "",
-        notes={n.id: paragraphs(n.body) for n in report.notes} if report else {},
+        notes={n.id: rendering.paragraphs(n.body) for n in report.notes} if report else {},
         healthcheck_statuses=HEALTHCHECK_STATUSES,
         can_note=access.allows(me.person, "report.note"),
         note=note,
@@ -243,10 +227,7 @@ def report_download(
     else:
         content = rendering.report_html(report, language=me.language)
     name = f"report-{report.customer_id}-{report.period.label.replace('..', '_')}.{fmt}"
-    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
-    if fmt == "html":
-        headers["Content-Security-Policy"] = HTML_DOWNLOAD_POLICY
-    return Response(content, media_type=MEDIA_TYPES[fmt], headers=headers)
+    return download(content, filename=name, media_type=MEDIA_TYPES[fmt])
 
 
 @router.post("/reports/notes", openapi_extra=needs("report.note"))
@@ -302,9 +283,12 @@ def _settings_page(
     status_code: int = 200,
 ):
     with ctx.unit_of_work() as session:
-        customers = customers_for(session, actor=me.person)
-        chosen = customer_id or (customers[0].id if customers else None)
-        prefs = preferences.get_report_preferences(session, actor=me.person, customer_id=chosen) if chosen else None
+        chosen = choose_customer(session, me, customer_id)
+        prefs = (
+            preferences.get_report_preferences(session, actor=me.person, customer_id=chosen.customer.id)
+            if chosen.customer
+            else None
+        )
         subscription = preferences.get_digest_subscription(session, actor=me.person)
     if form is None and prefs is not None:
         form = {
@@ -319,15 +303,12 @@ def _settings_page(
         }
     if mine is None:
         mine = {"enabled": subscription.enabled, "send_at": subscription.send_at}
-    customer = next((c for c in customers if c.id == chosen), None)
     return render(
         request,
         "report_preferences.html",
         viewer=me,
         status_code=status_code,
-        customers=[(c.id, c.name) for c in customers],
-        choose_customer=len(customers) > 1,
-        customer=customer,
+        **chosen.for_page(),
         prefs=prefs,
         form=form or {},
         mine=mine,

@@ -1,5 +1,6 @@
-"""Who is looking at a page: the session cookie → a person, their language and zone; the CSRF check every
-form and htmx request passes; and the route class that turns domain errors into pages (not JSON)."""
+"""Who is looking at a page: the session cookie → a person, their language and zone, and the customer a page
+shows them; the CSRF check every form and htmx request passes; and the route class that turns domain errors
+into pages (not JSON)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DataError
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
@@ -23,6 +25,7 @@ from release_requests import access, errors
 from release_requests.api.deps import AppContext, context
 from release_requests.api.errors import STATUS
 from release_requests.customers.models import Customer
+from release_requests.customers.service import customer_for, customers_for
 from release_requests.people.models import Person
 from release_requests.people.signin import resolve_session
 from release_requests.web import WEB_TAG
@@ -91,6 +94,34 @@ def viewer(request: Request, ctx: AppContext = Depends(context)) -> Viewer:
         )
     request.state.viewer = found
     return found
+
+
+@dataclass(frozen=True)
+class CustomerChoice:
+    """The customer a page is about, and the customers the viewer may pick instead: (id, name) for its select."""
+
+    customer: Customer | None
+    options: list[tuple[str, str]]
+
+    def for_page(self, *, choose: bool | None = None) -> dict[str, object]:
+        """The template's `customer`, `customers` (the select's options) and `choose_customer`: whether it shows
+        the select, by default when there is another customer to pick."""
+        return {
+            "customer": self.customer,
+            "customers": self.options,
+            "choose_customer": len(self.options) > 1 if choose is None else choose,
+        }
+
+
+def choose_customer(session: Session, me: Viewer, customer_id: str | None) -> CustomerChoice:
+    """The customer asked for (another customer's is not found: a 404 page), else the first the viewer sees;
+    None when they see none."""
+    customers = customers_for(session, actor=me.person)
+    if customer_id:
+        chosen: Customer | None = customer_for(session, actor=me.person, customer_id=customer_id)
+    else:
+        chosen = customers[0] if customers else None
+    return CustomerChoice(chosen, [(c.id, c.name) for c in customers])
 
 
 FORM_UPLOAD_SAMPLES = 4  # a form's files together may weigh this many of the largest sample allowed

@@ -166,3 +166,23 @@ def test_a_past_health_check_through_findings_to_the_delivered_report(world, hc_
         text = " ".join(" ".join(p.extract_text().split()) for p in PdfReader(io.BytesIO(pdf.content)).pages)
         assert "Self-defence off on 40 hosts & <servers>" in text and f"HC-{hc_id}" in text
         assert mine.get(f"/api/v1/healthchecks/{hc_id}/report", params={"format": "doc"}).status_code == 422
+
+
+def test_a_date_far_ahead_is_refused_by_its_rule_not_a_crash(world, hc_cast):
+    """An open-ended certificate has a certificate year for any day up to 9999: the 3-year rule refuses it."""
+    customer = world.customer(timezone=ZONE, certificate_start=local_today() - timedelta(days=10))
+    engineer = email_of(world, hc_cast["engineer"])
+    with world.client(world.user("admin")) as admin:
+        for day in ("9999-06-01", "9999-12-31", str(local_today() + timedelta(days=4 * 366))):
+            refused = admin.post(
+                "/api/v1/healthchecks", json={"customer_id": customer, "date": day, "engineer": engineer}
+            )
+            assert refused.status_code == 422 and refused.json()["field"] == "date", refused.text
+            assert f"date {day} is more than 3 years after today" in refused.json()["message"]
+        day = business_day(local_today() + timedelta(days=20))
+        hc = admin.post("/api/v1/healthchecks", json={"customer_id": customer, "date": str(day), "engineer": engineer})
+        assert hc.status_code == 201, hc.text
+        moved = admin.post(
+            f"/api/v1/healthchecks/{hc.json()['id']}/reschedule", json={"date": "9999-06-01", "reason": "typo"}
+        )
+        assert moved.status_code == 422 and "at most 3 years ahead" in moved.json()["message"]

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import date
 
 import pytest
 from sqlalchemy import func, select
 
 from release_requests import db
+from release_requests.audit.models import AuditEvent
 from release_requests.errors import Conflict, Forbidden, InvalidInput, NotFound
 from release_requests.healthchecks.models import HealthCheck
-from release_requests.healthchecks.schemas import BookIn
-from release_requests.healthchecks.service import book
+from release_requests.healthchecks.schemas import BookIn, RescheduleIn
+from release_requests.healthchecks.service import book, reschedule
 from release_requests.notifications.models import Notification
-from release_requests.people.service import PersonCreate, create_person
+from release_requests.people.models import Person
 from release_requests.routing.service import LeaveCreate, add_leave
 from tests.conftest import SYSTEM, Builder
-from tests.healthchecks.conftest import NOW, new_customer
+from tests.healthchecks.conftest import NOW, booking, new_customer, race
 
 
 def stored(scene) -> int:
@@ -148,53 +147,50 @@ def test_who_may_book_and_for_whom(session, scene, build: Builder):
     )
 
 
-def test_a_race_for_the_same_year_loses_with_the_same_409(committed_db, config):
+def test_a_race_for_the_same_year_loses_with_the_same_409(race_world, config):
     """Two bookings of one certificate year in concurrent transactions: neither sees the other's row, the unique
     index decides, and the loser is told the winner's date."""
-    engine = db.make_engine(committed_db)
-    sessions = db.make_sessionmaker(engine)
-    try:
-        with db.transaction(sessions) as s:
-            customer = new_customer(s)
-            people = [
-                create_person(s, actor=SYSTEM, data=PersonCreate(name=n, role=r, email=f"{n}@vendor.example"))
-                for n, r in (("tam-a", "admin"), ("eng-a", "triage"), ("eng-b", "triage"))
-            ]
-        admin, first_engineer, second_engineer = people
-        first = sessions()
-        first.begin()
-        winner = book(
-            first,
-            actor=first.get(type(admin), admin.id),
-            data=BookIn(customer_id=customer.id, date=date(2026, 12, 15), engineer=first_engineer.email),
-            now=NOW,
-            config=config,
+    sessions, customer, admin, first_engineer, second_engineer = race_world
+    winner_id, error = race(
+        sessions,
+        winner=booking(customer, date(2026, 12, 15), first_engineer, admin, config),
+        loser=booking(customer, date(2027, 1, 12), second_engineer, admin, config),
+    )
+    assert f"already booked for 2026-12-15 (HC-{winner_id})" in error.message
+    with sessions() as s:
+        assert s.scalar(select(func.count()).where(HealthCheck.customer_id == customer.id)) == 1
+
+
+def test_a_reschedule_that_loses_a_race_gets_the_same_409_and_changes_nothing(race_world, config):
+    """A reschedule into the next certificate year while a booking of that year is not yet committed: the
+    unique index decides, the reschedule is refused as if it had come second (not a failed transaction), and
+    the Health Check stays as it was."""
+    sessions, customer, admin, first_engineer, second_engineer = race_world
+    with db.transaction(sessions) as s:
+        moved_id = booking(customer, date(2026, 12, 15), first_engineer, admin, config)(s).id
+
+    def move(s):
+        change = RescheduleIn(date=date(2027, 3, 12), reason="the customer asked", version=1)
+        reschedule(s, actor=s.get(Person, admin.id), ref=moved_id, data=change, now=NOW, config=config)
+
+    winner_id, error = race(
+        sessions, winner=booking(customer, date(2027, 3, 10), second_engineer, admin, config), loser=move
+    )
+    assert isinstance(error, Conflict), error
+    assert (
+        f"already booked for 2027-03-10 (HC-{winner_id}) in the certificate year 2027-03-01..2028-02-29"
+        in error.message
+    )
+    with sessions() as s:
+        moved = s.get(HealthCheck, moved_id)
+        assert (moved.scheduled_on, moved.certificate_year_start, moved.status, moved.version) == (
+            date(2026, 12, 15),
+            date(2026, 3, 1),
+            "booked",
+            1,
         )
-        outcome = {}
-
-        def second_booking():
-            with db.transaction(sessions) as s:
-                try:
-                    book(
-                        s,
-                        actor=s.get(type(admin), admin.id),
-                        data=BookIn(customer_id=customer.id, date=date(2027, 1, 12), engineer=second_engineer.email),
-                        now=NOW,
-                        config=config,
-                    )
-                except Conflict as exc:
-                    outcome["error"] = exc
-
-        racer = threading.Thread(target=second_booking)
-        racer.start()
-        time.sleep(0.5)  # the second booking waits on the unique index for the first transaction
-        assert racer.is_alive()
-        winner_id = winner.id
-        first.commit()
-        first.close()
-        racer.join(10)
-        assert f"already booked for 2026-12-15 (HC-{winner_id})" in outcome["error"].message
-        with sessions() as s:
-            assert s.scalar(select(func.count()).where(HealthCheck.customer_id == customer.id)) == 1
-    finally:
-        engine.dispose()
+        assert s.scalars(
+            select(AuditEvent.action).where(
+                AuditEvent.entity_type == "healthcheck", AuditEvent.entity_id == str(moved_id)
+            )
+        ).all() == ["healthcheck.booked"]

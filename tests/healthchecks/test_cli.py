@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from pypdf import PdfReader
 
 from release_requests import db
+from release_requests.cli.output import CliError, attachment_name
 from release_requests.healthchecks.schemas import BookIn
 from release_requests.healthchecks.service import book
 from release_requests.people.models import Person
@@ -18,7 +20,7 @@ FIELDS = ("product", "area", "setting", "found", "severity", "recommendation")
 CSV_HEADER = ",".join(FIELDS) + "\n"
 
 
-def test_certificate_booking_findings_and_report_from_the_command_line(relreq, world, tmp_path):
+def test_certificate_booking_findings_and_report_from_the_command_line(relreq, world, tmp_path, monkeypatch):
     customer = world.customer(timezone=ZONE)
     admin, engineer = world.user("admin"), world.user("triage")
     today = local_today()
@@ -87,6 +89,9 @@ def test_certificate_booking_findings_and_report_from_the_command_line(relreq, w
         token=admin.token,
     )
     assert code == 1 and f"already booked for {day} ({label})" in last_line(err)
+    # a certificate change the booking would not survive is refused, naming it
+    code, out, err = relreq("customers", "set-certificate", customer, "--start", str(day + timedelta(days=1)))
+    assert code == 1 and f"{label} on {day} would be outside it" in last_line(err)
 
     # not a findings file; findings of a Health Check not yet confirmed
     other = tmp_path / "findings.txt"
@@ -106,6 +111,10 @@ def test_certificate_booking_findings_and_report_from_the_command_line(relreq, w
     assert label in PdfReader(tmp_path / "r.pdf").pages[0].extract_text()
     code, out, _ = relreq("healthcheck", "report", label.removeprefix("HC-"), token=admin.token)
     assert out.startswith("<!DOCTYPE html>") and label in out
+    monkeypatch.chdir(tmp_path)  # without --out, the PDF is written here under the name the API gives it
+    code, out, err = relreq("healthcheck", "report", label.lower(), "--format", "pdf", token=admin.token)
+    assert code == 0 and f"wrote {label}.pdf" in out, err
+    assert label in PdfReader(tmp_path / f"{label}.pdf").pages[0].extract_text()
 
     code, out, err = relreq(
         "healthcheck",
@@ -167,3 +176,20 @@ def test_a_csv_of_findings_then_the_report_is_delivered(relreq, world, config, t
     ]
     code, out, err = relreq("healthcheck", "deliver", label, token=engineer.token)
     assert code == 0 and "report delivered" in out, err
+
+
+@pytest.mark.parametrize(
+    "disposition",
+    [
+        'attachment; filename="../../.bashrc"',
+        'attachment; filename="/etc/cron.d/x"',
+        'attachment; filename=".."',
+        'attachment; filename=".profile"',
+        'attachment; filename="a/b.pdf"',
+        "attachment",
+    ],
+)
+def test_a_download_is_written_only_under_a_plain_name_the_api_gives(disposition):
+    assert attachment_name('attachment; filename="HC-12.pdf"') == "HC-12.pdf"
+    with pytest.raises(CliError, match="without a plain file name; pass --out FILE"):
+        attachment_name(disposition)

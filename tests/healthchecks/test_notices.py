@@ -1,5 +1,6 @@
 """Who is told what: bookings to the customer's contacts, their TAMs and the engineer, in their language with
-the day in the customer's zone; reminders 7 days and 1 day before, once each, again after a reschedule."""
+the day in the customer's zone, the customer's copy after their quiet hours; reminders 7 days and 1 day before
+from 09:00 in the customer's zone, once each, again after a reschedule."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from release_requests.config import QuietHoursPolicy
 from release_requests.healthchecks import service
 from release_requests.healthchecks.schemas import CancelIn, RescheduleIn
 from release_requests.notifications.models import CustomerNotificationPrefs, Notification
@@ -121,8 +123,9 @@ def test_reminders_7_and_1_days_before_once_each_and_again_after_a_reschedule(se
         return due(session, scene.config, kamchatka(day, hour), hc.id)
 
     assert run(7, 23) == 0  # 8 days ahead in Kamchatka (7 ahead in UTC already)
-    assert run(8, 0) == 3 and run(8, 0) == 0 and run(10, 12) == 0  # once, however often it runs
-    assert run(14, 0) == 3 and run(14, 23) == 0
+    assert run(8, 0) == 0 and run(8, 8) == 0  # its day, but not before 09:00 there
+    assert run(8, 9) == 3 and run(8, 9) == 0 and run(10, 12) == 0  # once, however often it runs
+    assert run(14, 8) == 0 and run(14, 9) == 3 and run(14, 23) == 0
     assert run(15, 9) == 0  # nothing on the day itself
     assert reminders(session, hc.id) == sorted(
         [("2026-12-15", f"7d:{r}") for r in everyone] + [("2026-12-15", f"1d:{r}") for r in everyone]
@@ -143,28 +146,72 @@ def test_reminders_7_and_1_days_before_once_each_and_again_after_a_reschedule(se
         now=datetime(2027, 2, 12, tzinfo=UTC),
         config=scene.config,
     )
-    # a reminder missed while nothing ran still goes while the Health Check is ahead: 5 days before, the 7-day one
+    # a reminder missed while nothing ran still goes while the Health Check is ahead — 5 days before, the 7-day
+    # one — but at 03:00 in Kamchatka it waits for 09:00 (midnight UTC is noon there)
+    assert due(session, scene.config, datetime(2027, 2, 25, 15, tzinfo=UTC), moved.id) == 0
     assert due(session, scene.config, datetime(2027, 2, 26, tzinfo=UTC), moved.id) == 3
     assert {d for d, _ in reminders(session, moved.id)} == {"2027-03-03"}
 
 
 def test_reminders_follow_a_reschedule_and_skip_cancelled_checks(session, scene, build):
     hc = scene.book(date(2026, 12, 15))
-    assert due(session, scene.config, kamchatka(8, 1), hc.id) == 3
+    assert due(session, scene.config, kamchatka(8, 10), hc.id) == 3
     service.reschedule(
         session,
         actor=scene.tam,
         ref=hc.id,
         data=RescheduleIn(date=date(2026, 12, 23), reason="engineer ill"),
-        now=kamchatka(8, 2),
+        now=kamchatka(8, 11),
         config=scene.config,
     )
-    assert due(session, scene.config, kamchatka(16, 1), hc.id) == 3
+    assert due(session, scene.config, kamchatka(16, 10), hc.id) == 3
     assert {d for d, _ in reminders(session, hc.id)} == {"2026-12-15", "2026-12-23"}
 
     other = scene.book(date(2026, 12, 22), customer=new_customer(session), by=build.person("admin"))
     service.cancel(
         session, actor=build.person("admin"), ref=other.id, data=CancelIn(reason="x"), now=NOW, config=scene.config
     )
-    service.queue_due_reminders(session, now=kamchatka(21, 1), config=scene.config)
+    service.queue_due_reminders(session, now=kamchatka(21, 10), config=scene.config)
     assert reminders(session, other.id) == []
+
+
+def test_the_customers_quiet_hours_hold_back_their_notices_as_the_lowest_severity(session, scene, config):
+    """Quiet hours 22:00-08:00 in Kamchatka: a booking at 01:30 there reaches the customer at 08:00, staff at
+    once; a reminder due at 09:00 goes at 09:00. With `[quiet_hours] severities` not holding back the lowest
+    severity, the customer gets it at once too."""
+    session.add(
+        CustomerNotificationPrefs(
+            customer_id=scene.customer.id, slack_enabled=True, email_enabled=True, quiet_hours="22:00-08:00"
+        )
+    )
+    session.flush()
+    assert 4 in config.notifications.quiet_hours.severities
+    hc = scene.book(date(2026, 12, 15))  # at NOW: 01:30 on 1 December in Kamchatka
+    sent_at = {
+        r.audience: r.next_attempt_at
+        for r in session.scalars(select(Notification).where(Notification.event == "healthcheck.booked"))
+        if r.context["healthcheck"] == f"HC-{hc.id}"
+    }
+    assert sent_at == {"customer": kamchatka(1, 8), "internal": NOW}
+    (reminder,) = [
+        r
+        for r in service.queue_due_reminders(session, now=kamchatka(8, 9), config=config)
+        if r.context["healthcheck"] == f"HC-{hc.id}" and r.audience == "customer"
+    ]
+    assert reminder.next_attempt_at == kamchatka(8, 9)
+
+    urgent_only = config.model_copy(
+        update={
+            "notifications": config.notifications.model_copy(
+                update={"quiet_hours": QuietHoursPolicy(severities=[1, 2, 3])}
+            )
+        }
+    )
+    cancelled = service.cancel(
+        session, actor=scene.tam, ref=hc.id, data=CancelIn(reason="budget"), now=NOW, config=urgent_only
+    )
+    assert {
+        r.next_attempt_at
+        for r in session.scalars(select(Notification).where(Notification.event == "healthcheck.cancelled"))
+        if r.context["healthcheck"] == f"HC-{cancelled.id}"
+    } == {NOW}

@@ -75,8 +75,9 @@ def test_the_digest_goes_once_per_recipient_per_day_at_their_own_time_even_acros
 
     sent = send_due(scene.sessions, config=config, now=nine_five_moscow)
     day = nine_five_moscow.date().isoformat()
-    assert [(s.kind, s.recipient, s.items, s.messages) for s in sent] == [("digest", "email:soc@example.com", 1, 1)]
-    assert _deliveries(scene, "digest") == [("email:soc@example.com", day)]
+    contact = f"email:soc@example.com:{customer}"  # a contact's digest is keyed by address and customer
+    assert [(s.kind, s.recipient, s.items, s.messages) for s in sent] == [("digest", contact, 1, 1)]
+    assert _deliveries(scene, "digest") == [(contact, day)]
     assert send_due(scene.sessions, config=config, now=nine_five_moscow + timedelta(minutes=5)) == []
 
     rows = scene.rows(event="report.digest")
@@ -181,3 +182,48 @@ def test_periods_are_whole_weeks_months_and_quarters_before_today():
         "end": date(2026, 12, 31),
         "label": "2026Q4",
     }
+
+
+def test_a_quarterly_report_follows_a_monthly_one_that_began_the_same_day(scene, config):
+    customer = scene.customer(email_contacts=["ciso@example.com"])
+    tam = scene.person("tam", tam_for=(customer,))
+    _prefs(scene, customer, tam, frequency="quarterly", digest_enabled=False)
+    with db.transaction(scene.sessions) as s:
+        today = db_now(s).astimezone(MOSCOW).date()
+    next_quarter = last_complete_period("quarterly", today).end + timedelta(days=1)
+    quarter = last_complete_period("quarterly", (next_quarter + timedelta(days=95)).replace(day=1))
+    first_month_end = (quarter.start + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    with db.transaction(scene.sessions) as s:  # the monthly report of the quarter's first month went out earlier
+        s.add(
+            ReportDelivery(
+                kind="customer_report",
+                recipient=f"customer:{customer}",
+                customer_id=customer,
+                period_start=quarter.start,
+                period_end=first_month_end,
+                as_of=db_now(s),
+                items=0,
+            )
+        )
+    on_time = datetime.combine(quarter.end + timedelta(days=1), time(9, 1), tzinfo=MOSCOW)
+    sent = send_due(scene.sessions, config=config, now=on_time)
+    assert [(s.kind, s.period_start) for s in sent] == [("customer_report", quarter.start)]
+    assert _deliveries(scene, "customer_report")[-1] == (f"customer:{customer}", quarter.start.isoformat())
+
+
+def test_a_person_gets_their_own_digest_even_when_a_customer_lists_their_address(scene, config):
+    tokyo_customer = scene.customer(timezone="Asia/Tokyo", country="JP")
+    other_customer = scene.customer()
+    tam = scene.person("tam", tam_for=(tokyo_customer, other_customer), timezone="Europe/Moscow")
+    with db.transaction(scene.sessions) as s:
+        tam_email = s.get(Person, tam).email
+    _prefs(scene, tokyo_customer, tam, recipients=[tam_email, "noc@example.com"])
+    _prefs(scene, other_customer, tam, digest_enabled=False)
+    scene.request(tokyo_customer, by=tam, severity=1, title="Tokyo outage")
+    scene.request(other_customer, by=tam, severity=1, title="Moscow outage")
+
+    nine_tokyo = _tomorrow_at(scene, 9, 5, ZoneInfo("Asia/Tokyo"))  # 03:05 in Moscow: the TAM's time has not come
+    sent = send_due(scene.sessions, config=config, now=nine_tokyo)
+    assert [s.recipient for s in sent] == [f"email:noc@example.com:{tokyo_customer}"]
+    sent = send_due(scene.sessions, config=config, now=_tomorrow_at(scene, 9, 5, MOSCOW))
+    assert [(s.recipient, s.items) for s in sent] == [(f"email:{tam_email}", 2)]  # both customers, once

@@ -1,7 +1,8 @@
 """One customer's requests, filed and handled through the real API for the report: met, answered late, paused
-by needs-info then answered, severity raised mid-way, cancelled, still running, never answered — and one
-received before the period, one of another customer. Built once per session (the data is committed and the
-customer's own), with the timelines the expectations are computed from by hand."""
+by needs-info then answered, severity raised mid-way, withdrawn, still running, never answered — and one
+received before the period (answered in it, long after its due time), one of another customer. Built once per
+session (the data is committed and the customer's own), with the timelines the expectations are computed from
+by hand."""
 
 from __future__ import annotations
 
@@ -140,7 +141,12 @@ def check_figures(report: dict, s: Story) -> None:
     rows = {r["request_id"]: r for r in report["requests"]}
     assert report["customer_id"] == s.customer_id and report["timezone"] == "Europe/Moscow"
     assert (report["period"]["start"], report["period"]["end"]) == (s.start.isoformat(), s.end.isoformat())
-    assert set(rows) == {ids[x] for x in "ABCDEFG"}  # X was received before the period, Y is another customer's
+    # X was received (and breached) before the period, but answered in it: it feeds the response times only.
+    # Y is another customer's.
+    assert set(rows) == {ids[x] for x in "ABCDEFGX"}
+    feeds = {x: (rows[ids[x]]["received_in_period"], rows[ids[x]]["decided_in_period"]) for x in "ABCDEFGX"}
+    assert feeds == {**dict.fromkeys("ABCDEG", (True, True)), "F": (True, False), "X": (False, False)}
+    assert [x for x in "ABCDEFGX" if rows[ids[x]]["responded_in_period"]] == list("ABCDX")
     assert report["requests_total"] == 7
     assert report["by_severity"] == {"1": 4, "2": 1, "3": 1, "4": 1}  # D counts under its final severity
     assert report["by_kind"] == {"false_positive": 5, "false_negative": 1, "private_hotfix": 1}
@@ -152,16 +158,17 @@ def check_figures(report: dict, s: Story) -> None:
         "B": "breached",  # answered 1 h 30 min late
         "C": "met",  # paused by needs-info, answered, accepted
         "D": "breached",  # raised 2 → 1 after its 30 min had passed
-        "E": "met",  # cancelled before its due time: the clock stopped in time (the SLA module's rule)
+        "E": "withdrawn",  # cancelled by the customer before any answer of ours: not met, not breached
         "F": "running",
         "G": "breached",  # nobody answered
     }
-    assert (report["sla_met"], report["sla_breached"], report["sla_running"]) == (3, 3, 1)
-    assert report["sla_attainment_pct"] == 50.0  # 3 ÷ (3 + 3)
+    assert (report["sla_met"], report["sla_breached"], report["sla_running"], report["sla_withdrawn"]) == (2, 3, 1, 1)
+    assert report["sla_attainment_pct"] == 40.0  # 2 ÷ (2 + 3)
     per = {
-        x["severity"]: (x["met"], x["breached"], x["running"], x["attainment_pct"]) for x in report["sla_by_severity"]
+        x["severity"]: (x["met"], x["breached"], x["running"], x["withdrawn"], x["attainment_pct"])
+        for x in report["sla_by_severity"]
     }
-    assert per == {1: (1, 3, 0, 25.0), 2: (1, 0, 0, 100.0), 3: (1, 0, 0, 100.0), 4: (0, 0, 1, None)}
+    assert per == {1: (1, 3, 0, 0, 25.0), 2: (1, 0, 0, 0, 100.0), 3: (0, 0, 0, 1, None), 4: (0, 0, 1, 0, None)}
     assert [x["target_minutes"] for x in report["sla_by_severity"]] == [30, 240, 360, 480]
 
     pause = s.at("C", "request.answered") - s.at("C", "request.needs_info")
@@ -170,12 +177,13 @@ def check_figures(report: dict, s: Story) -> None:
         "B": minutes(s.at("B", "request.responded") - s.received["B"]),
         "C": minutes(s.at("C", "request.accepted") - s.received["C"] - pause),
         "D": minutes(s.at("D", "request.responded") - s.received["D"]),
+        "X": minutes(s.at("X", "request.responded") - s.received["X"]),  # 6 d 12 h: late, but answered now
     }
-    assert {x: rows[ids[x]]["first_response_minutes"] for x in "ABCDEFG"} == {**dict.fromkeys("EFG"), **first}
+    assert {x: rows[ids[x]]["first_response_minutes"] for x in "ABCDEFGX"} == {**dict.fromkeys("EFG"), **first}
     assert 9.9 < first["A"] < 11 and 119.9 < first["B"] < 121  # what the story meant to build
-    ordered = sorted(first.values())  # A ≈ 10, D ≈ 40, C ≈ 60, B ≈ 120
-    assert report["first_response_p50_minutes"] == ordered[1]  # nearest rank: ⌈0.5 × 4⌉ = 2nd
-    assert report["first_response_p90_minutes"] == ordered[3]  # ⌈0.9 × 4⌉ = 4th
+    ordered = sorted(first.values())  # A ≈ 10, D ≈ 40, C ≈ 60, B ≈ 120, X ≈ 9,360
+    assert report["first_response_p50_minutes"] == ordered[2] == first["C"]  # nearest rank: ⌈0.5 × 5⌉ = 3rd
+    assert report["first_response_p90_minutes"] == ordered[4] == first["X"]  # ⌈0.9 × 5⌉ = 5th
     assert rows[ids["C"]]["paused_minutes"] == round(int(pause.total_seconds()) / 60, 1)
     assert rows[ids["D"]]["severity"] == 1 and rows[ids["D"]]["severity_changes"] == 1
     assert rows[ids["E"]]["status"] == "cancelled" and rows[ids["A"]]["status"] == "accepted"
@@ -196,14 +204,14 @@ def check_figures(report: dict, s: Story) -> None:
     assert (g["responded"], g["reason"]) == (False, "no qualified response yet (overdue by 2 h 30 min)")
     assert g["late_minutes"] == round((s.as_of - due("G")).total_seconds() / 60, 1)
 
-    decided = {
+    decided = {  # met when answered, breached when it fell due (E, withdrawn, is in no week)
         ("met", s.at("A", "request.accepted")),
         ("met", s.at("C", "request.accepted")),
-        ("met", s.at("E", "request.cancelled")),
-        ("breached", s.at("B", "request.responded")),
-        ("breached", s.at("D", "request.responded")),
+        ("breached", due("B")),
+        ("breached", due("D")),
         ("breached", due("G")),
     }
+    assert datetime.fromisoformat(rows[ids["E"]]["decided_at"]) == s.at("E", "request.cancelled")
     expected: dict[str, list[int]] = {}
     for outcome, when in decided:
         day = when.astimezone(ZONE).date()
@@ -212,4 +220,5 @@ def check_figures(report: dict, s: Story) -> None:
     weeks = {w["week_start"]: [w["met"], w["breached"]] for w in report["weekly"]}
     assert {k: v for k, v in weeks.items() if v != [0, 0]} == expected
     assert report["weekly"][0]["week_start"] == (s.start - timedelta(days=s.start.weekday())).isoformat()
+    assert report["weekly"][-1]["week_start"] == (s.end - timedelta(days=s.end.weekday())).isoformat()
     assert report["releases"] == [] and report["healthchecks"] == [] and report["notes"] == []

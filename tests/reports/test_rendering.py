@@ -18,6 +18,7 @@ import pytest
 from pypdf import PdfReader
 
 from release_requests.errors import InvalidInput
+from release_requests.healthchecks.schemas import FindingOut
 from release_requests.reports import charts, rendering
 from release_requests.reports.figures import NEXT_STEPS, NEXT_STEPS_DETAILED
 from release_requests.reports.schemas import (
@@ -36,13 +37,14 @@ from release_requests.reports.schemas import (
 from tests.conftest import REPO
 
 HOSTILE = "<script>alert(1)</script> & *bold* <@U123>"
+DECIDED = ("met", "breached", "withdrawn")
 ESCAPED_HTML = "&lt;script&gt;alert(1)&lt;/script&gt; &amp; *bold* &lt;@U123&gt;"
 ESCAPED_SLACK = "&lt;script&gt;alert(1)&lt;/script&gt; &amp; *bold* &lt;@U123&gt;"
 SVG = "{http://www.w3.org/2000/svg}"
 T0 = datetime(2026, 10, 5, 7, 0, tzinfo=UTC)
 TARGETS = {1: 30, 2: 240, 3: 360, 4: 480}
 
-# (severity, outcome, first response minutes) of the 17 requests of the quarter
+# (severity, outcome, first response minutes) of the 17 requests received in the quarter
 OUTCOMES = [
     (1, "met", 12.0),
     (1, "met", 25.5),
@@ -58,10 +60,13 @@ OUTCOMES = [
     (3, "met", 300.0),
     (3, "met", 355.0),
     (3, "breached", None),
-    (4, "met", 60.0),
+    (4, "withdrawn", None),
     (4, "met", 410.0),
     (4, "running", None),
 ]
+# and one received on the last evening of Q3 (23:00 Moscow), breached unanswered at 03:00 on 1 October: it feeds
+# the quarter's breaches and attainment, not its request counts
+LATE = datetime(2026, 9, 30, 20, 0, tzinfo=UTC)
 
 
 def request_rows() -> list[RequestRow]:
@@ -69,24 +74,61 @@ def request_rows() -> list[RequestRow]:
     rows = []
     for i, ((severity, outcome, minutes), kind) in enumerate(zip(OUTCOMES, kinds, strict=True)):
         received = T0 + timedelta(days=5 * i, hours=i)
+        responded = received + timedelta(minutes=minutes) if minutes is not None else None
+        due = received + timedelta(minutes=TARGETS[severity])
+        decided = {"met": responded, "breached": due, "withdrawn": received + timedelta(minutes=20)}.get(outcome)
         rows.append(
             RequestRow(
                 request_id=f"RR-2026-{1001 + i:06d}",
                 kind=kind,
                 severity=severity,
-                status="closed" if outcome == "met" else "building",
+                status={"met": "closed", "withdrawn": "cancelled"}.get(outcome, "building"),
                 channel=["portal", "email", "phone", "tam"][i % 4],
                 received_at=received,
-                first_response_at=received + timedelta(minutes=minutes) if minutes is not None else None,
+                first_response_at=responded,
                 first_response_minutes=minutes,
                 target_minutes=TARGETS[severity],
-                due_at=received + timedelta(minutes=TARGETS[severity]),
+                due_at=due,
                 sla=outcome,
                 paused_minutes=95.0 if i == 13 else 0.0,
                 severity_changes=1 if i == 2 else 0,
+                decided_at=decided,
+                received_in_period=True,
+                decided_in_period=decided is not None,
+                responded_in_period=minutes is not None,
             )
         )
+    rows.append(
+        RequestRow(
+            request_id="RR-2026-000999",
+            kind="false_positive",
+            severity=2,
+            status="submitted",
+            channel="phone",
+            received_at=LATE,
+            first_response_at=None,
+            first_response_minutes=None,
+            target_minutes=240,
+            due_at=LATE + timedelta(minutes=240),
+            sla="breached",
+            paused_minutes=0.0,
+            severity_changes=0,
+            decided_at=LATE + timedelta(minutes=240),
+            received_in_period=False,
+            decided_in_period=True,
+            responded_in_period=False,
+        )
+    )
     return rows
+
+
+FINDINGS = [
+    ("critical", "Endpoint Security", "Real-time protection", "Scan on access", "Turned off on 12 servers",
+     "Turn scanning on access back on for every server group"),
+    ("high", "Mail Gateway", "Attachments", "Archive depth", HOSTILE, "=cmd|' /C calc'!A0"),
+    ("high", "Endpoint Security", "Updates", "Update source", "A mirror last synced 40 days ago",
+     "Point the mirror at your own channel"),
+]  # fmt: skip
 
 
 def sample_report(**overrides) -> CustomerReport:
@@ -101,10 +143,11 @@ def sample_report(**overrides) -> CustomerReport:
         by_severity={"1": 3, "2": 5, "3": 6, "4": 3},
         by_kind={"false_positive": 11, "false_negative": 4, "private_hotfix": 2},
         by_channel={"portal": 5, "email": 4, "phone": 4, "tam": 4},
-        sla_met=13,
-        sla_breached=2,
+        sla_met=12,
+        sla_breached=3,
         sla_running=2,
-        sla_attainment_pct=86.7,
+        sla_withdrawn=1,
+        sla_attainment_pct=80.0,
         sla_by_severity=[
             SeverityAttainment(
                 severity=1,
@@ -122,9 +165,9 @@ def sample_report(**overrides) -> CustomerReport:
                 target_minutes=240,
                 clock="24x7",
                 met=4,
-                breached=0,
+                breached=1,
                 running=1,
-                attainment_pct=100.0,
+                attainment_pct=80.0,
             ),
             SeverityAttainment(
                 severity=3,
@@ -141,15 +184,28 @@ def sample_report(**overrides) -> CustomerReport:
                 label="low",
                 target_minutes=480,
                 clock="business",
-                met=2,
+                met=1,
                 breached=0,
                 running=1,
                 attainment_pct=100.0,
+                withdrawn=1,
             ),
         ],
         first_response_p50_minutes=150.0,
         first_response_p90_minutes=355.0,
         breaches=[
+            Breach(
+                request_id=rows[17].request_id,
+                severity=2,
+                due_at=rows[17].due_at,
+                responded=False,
+                responded_at=None,
+                reason="no qualified response yet (overdue by 91 d 18 h)",
+                late_minutes=132120.0,
+                severity_path=[2],
+                reroutes=0,
+                cancelled=False,
+            ),
             Breach(
                 request_id=rows[2].request_id,
                 severity=1,
@@ -206,11 +262,11 @@ def sample_report(**overrides) -> CustomerReport:
             )
             for w, (met, breached) in enumerate(
                 [
-                    (1, 0),
+                    (1, 1),
                     (2, 1),
                     (0, 0),
                     (1, 0),
-                    (2, 0),
+                    (1, 0),
                     (1, 1),
                     (1, 0),
                     (0, 0),
@@ -231,6 +287,20 @@ def sample_report(**overrides) -> CustomerReport:
                 engineer="Olga Smirnova",
                 findings=5,
                 findings_by_severity={"critical": 1, "high": 2, "medium": 1, "low": 1},
+                nonconformities=[
+                    FindingOut(
+                        id=40 + n,
+                        severity=severity,
+                        product=product,
+                        area=area,
+                        setting=setting,
+                        found=found,
+                        recommendation=recommendation,
+                        created_at=datetime(2026, 12, 8, 15, 0, tzinfo=UTC),
+                    )
+                    for n, (severity, product, area, setting, found, recommendation) in enumerate(FINDINGS)
+                ],
+                findings_not_listed=2,
             )
         ],
         notes=[
@@ -263,11 +333,11 @@ FIGURES_EN = [
     "E-mail 4",
     "Phone 4",
     "Through the TAM 4",
-    "1 critical 30 min around the clock 2 1 0 66.7%",
-    "2 high 240 min around the clock 4 0 1 100.0%",
-    "3 medium 360 min business hours 5 1 0 83.3%",
-    "4 low 480 min business hours 2 0 1 100.0%",
-    "All severities 13 2 2 86.7%",
+    "1 critical 30 min around the clock 2 1 0 0 66.7%",
+    "2 high 240 min around the clock 4 1 1 0 80.0%",
+    "3 medium 360 min business hours 5 1 0 0 83.3%",
+    "4 low 480 min business hours 1 0 1 1 100.0%",
+    "All severities 12 3 2 1 80.0%",
     "150.0 min",
     "355.0 min",
     "RR-2026-001003 1 critical 2026-10-15 12:30 MSK (Europe/Moscow) yes, 2026-10-15 13:12 MSK (Europe/Moscow)",
@@ -279,21 +349,31 @@ FIGURES_EN = [
     "RR-2026-001004 2026.10.21.1 (base version)",
     "73.5",
     "2026-12-08 findings recorded Olga Smirnova 5 1 2 1 1",
+    "Nonconformities and recommendations of the Health Check of 2026-12-08",
+    "critical Endpoint Security · Real-time protection · Scan on access Turned off on 12 servers "
+    "Turn scanning on access back on for every server group",
+    "high Endpoint Security · Updates · Update source A mirror last synced 40 days ago "
+    "Point the mirror at your own channel",
+    "… and 2 more of lower severity: the Health Check report lists them all.",
+    "RR-2026-000999 2 high 2026-10-01 03:00 MSK (Europe/Moscow) no",
     "Tanya TAM, 2026-12-20 12:15 MSK (Europe/Moscow)",
     "Quiet quarter overall.",
 ]
 FIGURES_RU = [
     "17 Запросов",
     "1 критическая 3",
-    "1 критическая 30 мин круглосуточно 2 1 0 66.7%",
-    "3 средняя 360 мин рабочие часы 5 1 0 83.3%",
-    "Все уровни важности 13 2 2 86.7%",
+    "1 критическая 30 мин круглосуточно 2 1 0 0 66.7%",
+    "3 средняя 360 мин рабочие часы 5 1 0 0 83.3%",
+    "Все уровни важности 12 3 2 1 80.0%",
     "Ложное срабатывание 11",
     "ответ через 42 мин после срока; важность изменена 2 → 1: целевые 30 мин отсчитываются от получения",
     "квалифицированного ответа ещё нет (просрочен на 3 д 4 ч); ждали ответа клиента 1 ч 35 мин "
     "(не учитывается); передан другому ответственному 2 раз(а)",
     "2026.10.05.2 (исправление)",
     "2026-12-08 замечания записаны Olga Smirnova 5 1 2 1 1",
+    "Несоответствия и рекомендации проверки Health Check от 2026-12-08",
+    "критические Endpoint Security · Real-time protection · Scan on access",
+    "Рекомендация",
 ]
 
 
@@ -362,6 +442,7 @@ def test_none_is_a_dash_and_an_empty_report_says_so():
         sla_met=0,
         sla_breached=0,
         sla_running=0,
+        sla_withdrawn=0,
         sla_attainment_pct=None,
         first_response_p50_minutes=None,
         first_response_p90_minutes=None,
@@ -386,7 +467,7 @@ def test_none_is_a_dash_and_an_empty_report_says_so():
     )
     shown = visible_text(rendering.report_html(empty, language="en"))
     for phrase in (
-        "All severities 0 0 0 —",
+        "All severities 0 0 0 0 —",
         "Median first response (p50) — min",
         "No breaches in this period.",
         "No releases delivered in this period.",
@@ -403,11 +484,18 @@ def test_text_part_has_the_figures(report):
     for line in (
         "  Requests: 17",
         "  By severity: 1 critical 3 · 2 high 5 · 3 medium 6 · 4 low 3",
-        "  1 critical (Target 30 min, around the clock): Met 2 · Breached 1 · Running 0 · Attainment 66.7%",
-        "  All severities: Met 13 · Breached 2 · Running 2 · Attainment 86.7%",
+        "  1 critical (Target 30 min, around the clock): Met 2 · Breached 1 · Running 0 · Withdrawn 0 · "
+        "Attainment 66.7%",
+        "  All severities: Met 12 · Breached 3 · Running 2 · Withdrawn 1 · Attainment 80.0%",
         "  Median first response (p50): 150.0 min",
         "  RR-2026-001014 · 3 medium · Due 2026-12-10 05:00 MSK (Europe/Moscow) · Responded: no",
         "  2026-12-08 · findings recorded · Olga Smirnova · Findings: 5 (critical 1 · high 2 · medium 1 · low 1)",
+        "    Nonconformities and recommendations of the Health Check of 2026-12-08:",
+        "    - [critical] Endpoint Security · Real-time protection · Scan on access",
+        "      What we found: Turned off on 12 servers",
+        "      Recommendation: Turn scanning on access back on for every server group",
+        f"      What we found: {HOSTILE}",
+        "    … and 2 more of lower severity: the Health Check report lists them all.",
         f"    Second line: {HOSTILE}",  # text shows what was typed, the note's lines kept
         "    A new paragraph: =SUM(A1:A9)",
     ):
@@ -483,26 +571,38 @@ def test_csv_holds_the_rows_behind_every_figure(report):
         by_record.setdefault(row["record"], []).append(row)
     summary = {row["figure"]: row["value"] for row in by_record["summary"]}
     requests = by_record["request"]
+    # which figures a row feeds: the requests received in the period, the outcomes decided in it
+    received = [r for r in requests if r["received_in_period"] == "true"]
+    decided = [r for r in requests if r["decided_in_period"] == "true"]
 
-    assert len(requests) == int(summary["requests_total"]) == 17
+    assert len(requests) == 18 and len(received) == int(summary["requests_total"]) == 17
     assert set(requests[0]) >= set(RequestRow.model_fields)
     for severity in "1234":
-        mine = [r for r in requests if r["severity"] == severity]
-        assert len(mine) == int(summary[f"by_severity.{severity}"])
-        met, breached = (sum(r["sla"] == outcome for r in mine) for outcome in ("met", "breached"))
-        assert (met, breached) == (int(summary[f"sla.{severity}.met"]), int(summary[f"sla.{severity}.breached"]))
+        assert sum(r["severity"] == severity for r in received) == int(summary[f"by_severity.{severity}"])
+        mine = [r for r in decided if r["severity"] == severity]
+        met, breached, withdrawn = (sum(r["sla"] == outcome for r in mine) for outcome in DECIDED)
+        assert (met, breached, withdrawn) == tuple(int(summary[f"sla.{severity}.{o}"]) for o in DECIDED)
         assert round(100 * met / (met + breached), 1) == float(summary[f"sla.{severity}.attainment_pct"])
-    met, breached = (sum(r["sla"] == outcome for r in requests) for outcome in ("met", "breached"))
-    assert round(100 * met / (met + breached), 1) == float(summary["sla_attainment_pct"]) == 86.7
+        running = sum(r["severity"] == severity and r["sla"] == "running" for r in received)
+        assert running == int(summary[f"sla.{severity}.running"])
+    met, breached, withdrawn = (sum(r["sla"] == outcome for r in decided) for outcome in DECIDED)
+    assert round(100 * met / (met + breached), 1) == float(summary["sla_attainment_pct"]) == 80.0
+    assert (met, breached, withdrawn) == (int(summary["sla_met"]), int(summary["sla_breached"]), 1)
     for kind, count in report.by_kind.items():
-        assert sum(r["kind"] == kind for r in requests) == int(summary[f"by_kind.{kind}"]) == count
+        assert sum(r["kind"] == kind for r in received) == int(summary[f"by_kind.{kind}"]) == count
     assert summary["first_response_p50_minutes"] == "150.0" and summary["first_response_p90_minutes"] == "355.0"
     weeks = [k for k in summary if k.startswith("week.") and k.endswith(".met")]
-    assert sum(int(summary[k]) for k in weeks) == 13
+    assert sum(int(summary[k]) for k in weeks) == 12
+    for row in decided:  # each outcome in the week of its decision, in the customer's zone
+        day = date.fromisoformat(row["decided_at"][:10])
+        assert f"week.{(day - timedelta(days=day.weekday())).isoformat()}.met" in summary
     assert summary["healthcheck.7.findings"] == "5" and summary["healthcheck.7.findings.high"] == "2"
+    assert summary["healthcheck.7.findings_not_listed"] == "2"
 
     breaches = by_record["breach"]
-    assert [b["request_id"] for b in breaches] == ["RR-2026-001003", "RR-2026-001014"]
+    assert [b["request_id"] for b in breaches] == ["RR-2026-000999", "RR-2026-001003", "RR-2026-001014"]
+    assert {b["request_id"] for b in breaches} == {r["request_id"] for r in decided if r["sla"] == "breached"}
+    breaches = breaches[1:]
     assert breaches[0]["due_at"] == "2026-10-15T12:30:00+03:00"  # ISO 8601 in the customer's zone
     assert breaches[0]["responded"] == "true" and breaches[1]["responded_at"] == ""
     assert (breaches[0]["severity_path"], breaches[0]["late_minutes"], breaches[1]["reroutes"]) == (
@@ -517,6 +617,14 @@ def test_csv_holds_the_rows_behind_every_figure(report):
         ("2026.10.21.1", "73.5"),
     ]
     assert requests[2]["first_response_minutes"] == "72.0" and requests[13]["first_response_minutes"] == ""
+    findings = by_record["finding"]
+    assert [(f["healthcheck_id"], f["severity"], f["setting"]) for f in findings] == [
+        ("7", "critical", "Scan on access"),
+        ("7", "high", "Archive depth"),
+        ("7", "high", "Update source"),
+    ]
+    assert findings[0]["recommendation"] == "Turn scanning on access back on for every server group"
+    assert findings[1]["recommendation"] == "'=cmd|' /C calc'!A0"  # the engineer's text: no formula either
 
 
 def test_csv_is_rfc4180_and_guards_against_formulas(report):
@@ -535,7 +643,7 @@ def test_csv_is_rfc4180_and_guards_against_formulas(report):
     release = next(r for r in rows if r["record"] == "release")
     assert (release["channel"], release["version"]) == ("'@SUM(A1)", "'+1")
     # our own numbers stay numbers
-    assert summary["sla_attainment_pct"] == "86.7"
+    assert summary["sla_attainment_pct"] == "80.0"
     for row in rows:
         for value in row.values():
             assert not (value or "").startswith(rendering.FORMULA_STARTS), value
@@ -674,6 +782,14 @@ def test_digest_subject_and_text(digest):
     assert "Owner: unassigned" in text and "SLA: at risk, due 2026-11-30 10:00 MSK (Europe/Moscow)" in text
     assert "Next step: awaiting sign-off of stage canary" in text
     assert "Ural <Steel> (ural-steel)" in text
+
+
+def test_a_withdrawn_request_reads_as_withdrawn_without_a_due_time():
+    cancelled = digest_row(0, sla_state="withdrawn", status="cancelled", next_step="cancelled: nothing left to do")
+    text = rendering.digest_text(sample_digest([cancelled]), language="en", zone="Europe/Moscow")
+    assert "  SLA: withdrawn\n" in text
+    assert "отозван" in rendering.digest_text(sample_digest([cancelled]), language="ru", zone="Europe/Moscow")
+    assert "due" not in visible_text(rendering.digest_html(sample_digest([cancelled]), language="en", zone="UTC"))
 
 
 def test_digest_text_keeps_customer_text_on_its_line():

@@ -109,3 +109,29 @@ def test_the_tam_writes_notes_for_a_period_and_the_customer_reads_them(world, ca
         assert outside.json() == []
     with world.client(cast.other_customer_user) as c:
         assert c.get("/api/v1/reports/notes", params={"customer_id": cast.customer_id}).status_code == 404
+
+
+def test_notes_take_a_quarter_and_refuse_a_period_that_makes_no_sense(world, cast):
+    notes = "/api/v1/reports/notes"
+    with world.client(cast.tam) as c:
+        r = c.post(notes, json={"customer_id": cast.customer_id, "quarter": "2027q1", "body": "Q1 plan."})
+        assert r.status_code == 201 and (r.json()["period_start"], r.json()["period_end"]) == (
+            "2027-01-01",
+            "2027-03-31",
+        )
+        for body, field in (
+            ({"quarter": "2027Q1", "period_start": "2027-01-01"}, "quarter"),
+            ({"quarter": "9999Q4"}, "quarter"),
+            ({"period_start": "2027-01-01"}, "period_end"),
+            ({}, "period_start"),
+        ):
+            r = c.post(notes, json={"customer_id": cast.customer_id, "body": "x", **body})
+            assert r.status_code == 422 and r.json()["field"] == field, (body, r.text)
+        bad = c.get(notes, params={"customer_id": cast.customer_id, "from": "2027-02-01", "to": "2027-01-01"})
+        assert bad.status_code == 422 and bad.json()["field"] == "to"
+        q1 = c.get(notes, params={"customer_id": cast.customer_id, "quarter": "2027Q1"}).json()
+        assert [n["body"] for n in q1] == ["Q1 plan."]
+        assert (
+            c.get("/api/v1/reports/customer", params={"customer_id": cast.customer_id, "quarter": "9999Q4"}).status_code
+            == 422
+        )

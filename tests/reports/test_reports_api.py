@@ -119,8 +119,11 @@ def test_pdf_html_and_csv(world, story):
     assert csv_response.headers["content-disposition"] == (
         f'attachment; filename="report-{story.customer_id}-{story.start}_{story.end}.csv"'
     )
-    cells = {cell for row in csv.reader(io.StringIO(csv_response.text)) for cell in row}
-    assert {story.ids[x] for x in "ABCDEFG"} <= cells and story.ids["X"] not in cells
+    table = list(csv.DictReader(io.StringIO(csv_response.text)))
+    received = {r["request_id"] for r in table if r["record"] == "request" and r["received_in_period"] == "true"}
+    assert received == {story.ids[x] for x in "ABCDEFG"}
+    x = next(r for r in table if r["request_id"] == story.ids["X"])  # received before, answered in the period
+    assert (x["received_in_period"], x["decided_in_period"], x["responded_in_period"]) == ("false", "false", "true")
 
 
 def test_the_daily_digest_in_json_text_and_html(world, story, session, config):
