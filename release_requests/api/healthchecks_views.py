@@ -23,6 +23,7 @@ from release_requests.healthchecks.schemas import (
     Versioned,
 )
 from release_requests.people.models import Person
+from release_requests.web.rendering import DOCUMENT_HEADERS  # a report's HTML: its inline styles, nothing else
 
 router = APIRouter(prefix="/api/v1/healthchecks", tags=["healthchecks"])
 
@@ -161,8 +162,5 @@ def get_report(
     with ctx.unit_of_work() as session:
         document = service.report_document(session, actor=me, ref=healthcheck_id, fmt=fmt, now=db_now(session))
     disposition = "attachment" if fmt == "pdf" else "inline"
-    return Response(
-        document.content,
-        media_type=document.content_type,
-        headers={"Content-Disposition": f'{disposition}; filename="{document.filename}"'},
-    )
+    headers = {"Content-Disposition": f'{disposition}; filename="{document.filename}"'}
+    return Response(document.content, media_type=document.content_type, headers=headers | DOCUMENT_HEADERS)

@@ -17,6 +17,7 @@ from release_requests.people.models import Person
 from release_requests.reports import periods, rendering, service
 from release_requests.reports.preferences import digest_zone
 from release_requests.reports.schemas import CustomerReport, DailyDigest
+from release_requests.web.rendering import DOCUMENT_HEADERS  # a report's HTML: its inline styles, nothing else
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
 
@@ -56,7 +57,7 @@ def daily(
         language, zone = _language(session, me, me.customer_id), digest_zone(session, me)
     if format == "text":
         return PlainTextResponse(rendering.digest_text(digest, language=language, zone=zone))
-    return HTMLResponse(rendering.digest_html(digest, language=language, zone=zone))
+    return HTMLResponse(rendering.digest_html(digest, language=language, zone=zone), headers=DOCUMENT_HEADERS)
 
 
 @router.get(
@@ -76,9 +77,9 @@ def customer(
     me: Person = Depends(caller),
     ctx: AppContext = Depends(context),
 ):
-    """A customer's report for a quarter or any run of days: requests received in the period, their SLA, first
-    responses, breaches with reasons, releases delivered, Health Checks and the TAM's notes. Exactly one of
-    `quarter`, or `from` and `to`."""
+    """A customer's report for a quarter or any run of days: requests received in the period, SLA outcomes and
+    first responses that happened in it, breaches with reasons, releases delivered, Health Checks and the TAM's
+    notes. Exactly one of `quarter`, or `from` and `to`."""
     period = periods.from_query(quarter_label=quarter, start=start, end=end)
     with ctx.unit_of_work() as session:
         report = service.customer_report(
@@ -89,7 +90,7 @@ def customer(
         language = language or _language(session, me, customer_id)
     name = f"report-{report.customer_id}-{report.period.label.replace('..', '_')}"
     if format == "html":
-        return HTMLResponse(rendering.report_html(report, language=language))
+        return HTMLResponse(rendering.report_html(report, language=language), headers=DOCUMENT_HEADERS)
     if format == "csv":
         return Response(
             rendering.report_csv(report),

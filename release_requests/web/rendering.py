@@ -40,6 +40,7 @@ SECURITY_HEADERS = {
 
 # A document to keep (a report as the e-mail shows it): its own inline styles, nothing else, never framed
 DOCUMENT_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+DOCUMENT_HEADERS = {"Content-Security-Policy": DOCUMENT_POLICY, "X-Content-Type-Options": "nosniff"}
 
 
 def secure(response: Response) -> Response:
@@ -53,7 +54,7 @@ def download(content: str | bytes, *, filename: str, media_type: str) -> Respons
     console's (its styles are inline)."""
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     if media_type.startswith("text/html"):
-        headers["Content-Security-Policy"] = DOCUMENT_POLICY
+        headers |= DOCUMENT_HEADERS
     return Response(content, media_type=media_type, headers=headers)
 
 
