@@ -102,7 +102,15 @@ def _reached(now: datetime, zone: str, at: time) -> date | None:
 # --- what is due ---------------------------------------------------------------------------------------------
 
 
-def _people_digests(session: Session, now: datetime) -> tuple[list[DigestDue], set[str]]:
+CustomerPrefs = dict[str, tuple[Customer, EffectiveReportPrefs]]
+
+
+def customer_prefs(session: Session) -> CustomerPrefs:
+    """Every customer with its report preferences, read once per pass for the digests and the reports."""
+    return {c.id: (c, effective_report_prefs(session, customer=c)) for c in session.scalars(select(Customer))}
+
+
+def _people_digests(session: Session, now: datetime, customers: CustomerPrefs) -> tuple[list[DigestDue], set[str]]:
     """The people whose own digest is due, and every address that has a digest of its own (due now or not)."""
     subscriptions = {row.person_id: row for row in session.scalars(select(DigestSubscription))}
     due, own = [], set()
@@ -115,11 +123,7 @@ def _people_digests(session: Session, now: datetime) -> tuple[list[DigestDue], s
         zone = digest_zone(session, person)
         if (day := _reached(now, zone, time.fromisoformat(at))) is None:
             continue
-        language = person.language or (
-            effective_report_prefs(session, customer=session.get(Customer, person.customer_id)).language
-            if person.customer_id
-            else "en"
-        )
+        language = person.language or (customers[person.customer_id][1].language if person.customer_id else "en")
         audience = "customer" if person.customer_id else "internal"
         due.append(
             DigestDue(
@@ -133,12 +137,11 @@ def _people_digests(session: Session, now: datetime) -> tuple[list[DigestDue], s
     return due, own
 
 
-def _customer_digests(session: Session, now: datetime, *, own: set[str]) -> list[DigestDue]:
+def _customer_digests(now: datetime, customers: CustomerPrefs, *, own: set[str]) -> list[DigestDue]:
     """Each customer's digest to its report recipients, keyed per customer (a contact of two customers gets
     both); an address with a digest of its own (`own`) is left to that one."""
     due = []
-    for customer in session.scalars(select(Customer)):
-        prefs = effective_report_prefs(session, customer=customer)
+    for customer, prefs in customers.values():
         if not prefs.digest_enabled or (day := _reached(now, customer.timezone, prefs.digest_at)) is None:
             continue
         scope = frozenset({customer.id})
@@ -153,10 +156,10 @@ def _customer_digests(session: Session, now: datetime, *, own: set[str]) -> list
     return due
 
 
-def due_digests(session: Session, *, now: datetime) -> list[DigestDue]:
+def due_digests(session: Session, *, now: datetime, customers: CustomerPrefs) -> list[DigestDue]:
     """Every digest whose time has come and that was not yet delivered that day."""
-    people, own = _people_digests(session, now)
-    candidates = people + _customer_digests(session, now, own=own)
+    people, own = _people_digests(session, now, customers)
+    candidates = people + _customer_digests(now, customers, own=own)
     days = {d.day for d in candidates}
     taken = set(
         session.execute(
@@ -186,10 +189,9 @@ def last_complete_period(frequency: str, today: date) -> Period:
     raise ValueError(f"no period for frequency '{frequency}'")
 
 
-def due_reports(session: Session, *, now: datetime) -> list[ReportDue]:
+def due_reports(session: Session, *, now: datetime, customers: CustomerPrefs) -> list[ReportDue]:
     due = []
-    for customer in session.scalars(select(Customer)):
-        prefs = effective_report_prefs(session, customer=customer)
+    for customer, prefs in customers.values():
         if prefs.frequency == "none" or not prefs.recipients:
             continue
         local = _local(now, customer.timezone)
@@ -204,7 +206,8 @@ def due_reports(session: Session, *, now: datetime) -> list[ReportDue]:
     taken = set(
         session.execute(
             select(ReportDelivery.customer_id, ReportDelivery.period_start, ReportDelivery.period_end).where(
-                ReportDelivery.kind == "customer_report"
+                ReportDelivery.kind == "customer_report",
+                ReportDelivery.period_start.in_({d.period.start for d in due}),
             )
         ).all()
     )
@@ -321,7 +324,9 @@ def send_due(sessions: sessionmaker, *, config: AppConfig, now: datetime | None 
     others; it is logged and retried by the next pass), then the Health Check reminders."""
     with transaction(sessions) as session:
         now = now or db_now(session)
-        digests, reports = due_digests(session, now=now), due_reports(session, now=now)
+        customers = customer_prefs(session)
+        digests = due_digests(session, now=now, customers=customers)
+        reports = due_reports(session, now=now, customers=customers)
     sent: list[Sent] = []
     work = [(deliver_digest, d) for d in digests] + [(deliver_report, r) for r in reports]
     for deliver, due in work:

@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from release_requests import access
 from release_requests.audit.service import record
 from release_requests.customers.models import Customer
-from release_requests.errors import InvalidInput, NotFound
+from release_requests.customers.service import customer_for
+from release_requests.errors import InvalidInput
 from release_requests.notifications.preferences import effective
 from release_requests.people.models import Person
 from release_requests.people.service import actor_of
@@ -72,13 +73,6 @@ def effective_report_prefs(session: Session, *, customer: Customer) -> Effective
     )
 
 
-def _visible_customer(session: Session, *, actor: Person, customer_id: str) -> Customer:
-    customer = session.get(Customer, customer_id)
-    if customer is None or not access.can_see_customer(session, actor, customer_id):
-        raise NotFound(f"no customer '{customer_id}'")
-    return customer
-
-
 def _prefs_out(session: Session, customer: Customer) -> ReportPreferencesOut:
     prefs = session.get(ReportPreferences, customer.id)
     eff = effective_report_prefs(session, customer=customer)
@@ -94,7 +88,7 @@ def _prefs_out(session: Session, customer: Customer) -> ReportPreferencesOut:
 
 def get_report_preferences(session: Session, *, actor: Person, customer_id: str) -> ReportPreferencesOut:
     access.authorize(actor, "report.read")
-    return _prefs_out(session, _visible_customer(session, actor=actor, customer_id=customer_id))
+    return _prefs_out(session, customer_for(session, actor=actor, customer_id=customer_id))
 
 
 def set_report_preferences(
@@ -103,7 +97,7 @@ def set_report_preferences(
     """The customer's own users, its TAMs and admins may change them (the table says which roles; visibility
     narrows it to this customer)."""
     access.authorize(actor, "report.preferences")
-    customer = _visible_customer(session, actor=actor, customer_id=customer_id)
+    customer = customer_for(session, actor=actor, customer_id=customer_id)
     prefs = session.get(ReportPreferences, customer.id)
     before = None if prefs is None else _stored(prefs).model_dump(mode="json")
     if prefs is None:
@@ -213,7 +207,7 @@ def add_note(session: Session, *, actor: Person, data: NoteIn) -> NoteOut:
     """A note is added, never edited: the report of a period shows every note written for it, in order."""
     access.authorize(actor, "report.note")
     period = _note_period(data)
-    customer = _visible_customer(session, actor=actor, customer_id=data.customer_id)
+    customer = customer_for(session, actor=actor, customer_id=data.customer_id)
     note = ReportNote(
         customer_id=customer.id, period_start=period.start, period_end=period.end, body=data.body, author_id=actor.id
     )
@@ -249,5 +243,5 @@ def notes_for(session: Session, *, customer_id: str, period: Period) -> list[Not
 
 def list_notes(session: Session, *, actor: Person, customer_id: str, period: Period) -> list[NoteOut]:
     access.authorize(actor, "report.read")
-    customer = _visible_customer(session, actor=actor, customer_id=customer_id)
+    customer = customer_for(session, actor=actor, customer_id=customer_id)
     return notes_for(session, customer_id=customer.id, period=period)

@@ -157,8 +157,8 @@ def test_the_monthly_report_goes_once_after_its_month_with_its_pdf(scene, config
     assert customer in text or "Customer" in text
 
 
-def test_old_periods_are_not_mailed_in_a_burst_and_periods_are_whole(scene, config):
-    customer = scene.customer(email_contacts=["ciso@example.com"])
+def test_old_periods_are_not_mailed_in_a_burst(scene, config):
+    scene.customer(email_contacts=["ciso@example.com"])  # quarterly by default, its quarter long over
     with db.transaction(scene.sessions) as s:
         today = db_now(s).astimezone(MOSCOW).date()
     next_quarter_start = datetime.combine(
@@ -167,7 +167,6 @@ def test_old_periods_are_not_mailed_in_a_burst_and_periods_are_whole(scene, conf
     far_later = next_quarter_start + timedelta(days=200)  # long after the customer's period ended
     assert [s for s in send_due(scene.sessions, config=config, now=far_later) if s.kind == "customer_report"] == []
     assert _deliveries(scene, "customer_report") == []
-    assert customer
 
 
 def test_periods_are_whole_weeks_months_and_quarters_before_today():
