@@ -120,6 +120,12 @@ RULES: dict[str, Rule] = {
         {"tam", "triage", "build_engineer", "duty_manager", "admin"},
         "conduct Health Checks: start, record findings, deliver the report",
     ),
+    # intake by e-mail, and paging
+    "mail.ingest": Rule(_MANAGERS, "hand a raw e-mail message to intake (a mail system's pipe)"),
+    "mail.read": Rule({"triage", "duty_manager", "admin"}, "read the support mailbox and what became of each message"),
+    "mail.assign": Rule(_MANAGERS, "file or attach a held e-mail message by hand"),
+    "page.read": Rule(_STAFF, "read pages and their escalation"),
+    "page.acknowledge": Rule({"tam", "triage", "duty_manager", "admin"}, "acknowledge pages (stops the escalation)"),
     # people
     "profile.change": Rule(EVERYONE, "change their own display language"),
     # what a role makes a person
@@ -136,6 +142,9 @@ RULES: dict[str, Rule] = {
         {"customer"}, "belong to one customer (its users; everyone else is the vendor's)", capability=True
     ),
     "customer.be_tam": Rule({"tam"}, "be assigned to a customer as its TAM", capability=True),
+    "page.be_paged": Rule(
+        {"tam", "triage", "duty_manager", "admin"}, "be in a page's escalation chain (head of support)", capability=True
+    ),
     "healthcheck.engineer": Rule(
         {"tam", "triage", "build_engineer", "duty_manager", "admin"},
         "be the engineer of a Health Check",

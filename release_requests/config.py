@@ -34,9 +34,30 @@ class RequestsPolicy(_Strict):
     max_backdate_hours: int = Field(default=168, gt=0)
 
 
+class EmailIntakePolicy(_Strict):
+    """How a message in the support mailbox becomes a request (config/intake.toml, `[email]`)."""
+
+    default_severity: int = Field(default=3, ge=1, le=4, description="when the subject carries no [S1]…[S4] tag")
+    default_kind: Literal["false_positive", "false_negative", "private_hotfix"] = "false_positive"
+    max_message_bytes: int = Field(default=41943040, gt=0, description="larger messages are held, not parsed")
+    max_attachments: int = Field(default=20, gt=0, description="attachments (and archive members) taken per message")
+    max_unpacked_bytes: int = Field(default=104857600, gt=0, description="all members of one archive, unpacked")
+    archive_passwords: list[str] = Field(default_factory=lambda: ["infected"], max_length=10)
+    require_authentication: Literal["none", "spf_or_dkim", "dmarc"] = Field(
+        default="none", description="what the receiving server's Authentication-Results must say of a sender"
+    )
+    trusted_authserv_ids: list[str] = Field(
+        default_factory=list, description="Authentication-Results read only from these servers (empty: none)"
+    )
+    poll_seconds: int = Field(default=60, ge=5, le=3600, description="IMAP poll interval when IDLE is not offered")
+    support_phone: str = Field(min_length=3, max_length=40, description="named in the reply to unknown senders")
+    portal_url: str = Field(pattern=r"^https?://", description="named in the reply to unknown senders")
+
+
 class IntakePolicy(_Strict):
     samples: SamplesPolicy
     requests: RequestsPolicy = RequestsPolicy()
+    email: EmailIntakePolicy
 
 
 class Threshold(_Strict):
@@ -118,6 +139,29 @@ class QuietHoursPolicy(_Strict):
     severities: list[Literal[1, 2, 3, 4]] = Field(
         default_factory=lambda: [3, 4], description="notices a customer's quiet hours may hold back"
     )
+
+
+class PagingPolicy(_Strict):
+    """Who is woken up, and how fast a page climbs (config/paging.toml)."""
+
+    severities: list[Literal[1, 2, 3, 4]] = Field(
+        default_factory=lambda: [1, 2], description="severities that page when the customer's TAM is off"
+    )
+    ack_minutes: dict[Literal["1", "2", "3", "4"], int] = Field(
+        description="minutes a page waits for an acknowledgement before the next person in the chain is paged"
+    )
+    head_of_support: str = Field(
+        default="", max_length=254, description="the chain's last step: e-mail or id of a person (empty: none)"
+    )
+
+    @model_validator(mode="after")
+    def _every_paged_severity_has_a_timeout(self) -> PagingPolicy:
+        missing = sorted({str(s) for s in self.severities} - set(self.ack_minutes))
+        if missing:
+            raise ValueError(f"ack_minutes has no entry for paged severities {missing}")
+        if any(minutes < 1 or minutes > 1440 for minutes in self.ack_minutes.values()):
+            raise ValueError("ack_minutes must be between 1 and 1440")
+        return self
 
 
 class NotificationsPolicy(_Strict):
@@ -250,6 +294,7 @@ class AppConfig(_Strict):
     severity: SeverityConfig
     notifications: NotificationsPolicy
     stages: StagesConfig
+    paging: PagingPolicy
 
 
 _FILES: dict[str, type[BaseModel]] = {
@@ -257,6 +302,7 @@ _FILES: dict[str, type[BaseModel]] = {
     "severity": SeverityConfig,
     "notifications": NotificationsPolicy,
     "stages": StagesConfig,
+    "paging": PagingPolicy,
 }
 
 

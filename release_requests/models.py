@@ -3,7 +3,9 @@
 from release_requests.audit.models import AuditEvent
 from release_requests.customers.models import Customer, TamAssignment
 from release_requests.healthchecks.models import HealthCheck, HealthCheckFinding
+from release_requests.mail.models import InboundMail, MailboxCursor
 from release_requests.notifications.models import CustomerNotificationPrefs, Notification, SlackDecision
+from release_requests.paging.models import Page
 from release_requests.people.models import ApiToken, LoginLink, Person, SignInFailure, WebSession
 from release_requests.pipeline.models import Build, SegmentTrigger, SignoffEvent, StageRun
 from release_requests.releases.models import ChannelHistory, ChannelPointer, KnownCleanFile, Release, TelemetryDetection
@@ -25,10 +27,13 @@ __all__ = [
     "DutyShift",
     "HealthCheck",
     "HealthCheckFinding",
+    "InboundMail",
     "KnownCleanFile",
     "Leave",
     "LoginLink",
+    "MailboxCursor",
     "Notification",
+    "Page",
     "Person",
     "Release",
     "ReleaseRequest",

@@ -53,6 +53,17 @@ class Settings(BaseSettings):
         default=None, description="Staff notices POSTed as signed JSON: https://, or http:// to a loopback address."
     )
     webhook_secret: str | None = Field(default=None, description="Shared secret of the webhook's HMAC signature.")
+    imap_url: str | None = Field(
+        default=None,
+        description="The support mailbox read for e-mail intake: imaps://user:password@host[:port]/INBOX.",
+    )
+    paging_webhook_url: str | None = Field(
+        default=None,
+        description="Events v2 endpoint of the paging service (PagerDuty or compatible): https, or http to loopback.",
+    )
+    paging_routing_key: str | None = Field(
+        default=None, description="The integration (routing) key sent with every Events v2 event."
+    )
     log_level: str = "INFO"
     log_format: Literal["auto", "text", "json"] = Field(
         default="auto", description="Log lines: text on a terminal, JSON otherwise (auto), or forced."

@@ -2,8 +2,9 @@
 
 Nothing is sent from a request handler; a deliverer claims rows and sends them. `dedupe_key` is unique
 so that announcing the same thing twice (a retried transaction, an overlapping watcher) queues it once.
-`channel` names the transport that sends the row; `skipped` is final: its transport was not configured
-where the deliverer ran, so it was neither sent nor retried (`last_error` says which setting is unset).
+`channel` names the transport that sends the row (`pager`: the paging service's Events v2 webhook);
+`skipped` is final: its transport was not configured where the deliverer ran, so it was neither sent nor
+retried (`last_error` says which setting is unset).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class Notification(Base):
     __tablename__ = "notifications"
     __table_args__ = (
         CheckConstraint("audience IN ('customer', 'internal')", name="audience"),
-        CheckConstraint("channel IN ('slack', 'email', 'webhook')", name="channel"),
+        CheckConstraint("channel IN ('slack', 'email', 'webhook', 'pager')", name="channel"),
         CheckConstraint("status IN ('queued', 'sending', 'sent', 'failed', 'dead', 'skipped')", name="status"),
         Index("ix_notifications_due", "next_attempt_at", postgresql_where="status IN ('queued', 'failed', 'sending')"),
     )

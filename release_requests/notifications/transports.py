@@ -351,6 +351,15 @@ def check_address(address: str) -> str:
         raise PermanentError(f"e-mail address '{address}' is not valid: {exc}") from None
 
 
+def request_root(request_id: str) -> str:
+    """The Message-ID every notice about one request refers to: mail clients thread them under it, and a
+    customer's reply that keeps it in References finds its request again (e-mail intake)."""
+    return f"<{request_id}@{MESSAGE_ID_DOMAIN}>"
+
+
+_MESSAGE_ID = re.compile(r"<[^<>\s]{1,900}>")
+
+
 def build_email(
     *,
     notification_id: str,
@@ -360,11 +369,23 @@ def build_email(
     to: str,
     language: str,
     date: datetime,
+    in_reply_to: str | None = None,
+    auto_submitted: str = "auto-generated",
 ) -> EmailMessage:
+    """One notice as an e-mail. Every message says it was sent by a machine (`Auto-Submitted`, RFC 3834, and
+    Microsoft's `X-Auto-Response-Suppress`), so that out-of-office replies and other robots do not answer
+    it and two mail robots never talk to each other. `in_reply_to` (a customer's Message-ID, from intake)
+    makes the notice a reply to their message; anything that is not one Message-ID is left out."""
     msg = EmailMessage()
     msg["Message-ID"] = message_id(notification_id)
-    if request_id:  # every notice about one request threads under the same root in mail clients
-        msg["References"] = f"<{request_id}@{MESSAGE_ID_DOMAIN}>"
+    references = [request_root(request_id)] if request_id else []  # every notice about one request threads
+    if in_reply_to and _MESSAGE_ID.fullmatch(in_reply_to):
+        msg["In-Reply-To"] = in_reply_to
+        references.append(in_reply_to)
+    if references:
+        msg["References"] = " ".join(references)
+    msg["Auto-Submitted"] = auto_submitted
+    msg["X-Auto-Response-Suppress"] = "All"
     msg["Date"] = format_datetime(date)
     msg["From"] = sender
     msg["To"] = to
@@ -417,6 +438,9 @@ class SmtpTransport:
             to=check_address(notice.recipient),
             language=notice.language,
             date=notice.created_at,
+            in_reply_to=notice.context.get("in_reply_to"),
+            # a reply to a person's message (intake's answer to an unknown sender) is an auto-reply (RFC 3834)
+            auto_submitted="auto-replied" if notice.context.get("auto_replied") else "auto-generated",
         )
         self.submit(message)
         return Delivered(message["Message-ID"])

@@ -29,6 +29,8 @@ TRACKED_FIELDS = (
     "product",
     "product_version",
     "detection_name",
+    "caller_name",
+    "callback_number",
     "status",
     "owner_id",
     "assignee_id",

@@ -45,6 +45,9 @@ class ReleaseRequest(Base):
     product: Mapped[str | None] = mapped_column(String(100))
     product_version: Mapped[str | None] = mapped_column(String(50))
     detection_name: Mapped[str | None] = mapped_column(String(200))
+    # a phone call logged by the duty manager or TAM: who called, and the number to call back
+    caller_name: Mapped[str | None] = mapped_column(String(200))
+    callback_number: Mapped[str | None] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(20), index=True)
     submitted_by_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
     # the client's key for one filing (the portal's form carries one): a retry with it files nothing new

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from release_requests.samples.names import safe_filename
 from release_requests.sla.service import SlaStatus
@@ -17,6 +17,10 @@ Severity = Annotated[int, Field(ge=1, le=4, description="1 critical, 2 high, 3 m
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20000)]
 SUBMISSION_KEY_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 SubmissionKey = Annotated[str, StringConstraints(pattern=SUBMISSION_KEY_PATTERN)]
+# a number a person can dial back: digits with the usual separators, an optional leading +, an extension
+CALLBACK_PATTERN = r"^\+?[0-9][0-9 ()./-]{3,28}[0-9](\s*(ext\.?|x|доб\.?)\s*[0-9]{1,6})?$"
+CallerName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+CallbackNumber = Annotated[str, StringConstraints(strip_whitespace=True, max_length=40, pattern=CALLBACK_PATTERN)]
 
 
 class _In(BaseModel):
@@ -44,6 +48,18 @@ class SubmitRequest(_In):
             "already filed, not a second one"
         ),
     )
+    caller_name: CallerName | None = Field(default=None, description="phone intake: who called (channel phone)")
+    callback_number: CallbackNumber | None = Field(
+        default=None, description="phone intake: the number to call back, e.g. +7 495 123-45-67 ext. 12"
+    )
+
+    @model_validator(mode="after")
+    def _only_a_call_has_a_caller(self) -> SubmitRequest:
+        """Optional even for a call (clients that filed calls before these fields existed go on working), but
+        a caller on a request that did not come by phone is a mistake worth saying."""
+        if self.channel != "phone" and (self.caller_name is not None or self.callback_number is not None):
+            raise ValueError("caller_name and callback_number are for channel 'phone' only")
+        return self
 
 
 class Accept(_In):
@@ -140,6 +156,8 @@ class RequestOut(BaseModel):
     product: str | None
     product_version: str | None
     detection_name: str | None
+    caller_name: str | None = None
+    callback_number: str | None = None
     status: str
     allowed_transitions: list[str]
     owner: str | None

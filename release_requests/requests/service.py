@@ -53,10 +53,12 @@ def _next_id(session: Session, *, prefix: str, year: int) -> str:
 @dataclass(frozen=True)
 class Submission:
     """What a submission did: `replayed` when the same person had already filed a request with the same
-    `submission_key` (that request is returned; nothing was filed, recorded or sent now)."""
+    `submission_key` (that request is returned; nothing was filed, recorded or sent now). `routing` is who
+    took a request filed now and why (paging reads it); None for a replay."""
 
     request: ReleaseRequest
     replayed: bool = False
+    routing: RoutingDecision | None = None
 
 
 def submit_request(session: Session, *, actor: Person, data: SubmitRequest, config: AppConfig) -> ReleaseRequest:
@@ -145,7 +147,7 @@ def file_request(session: Session, *, actor: Person, data: SubmitRequest, config
     for sha256 in dict.fromkeys(data.sample_sha256):
         add_sample_row(session, actor=actor, request=request, sha256=sha256, size=None, filename=None, stored=False)
     _announce_routing(session, request=request, decision=decision, customer=customer, config=config, now=now)
-    return Submission(request)
+    return Submission(request, routing=decision)
 
 
 def _announce_routing(

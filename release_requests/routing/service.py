@@ -172,6 +172,7 @@ def availability(session: Session, *, person: Person, at: datetime) -> tuple[boo
 class OnDuty:
     person: Person | None
     reason: str
+    basis: str = "nobody"  # shift | fallback | nobody: why `person` takes it (paging reads it)
 
 
 def on_duty(session: Session, *, at: datetime) -> OnDuty:
@@ -184,11 +185,12 @@ def on_duty(session: Session, *, at: datetime) -> OnDuty:
         .limit(1)
     ).first()
     if row is not None:
-        return OnDuty(row.Person, f"on duty: {row.Person.name} (shift until {row.DutyShift.ends_at.isoformat()})")
+        reason = f"on duty: {row.Person.name} (shift until {row.DutyShift.ends_at.isoformat()})"
+        return OnDuty(row.Person, reason, "shift")
     fallback = session.get(DutyFallback, 1)
     if fallback is not None:
         person = session.get(Person, fallback.person_id)
-        return OnDuty(person, f"rotation gap: fallback {person.name}")
+        return OnDuty(person, f"rotation gap: fallback {person.name}", "fallback")
     return OnDuty(None, "rotation gap and no fallback person configured")
 
 
@@ -196,6 +198,7 @@ def on_duty(session: Session, *, at: datetime) -> OnDuty:
 class RoutingDecision:
     owner: Person | None
     reason: str
+    basis: str = "tam"  # tam | shift | fallback | nobody: a request not taken by a TAM at work may page
 
 
 def choose_owner(session: Session, *, customer_id: str, at: datetime) -> RoutingDecision:
@@ -204,12 +207,12 @@ def choose_owner(session: Session, *, customer_id: str, at: datetime) -> Routing
     for tam in tams_of(session, customer_id=customer_id):
         available, why = availability(session, person=tam, at=at)
         if available:
-            return RoutingDecision(tam, f"TAM {tam.name} {why}")
+            return RoutingDecision(tam, f"TAM {tam.name} {why}", "tam")
         reasons.append(f"TAM {tam.name} {why}")
     if not reasons:
         reasons.append("customer has no TAM")
     duty = on_duty(session, at=at)
-    return RoutingDecision(duty.person, "; ".join([*reasons, duty.reason]))
+    return RoutingDecision(duty.person, "; ".join([*reasons, duty.reason]), duty.basis)
 
 
 # --------------------------------------------------------------------------------------------------
