@@ -54,13 +54,20 @@ def submit(
     detection: Annotated[str | None, typer.Option(help="Detection name as the product reported it.")] = None,
     received_at: Annotated[
         str | None,
-        typer.Option(help="When the customer reached us (ISO 8601 with zone), e.g. for a phone call."),
+        typer.Option(help="When the customer reached us (ISO 8601 with zone), e.g. when the call came in."),
+    ] = None,
+    caller: Annotated[str | None, typer.Option(help="Phone intake: who called (with --channel phone).")] = None,
+    callback: Annotated[
+        str | None, typer.Option(help="Phone intake: the number to call back, e.g. '+7 495 123-45-67 ext. 12'.")
     ] = None,
     sample: Annotated[list[Path] | None, typer.Option(help="Sample file to attach (repeatable).")] = None,
     sample_sha256: Annotated[list[str] | None, typer.Option(help="Hash-only evidence (repeatable).")] = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """File a release request; prints its id."""
+    """File a release request; prints its id.
+
+    A phone call: `--channel phone --caller NAME --callback NUMBER --received-at WHEN` (the SLA clock starts
+    at the call)."""
     for path in sample or []:
         if not path.is_file():
             raise CliError(f"--sample: {path} is not a readable file")
@@ -75,6 +82,8 @@ def submit(
         "product_version": product_version,
         "detection_name": detection,
         "received_at": received_at,
+        "caller_name": caller,
+        "callback_number": callback,
         "sample_sha256": sample_sha256 or [],
     }
     created = api_call("POST", "/api/v1/requests", json={k: v for k, v in body.items() if v is not None})

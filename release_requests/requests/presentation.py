@@ -106,7 +106,7 @@ def present(
     ]
 
 
-STAFF_ONLY_ACTIONS = ("sla.", "line.", "channel.", "stage.", "segment.", "build.rebase")
+STAFF_ONLY_ACTIONS = ("sla.", "line.", "channel.", "stage.", "segment.", "build.rebase", "page.", "duty.", "mail.")
 
 
 def _internal(event) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -69,6 +70,10 @@ MESSAGES = {
     "kind": "Choose the kind of request.",
     "severity": "Choose a severity.",
     "customer": "Choose the customer this request is for.",
+    "caller_name": "Enter who called.",
+    "callback_number": "Enter a number to call back: digits, spaces, ( ) - . and an optional + or extension.",
+    "received_at": "Enter when the call came in, e.g. 2026-11-29 02:10.",
+    "received_at_range": "The call must have come in before now and within the last {hours} hours.",
     "hash": "Line {line} is not a SHA-256 hash (64 hexadecimal characters).",
     "too_many": "At most {limit} samples per request; this has {count}.",
     "too_large": "{name} is larger than the limit of {limit}; nothing was filed.",
@@ -131,6 +136,7 @@ def my_requests(
 
 
 FIELDS = ("customer_id", "kind", "severity", "title", "description", "product", "product_version", "detection_name")
+CALL_FIELDS = ("intake", "caller_name", "callback_number", "received_at")  # staff logging a phone call
 
 
 def _max_length(field: str) -> int | None:
@@ -245,7 +251,7 @@ def new_request_form(
     ctx: AppContext = Depends(context),
 ):
     access.authorize(me.person, "request.file")  # the table's answer as a page, before anyone types anything
-    values = {name: "" for name in (*FIELDS, "sample_sha256")} | {"kind": "false_positive"}
+    values = {name: "" for name in (*FIELDS, *CALL_FIELDS, "sample_sha256")} | {"kind": "false_positive"}
     values["customer_id"] = customer_id or ""
     values["submission_key"] = new_submission_key()
     return _new_request_page(request, me, ctx, values=values, errors={})
@@ -274,8 +280,8 @@ def _form_errors(me: Viewer, exc: ValidationError, values: dict[str, str], hashe
             errors[field] = _(me, MESSAGES["title_missing"])
         elif field in ("kind", "severity"):
             errors[field] = _(me, MESSAGES[field])
-        elif field == "customer_id":
-            errors[field] = _(me, MESSAGES["customer"])
+        elif field in ("customer_id", "caller_name", "callback_number"):
+            errors[field] = _(me, MESSAGES["customer" if field == "customer_id" else field])
         else:
             errors.setdefault("form", str(error["msg"]))
     return errors
@@ -298,20 +304,40 @@ async def file_request(request: Request, me: Viewer = Depends(checked), ctx: App
     return await run_in_threadpool(_file_request, request, form, me, ctx)
 
 
+def _call_received_at(me: Viewer, text: str) -> datetime | None:
+    """The form's "call came in at" (a datetime-local, read in the viewer's own zone, as the page says);
+    ValueError when it is not a date and time."""
+    if not text.strip():
+        return None
+    return datetime.fromisoformat(text.strip()).replace(tzinfo=me.zone)
+
+
 def _file_request(request: Request, form: FormData, me: Viewer, ctx: AppContext):
     member = access.allows(me.person, "customer.member")
-    values = {name: _text(form, name) for name in (*FIELDS, "sample_sha256", "submission_key")}
+    values = {name: _text(form, name) for name in (*FIELDS, *CALL_FIELDS, "sample_sha256", "submission_key")}
     if member:
         values["customer_id"] = ""  # a customer files for their own company, whatever the form says
+    phone = not member and values["intake"] == "phone"  # staff logging a call; otherwise filed for the customer
     hashes = _hash_lines(values["sample_sha256"])
     uploads = _uploads(form)
     values["files_chosen"] = "1" if uploads else ""
+    call: dict = {}
+    if phone:
+        try:
+            call["received_at"] = _call_received_at(me, values["received_at"])
+        except ValueError:
+            return _refused(request, me, ctx, values, {"received_at": _(me, MESSAGES["received_at"])})
+        for name in ("caller_name", "callback_number"):
+            if not values[name].strip():  # the API lets old clients leave them out; the console asks for them
+                return _refused(request, me, ctx, values, {name: _(me, MESSAGES[name])})
+            call[name] = values[name].strip()
     try:
         data = SubmitRequest(
             customer_id=values["customer_id"] or None,
             kind=values["kind"] or None,
             severity=values["severity"] or None,
-            channel="portal" if member else "tam",
+            channel="portal" if member else ("phone" if phone else "tam"),
+            **call,
             title=values["title"],
             description=values["description"],
             product=values["product"].strip() or None,
@@ -357,6 +383,9 @@ def _file_request(request: Request, form: FormData, me: Viewer, ctx: AppContext)
 def _service_errors(me: Viewer, ctx: AppContext, exc: InvalidInput, sample: str | None) -> dict[str, str]:
     if exc.field == "customer_id":
         return {"customer_id": _(me, MESSAGES["customer"])}
+    if exc.field == "received_at":
+        hours = ctx.config.intake.requests.max_backdate_hours
+        return {"received_at": _(me, MESSAGES["received_at_range"], hours=hours)}
     if sample is not None and exc.field in ("file", "sha256"):
         if isinstance(exc, PayloadTooLarge):
             return {
