@@ -13,17 +13,19 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-# Debian packages the test suite drives for real: ClamAV (second detection engine) and Chromium (the web
-# console's browser tests; Playwright's own browser download is not reachable, Debian's chromium is).
+# Debian packages the test suite drives for real: ClamAV (second detection engine), Chromium (the web
+# console's browser tests; Playwright's own browser download is not reachable, Debian's chromium is) and
+# Dovecot (the IMAP server the e-mail intake tests read; the tests start their own, on loopback).
 $(APT_STAMP): $(STAMP)
 	@missing=""; \
 	command -v clamscan >/dev/null 2>&1 || missing="$$missing clamav"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium fonts-dejavu-core"; \
+	command -v dovecot >/dev/null 2>&1 || test -x /usr/sbin/dovecot || missing="$$missing dovecot-imapd"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian packages:$$missing"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null) \
-	      || echo "warning: could not install$$missing (ClamAV cross-check skipped; browser tests fail)"; \
+	      || echo "warning: could not install$$missing (ClamAV cross-check skipped; browser and mail tests fail)"; \
 	  else \
 	    echo "warning: missing Debian packages:$$missing (run as root with apt-get, or install them)"; \
 	  fi; \

@@ -5,12 +5,15 @@
 - `LocalSlack` — the Slack Web API methods the deliverer uses, over real HTTP (`devservers.slack`);
 - `LocalSmtp` — an aiosmtpd SMTP server with AUTH and STARTTLS (`devservers.smtp`, needs `aiosmtpd`);
 - `LocalWebhook` — an HTTPS (or loopback HTTP) receiver that checks the webhook signature (`devservers.webhook`);
+- `LocalEventsV2` — a paging service's Events API v2 endpoint that validates events and keeps incidents by
+  `dedup_key` (`devservers.events_v2`);
 - `signed_interaction()` — a Slack button press, signed as Slack signs it;
 - `free_port()` — the one helper that picks a free TCP port.
 
 Installed with the `demo` extra (`pip install 'release-requests[demo]'`; the `test` extra includes it).
 """
 
+from devservers.events_v2 import EventDelivery, Incident, LocalEventsV2
 from devservers.net import free_port
 from devservers.slack import LocalSlack, SlackCall, signed_interaction, slack_signature
 from devservers.smtp import LocalSmtp, ReceivedMail
@@ -18,6 +21,9 @@ from devservers.tls import self_signed_certificate
 from devservers.webhook import LocalWebhook, WebhookDelivery, verify_webhook, webhook_signature
 
 __all__ = [
+    "EventDelivery",
+    "Incident",
+    "LocalEventsV2",
     "LocalSlack",
     "LocalSmtp",
     "LocalWebhook",

@@ -1,9 +1,10 @@
 """The flow runner process started by `relreq serve` (`python -m flows.serve`, PREFECT_API_URL set).
 
 Serves this installation's deployments (`<name>@<app database>`, see `release_requests.installation`),
-keeps the zombie-run automation in place, and runs two listeners in threads:
-the segment dispatcher (decisions → deployment runs) and the notification deliverer (outbox → Slack
-and e-mail within seconds). Both also poll, and scheduled flows sweep up whatever a restart missed.
+keeps the zombie-run automation in place, and runs listeners in threads: the segment dispatcher
+(decisions → deployment runs), the notification deliverer (outbox → Slack and e-mail within seconds) and,
+when RR_IMAP_URL is set, the mailbox listener (IMAP IDLE → e-mail intake). All also poll, and scheduled
+flows sweep up whatever a restart missed.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from prefect.events.actions import ChangeFlowRunState
 from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
 
+from flows.mail import listen_for_mail, mail_intake
 from flows.notifications import deliver_outbox, listen_and_deliver
 from flows.pipeline import build_and_verify, listen_and_dispatch, publish_stage, reconcile
 from flows.reports import reports_due
 from flows.sla_watch import sla_watch
 from release_requests.installation import deployment_name, installation_name
 from release_requests.runtime import migrated_url
+from release_requests.settings import get_settings
 
 log = logging.getLogger("flows.serve")
 ZOMBIE_AUTOMATION = "release-requests: crash zombie flow runs"
@@ -40,6 +43,7 @@ def deployments(installation: str) -> list:
         sla_watch.to_deployment(name=every_minute, interval=60, description="Record SLA threshold crossings."),
         deliver_outbox.to_deployment(name=every_minute, interval=60, description="Sweep the notification outbox."),
         reconcile.to_deployment(name=every_minute, interval=60, description="Restart lost segments; rollouts."),
+        mail_intake.to_deployment(name=every_minute, interval=60, description="Take new mail from RR_IMAP_URL."),
         reports_due.to_deployment(
             name=every_5_minutes, interval=300, description="Daily digests, regular reports, Health Check reminders."
         ),
@@ -85,7 +89,8 @@ def main() -> None:
     installation = installation_name(migrated_url())
     ensure_zombie_automation()
     stop = threading.Event()
-    for target in (listen_and_dispatch, listen_and_deliver):
+    listeners = [listen_and_dispatch, listen_and_deliver] + ([listen_for_mail] if get_settings().imap_url else [])
+    for target in listeners:
         threading.Thread(target=target, args=(stop,), name=target.__name__, daemon=True).start()
     try:
         serve(*deployments(installation), limit=8, name=f"release-requests@{installation}")

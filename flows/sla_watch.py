@@ -1,6 +1,8 @@
-"""`sla_watch`: every minute, record SLA threshold crossings (exactly once) and queue the notices.
+"""`sla_watch`: every minute, record SLA threshold crossings (exactly once) and queue the notices, then move
+unacknowledged pages up their escalation chain (and resolve the pages of answered requests).
 
-The work is `release_requests.workflows.sla_watch.watch`, at the database's time; this flow schedules it.
+The work is `release_requests.workflows.sla_watch.watch` and `release_requests.paging.service.escalate_due`, at
+the database's time; this flow schedules it.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from release_requests.config import get_config
+from release_requests.paging.service import escalate_due
 from release_requests.runtime import session_factory
 from release_requests.workflows.sla_watch import watch
 
@@ -25,4 +28,21 @@ def sla_watch() -> list[str]:
             crossing.crossed_at.isoformat(),
             f"; re-routed to {crossing.rerouted_to}" if crossing.rerouted_to else "",
         )
-    return [f"{c.request_id}:{c.threshold}" for c in crossings]
+    # the climb of unacknowledged pages rides on the same minute: no process of its own
+    escalations = escalate_due(session_factory(), config=get_config())
+    for escalation in escalations:
+        if escalation.outcome == "exhausted":
+            logger.error("%s: page exhausted, nobody acknowledged it", escalation.request_id)
+        elif escalation.outcome == "escalated":
+            logger.warning(
+                "%s: page escalated from %s to %s (step %s)",
+                escalation.request_id,
+                escalation.from_person,
+                escalation.to_person,
+                escalation.step,
+            )
+        else:
+            logger.info("%s: page resolved", escalation.request_id)
+    return [f"{c.request_id}:{c.threshold}" for c in crossings] + [
+        f"{e.request_id}:page.{e.outcome}" for e in escalations
+    ]

@@ -1,7 +1,8 @@
 """`relreq demo`: the whole story on this machine, printed as it happens.
 
 A bank in Moscow phones in a critical false positive at 02:00 on a Sunday; the TAM is off, so the
-manager on duty owns it; triage accepts; the pipeline commits the fix to the starter signature
+manager on duty owns it and is paged (Slack, e-mail and a local Events v2 paging service), and acknowledges
+the page; triage accepts; the pipeline commits the fix to the starter signature
 repository, builds and verifies a base; two engineers sign off each stage; the base goes to the
 internal, canary and customer channels; every notice reaches a local Slack server and a local SMTP
 server that the demo starts; finally the timeline and `audit verify`. Exits non-zero if any step fails.
@@ -42,6 +43,7 @@ from release_requests.settings import get_settings
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
 MOSCOW = ZoneInfo("Europe/Moscow")
 STEP_TIMEOUT = 240.0
+DEMO_ROUTING_KEY = "demo0routing0key0000000000000000"  # Events v2 integration keys are 32 characters
 FP_RULE = "trojan.Trojan_Win32_Dropper_001"
 # the bank's shared channel, the engineering channel, and the staff's direct messages
 DEMO_SLACK_CHANNELS = (
@@ -175,7 +177,7 @@ def _setup(data_dir: Path, sample: Path) -> dict[str, str]:
 def run() -> None:
     try:
         # deferred and guarded: the local Slack and SMTP servers are not product code; the `demo` extra has them
-        from devservers import LocalSlack, LocalSmtp, free_port
+        from devservers import LocalEventsV2, LocalSlack, LocalSmtp, free_port
     except ImportError as exc:
         raise CliError(
             f"relreq demo needs the local Slack and SMTP servers ({exc.name or exc} is missing): "
@@ -193,6 +195,7 @@ def run() -> None:
     api = f"http://127.0.0.1:{port}"
     slack = LocalSlack(token="xoxb-demo", channels=DEMO_SLACK_CHANNELS).start()
     smtp = LocalSmtp(user="relreq", password="demo-pass", starttls=True).start()
+    pager = LocalEventsV2(routing_keys=(DEMO_ROUTING_KEY,), tls=False).start()  # plain http: loopback only
     env = {
         **os.environ,
         "RR_DATA_DIR": str(data_dir),
@@ -200,12 +203,15 @@ def run() -> None:
         "RR_SLACK_TOKEN": "xoxb-demo",
         "RR_SLACK_BASE_URL": slack.base_url,
         "RR_SMTP_URL": smtp.url,
+        "RR_PAGING_WEBHOOK_URL": pager.url,
+        "RR_PAGING_ROUTING_KEY": DEMO_ROUTING_KEY,
         "RR_PUBLIC_URL": api,
     }
     env.pop("PREFECT_API_URL", None)
     started = time.monotonic()
     console.print(f"[bold]release-requests demo[/] — data in {data_dir}, API on {api}")
     console.print(f"local Slack {slack.base_url}, local SMTP {smtp.host}:{smtp.port} (STARTTLS + AUTH)")
+    console.print(f"local paging service (PagerDuty Events v2) {pager.url}")
     serve = subprocess.Popen(
         [str(Path(sys.executable).parent / "relreq"), "serve", "--port", str(port)],
         env=env,
@@ -214,7 +220,7 @@ def run() -> None:
         start_new_session=True,
     )
     try:
-        _story(api, data_dir, slack, smtp, serve)
+        _story(api, data_dir, slack, smtp, pager, serve)
         console.print(f"\n[bold green]demo finished in {time.monotonic() - started:.0f} s[/]")
     finally:
         serve.terminate()
@@ -224,9 +230,10 @@ def run() -> None:
             serve.kill()
         slack.stop()
         smtp.stop()
+        pager.stop()
 
 
-def _story(api: str, data_dir: Path, slack, smtp, serve: subprocess.Popen) -> None:
+def _story(api: str, data_dir: Path, slack, smtp, pager, serve: subprocess.Popen) -> None:
     story = Story(api)
     story.say("Starting relreq serve (embedded Postgres, Prefect server, flows, API)")
 
@@ -253,12 +260,18 @@ def _story(api: str, data_dir: Path, slack, smtp, serve: subprocess.Popen) -> No
             "product": "endpoint-agent",
             "product_version": "11.2.0",
             "received_at": received.isoformat(),
+            "caller_name": "Ivan Petrov, Moscow Bank SOC",
+            "callback_number": "+7 495 123-45-67 ext. 12",
         },
     )
     request_id = created["id"]
     with sample.open("rb") as f:
         story.call("boris", "POST", f"/api/v1/requests/{request_id}/samples", files={"file": ("payroll.exe", f)})
     console.print(f"  {request_id}: owner {created['owner']}; SLA due {created['sla']['due_at_local']}")
+    page = story.call("boris", "GET", f"/api/v1/requests/{request_id}/page")
+    console.print(f"  paged {page['paged']['name']} ({page['paged']['role']}): Slack, e-mail, paging service")
+    story.say("Boris acknowledges the page (relreq page ack): the escalation stops, the SLA clock does not")
+    story.call("boris", "POST", f"/api/v1/requests/{request_id}/page/acknowledge")
     story.show_new_events(request_id)
     story.say("Triage (Olga) accepts it: the pipeline builds the fix by itself")
     story.call("olga", "POST", f"/api/v1/requests/{request_id}/triage", json={"decision": "accept"})
@@ -284,6 +297,8 @@ def _story(api: str, data_dir: Path, slack, smtp, serve: subprocess.Popen) -> No
         console.print(f"  slack {channel}: {message.get('text', '')[:110]}")
     for mail in smtp.received:
         console.print(f"  mail to {', '.join(mail.rcpt_tos)}: {mail.message['Subject']}")
+    for incident in pager.incidents:
+        console.print(f"  paging service incident {incident.dedup_key}: {' → '.join(incident.log)}")
     story.say("Audit log")
     result = subprocess.run(
         [str(Path(sys.executable).parent / "relreq"), "audit", "verify"],
@@ -300,7 +315,7 @@ def _wait_delivered(story: Story, request_id: str) -> None:
     deadline = time.monotonic() + STEP_TIMEOUT
     while time.monotonic() < deadline:
         rows = story.call("olga", "GET", "/api/v1/notifications", params={"request_id": request_id})
-        pending = [r for r in rows if r["status"] not in ("sent", "dead")]
+        pending = [r for r in rows if r["status"] not in ("sent", "dead", "skipped")]
         dead = [r for r in rows if r["status"] == "dead"]
         if dead:
             raise CliError(f"{len(dead)} notices dead-lettered: {dead[0].get('last_error')}")

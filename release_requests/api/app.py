@@ -12,7 +12,9 @@ from release_requests.api import (
     duty_views,
     errors,
     healthchecks_views,
+    intake_views,
     notifications_views,
+    paging_views,
     pipeline_views,
     releases_views,
     report_settings_views,
@@ -41,6 +43,8 @@ def create_app(*, settings: Settings, config: AppConfig, sessions: sessionmaker[
     app.include_router(customers_views.router)
     app.include_router(sla_views.router)
     app.include_router(duty_views.router)
+    app.include_router(paging_views.router)
+    app.include_router(intake_views.router)
     app.include_router(pipeline_views.router)
     app.include_router(notifications_views.router)
     app.include_router(slack_views.router)

@@ -7,7 +7,9 @@ import typer
 from release_requests.cli import local, pipeline, remote, report_settings, sla
 from release_requests.cli.artifacts import artifacts_app, sigrepo_app
 from release_requests.cli.healthchecks import healthcheck_app
+from release_requests.cli.intake import intake_app
 from release_requests.cli.notifications import notifications_app
+from release_requests.cli.paging import page_app
 from release_requests.cli.releases import channels_app, client_app, release_app
 from release_requests.cli.reports import report_app
 
@@ -32,6 +34,8 @@ app.add_typer(client_app, name="client")
 app.add_typer(sla.sla_app, name="sla")
 app.add_typer(sla.duty_app, name="duty")
 app.add_typer(sla.leave_app, name="leave")
+app.add_typer(page_app, name="page")
+app.add_typer(intake_app, name="intake")
 app.add_typer(healthcheck_app, name="healthcheck")
 app.add_typer(report_app, name="report")
 report_app.add_typer(report_settings.report_prefs_app, name="prefs")

@@ -157,6 +157,32 @@ def duty_now(
     print_json(duty) if json_out else console.print(f"{duty['person'] or 'nobody'} — {duty['reason']}")
 
 
+@duty_app.command("check")
+def duty_check(
+    days: Annotated[int, typer.Option(help="How many days ahead, from now.")] = 14,
+    json_out: JsonFlag = False,
+) -> None:
+    """The gaps in the duty rotation for the next --days days, each with who covers it (the fallback) or
+    NOBODY. Exit code 1 when some span has nobody (for cron and monitoring), 0 otherwise."""
+    check = api_call("GET", "/api/v1/duty/check", params={"days": days})
+    if json_out:
+        print_json(check)
+    else:
+        rows = [
+            [local_time(g["starts_at"]), local_time(g["ends_at"]), g["covered_by"] or "NOBODY"] for g in check["gaps"]
+        ]
+        table(f"Rotation gaps, next {days} days ({len(rows)})", ["from", "to", "covered by"], rows)
+        console.print(f"head of support (last in every page's chain): {check['head_of_support'] or 'none configured'}")
+        for problem in check["problems"]:
+            console.print(f"problem: {problem}")
+        if check["nobody"]:
+            console.print("NOBODY takes a request filed in some of these spans: add shifts or set a fallback.")
+        elif not rows:
+            console.print("No gaps: every moment has a duty shift.")
+    if check["nobody"]:
+        raise typer.Exit(1)
+
+
 @duty_app.command("fallback")
 def duty_fallback(person: Annotated[str, typer.Option(help="E-mail or id of the fallback manager.")]) -> None:
     """Set who takes requests when the rotation has a gap."""

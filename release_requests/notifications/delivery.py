@@ -19,6 +19,11 @@ itself an alert: dead letters do not breed dead letters.
 
 A row whose transport is not configured here (RR_SLACK_TOKEN unset, …) is not claimed for sending: it is
 marked `skipped` with the reason, once, without an audit event, a retry or an alert.
+
+Rows of an *ordered* channel (`pager`) about one request leave in the order they were queued: the paging
+service drops an `acknowledge` or `resolve` for an incident it has not opened yet, and a `trigger` that
+overtook them would open an incident nobody ever closes. A row whose older sibling is still pending (a
+trigger waiting for its retry) is put back until that one is due, without an attempt being counted.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ from release_requests.sla.service import status_of
 log = logging.getLogger(__name__)
 CHANNEL = "rr_outbox"  # pg_notify channel of the insert trigger (migration 0003)
 ALERT_EVENT = "notification.dead"
+ORDERED_CHANNELS = frozenset({"pager"})  # per request, first queued, first delivered
+ORDER_RECHECK = timedelta(seconds=1)  # how soon a row held back behind one being sent looks again
 
 
 def _due(now) -> object:
@@ -63,7 +70,7 @@ class Deliverer:
     """Delivers due outbox rows through `transports` (one per outbox channel; a channel without one, or with
     one that is not configured, has its rows skipped). Crash points (`RR_CRASH_AT`, see `crashpoints`):
     `notify:claimed` (claim committed, nothing sent), `notify:after_<channel>` (`after_slack`,
-    `after_email`, `after_webhook`: the far side accepted the message, nothing recorded yet)."""
+    `after_email`, `after_webhook`, `after_pager`: the far side accepted the message, nothing recorded yet)."""
 
     def __init__(
         self,
@@ -106,7 +113,7 @@ class Deliverer:
             claimed = self._claim()
             if claimed is None:
                 break
-            if isinstance(claimed, str):  # skipped (no transport here), or dead (could not be rendered)
+            if isinstance(claimed, str):  # skipped (no transport here), dead (not renderable), held back (order)
                 outcomes[claimed] += 1
                 continue
             outcomes[self._deliver(claimed)] += 1
@@ -141,6 +148,9 @@ class Deliverer:
             if self._configured(row.channel) is None:
                 self._skip(row)
                 return "skipped"
+            if row.channel in ORDERED_CHANNELS and (later := self._behind(session, row, now)) is not None:
+                row.next_attempt_at = later
+                return "held"
             row.attempts += 1
             try:
                 notice = self._render(session, row)
@@ -150,6 +160,26 @@ class Deliverer:
             row.status, row.claimed_until = "sending", now + self.lease
         crash_point("notify:claimed")
         return notice
+
+    def _behind(self, session: Session, row: Notification, now: datetime) -> datetime | None:
+        """When `row` may be tried again if an older row of its channel about its request is still pending
+        (its next attempt, or a moment from now while it is being sent); None when nothing is ahead of it."""
+        ahead = session.execute(
+            select(Notification.status, Notification.next_attempt_at)
+            .where(
+                Notification.channel == row.channel,
+                Notification.request_id == row.request_id,
+                Notification.created_at < row.created_at,
+                Notification.status.in_(("queued", "failed", "sending")),
+            )
+            .order_by(Notification.created_at)
+            .limit(1)
+        ).first()
+        if ahead is None:
+            return None
+        status, next_attempt_at = ahead
+        soonest = now + ORDER_RECHECK
+        return soonest if status == "sending" else max(next_attempt_at, soonest)
 
     def _skip(self, row: Notification) -> None:
         """Not sent, not retried, not alerted about, not audited: the transport is simply not there. The

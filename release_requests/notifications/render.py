@@ -26,7 +26,9 @@ from release_requests.errors import DomainError
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 LANGUAGES = ("en", "ru")
-BUTTON_EVENTS = frozenset({"approval.requested"})  # internal messages a person decides on in Slack
+# internal messages a person acts on in Slack, and the buttons (action ids) each carries
+BUTTONS = {"approval.requested": ("approve", "reject"), "page.sent": ("acknowledge",)}
+BUTTON_EVENTS = frozenset(BUTTONS)
 SLACK_EVENT_TYPE = "rr_notification"  # Slack message metadata: how a resend finds what was already posted
 
 LABELS = {
@@ -58,6 +60,7 @@ LABELS = {
         "units": ("d", "h", "min"),
         "approve": "Approve",
         "reject": "Reject",
+        "acknowledge": "Acknowledge",
     },
     "ru": {
         "request": "Запрос",
@@ -87,6 +90,7 @@ LABELS = {
         "units": ("д", "ч", "мин"),
         "approve": "Утвердить",
         "reject": "Отклонить",
+        "acknowledge": "Подтвердить",
     },
 }
 
@@ -237,7 +241,7 @@ def render(
     if COMPOSED in context:
         return _from_composed(context[COMPOSED])
     name = template_name(event, language if language in LANGUAGES else "en")
-    if event in BUTTON_EVENTS and "stage" not in context:
+    if event == "approval.requested" and "stage" not in context:
         raise RenderError(f"template {name}: 'stage' is undefined (the buttons need it)")
     language = language if language in LANGUAGES else "en"
     t = {**LABELS[language], "severity": {n: severities.label(n, language) for n in (1, 2, 3, 4)}}
@@ -254,7 +258,7 @@ def render(
         "audience": audience,
         "language": language,
         "t": t,
-        "actions": _buttons(notification_id, request["id"], context, t) if event in BUTTON_EVENTS else [],
+        "actions": _buttons(event, notification_id, request["id"], context, t) if event in BUTTON_EVENTS else [],
     }
     try:
         template = _ENV.get_template(name)
@@ -277,7 +281,13 @@ def render(
     )
 
 
-def _buttons(notification_id: str, request_id: str, context: dict, t: dict) -> list[dict]:
+def _buttons(event: str, notification_id: str, request_id: str, context: dict, t: dict) -> list[dict]:
+    """The buttons of a message a person acts on; each carries the message's id and its request (and the stage
+    a sign-off signs), which `workflows.slack_decisions` checks against the outbox row before acting."""
+    if event == "page.sent":  # the paged person takes the page: the climb stops
+        value = json.dumps({"notification_id": notification_id, "request_id": request_id})
+        text = {"type": "plain_text", "text": t["acknowledge"]}
+        return [{"type": "button", "action_id": "acknowledge", "style": "primary", "text": text, "value": value}]
     value = json.dumps({"notification_id": notification_id, "request_id": request_id, "stage": context["stage"]})
     return [
         {

@@ -1,4 +1,4 @@
-"""How a notice leaves: one `Transport` per outbox channel (`slack`, `email`, `webhook`), found by name.
+"""How a notice leaves: one `Transport` per outbox channel (`slack`, `email`, `webhook`, `pager`), found by name.
 
 The deliverer knows nothing of Slack or SMTP: it claims a row, renders it into a `Notice`, and hands it to
 `transports[row.channel].send(notice)`, which returns a `Delivered` (the provider's id for the message) or
@@ -21,10 +21,16 @@ User and password are URL-encoded (`%40` for `@`).
 Webhook (`RR_WEBHOOK_URL`, `RR_WEBHOOK_SECRET`): a POST of a JSON document per notice, signed with
 HMAC-SHA256 over `{timestamp}.{body}` (header `X-RR-Signature: v1=<hex>`, `X-RR-Timestamp`). Only
 `https://` URLs, or `http://` to a loopback address; the URL comes from the settings only, never from a row.
+
+Pager (`RR_PAGING_WEBHOOK_URL`, `RR_PAGING_ROUTING_KEY`): the paging service's Events API v2 endpoint (PagerDuty's
+`https://events.pagerduty.com/v2/enqueue`, or any service that speaks it) and the integration's routing key.
+The same URL rules as the webhook; the key goes in each event's body and nowhere else (docs/paging.md).
 """
 
 from __future__ import annotations
 
+import base64
+import email.policy
 import hashlib
 import hmac
 import http.client
@@ -37,6 +43,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.headerregistry import HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -314,7 +321,7 @@ class SmtpTarget:
     port: int
     security: str  # plain | starttls | tls
     user: str | None
-    password: str | None
+    password: str | None = field(repr=False)  # a target in a log line or a traceback never shows it
     cafile: str | None
 
 
@@ -351,6 +358,41 @@ def check_address(address: str) -> str:
         raise PermanentError(f"e-mail address '{address}' is not valid: {exc}") from None
 
 
+_WORD_BYTES = 42  # UTF-8 bytes per encoded-word: 56 base64 characters, so each folded line stays under 78
+
+
+def encoded_words(text: str) -> list[str]:
+    """`text` as RFC 2047 encoded-words that together hold every character, spaces included, never splitting
+    a character across two words."""
+    chunks, current = [], b""
+    for char in text:
+        encoded = char.encode()
+        if current and len(current) + len(encoded) > _WORD_BYTES:
+            chunks.append(current)
+            current = b""
+        current += encoded
+    chunks.append(current)
+    return [f"=?utf-8?b?{base64.b64encode(chunk).decode('ascii')}?=" for chunk in chunks]
+
+
+class _Subject(UnstructuredHeader):
+    """A subject that reads the same after folding. CPython's folder (3.11) splits a long non-ASCII subject
+    into encoded-words at a space and leaves that space between them, where RFC 2047 says readers drop it:
+    "ваш запрос" arrived as "вашзапрос". Here every character, spaces included, is inside an encoded-word,
+    so the folding whitespace between them is the only whitespace readers drop."""
+
+    def fold(self, *, policy) -> str:
+        value = str(self)
+        if value.isascii():
+            return super().fold(policy=policy)
+        return f"{self.name}: " + f"{policy.linesep} ".join(encoded_words(value)) + policy.linesep
+
+
+_HEADERS = HeaderRegistry()
+_HEADERS.map_to_type("subject", _Subject)
+MAIL_POLICY = email.policy.default.clone(header_factory=_HEADERS)  # e-mails we write
+
+
 def request_root(request_id: str) -> str:
     """The Message-ID every notice about one request refers to: mail clients thread them under it, and a
     customer's reply that keeps it in References finds its request again (e-mail intake)."""
@@ -376,7 +418,7 @@ def build_email(
     Microsoft's `X-Auto-Response-Suppress`), so that out-of-office replies and other robots do not answer
     it and two mail robots never talk to each other. `in_reply_to` (a customer's Message-ID, from intake)
     makes the notice a reply to their message; anything that is not one Message-ID is left out."""
-    msg = EmailMessage()
+    msg = EmailMessage(policy=MAIL_POLICY)
     msg["Message-ID"] = message_id(notification_id)
     references = [request_root(request_id)] if request_id else []  # every notice about one request threads
     if in_reply_to and _MESSAGE_ID.fullmatch(in_reply_to):
@@ -484,24 +526,26 @@ def _text(value: bytes | str) -> str:
 # --- webhook --------------------------------------------------------------------------------------
 
 
-def check_webhook_url(url: str) -> str:
-    """`url` if it is https://host…, or http:// to a loopback address (tests, a local relay); ConfigError if not.
+def check_webhook_url(url: str, *, setting: str = "RR_WEBHOOK_URL") -> str:
+    """`url` if it is https://host…, or http:// to a loopback address (tests, a local relay); ConfigError if not,
+    naming `setting` (the generic webhook's, or the pager's `RR_PAGING_WEBHOOK_URL`).
 
     The message names the scheme and host only: the URL may carry a token in its path or query."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     if parts.scheme == "https" and host:
         return url
-    if parts.scheme == "http" and host and _loopback(host):
+    if parts.scheme == "http" and host and is_loopback_host(host):
         return url
     shown = f"{parts.scheme or 'no scheme'}://{host}" if host else (parts.scheme or "no scheme")
     raise ConfigError(
-        f"RR_WEBHOOK_URL: expected https://host/…, or http:// to a loopback address (127.0.0.1, ::1, localhost), "
+        f"{setting}: expected https://host/…, or http:// to a loopback address (127.0.0.1, ::1, localhost), "
         f"got {shown}…"
     )
 
 
-def _loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """`localhost` or a loopback address: where a plain-text URL (http://, imap://) may point."""
     if host == "localhost":
         return True
     try:
@@ -605,9 +649,160 @@ class WebhookTransport:
         raise TransientError(detail)
 
 
+# --- the pager (Events API v2) ------------------------------------------------------------------------
+
+PAGER_SOURCE = "release-requests"  # the event's `payload.source` and `client`: who raised the alert
+PAGER_USER_AGENT = "release-requests-pager/1"
+PAGER_ACTIONS = ("trigger", "acknowledge", "resolve")
+PAGER_SEVERITIES = {1: "critical", 2: "error", 3: "warning", 4: "info"}  # our severity → PD-CEF severity
+PAGER_SUMMARY_LIMIT = 1024  # Events v2 refuses a longer `payload.summary`
+PAGER_DEDUP_KEY_LIMIT = 255
+_PAGER_ERROR_LIMIT = 500  # of the far side's words kept in `last_error`
+
+
+def pager_event(notice: Notice, *, routing_key: str) -> dict:
+    """The Events API v2 event for one `pager` outbox row (https://developer.pagerduty.com, "Send an Alert Event").
+
+    The row's context says what to do (`action`: trigger | acknowledge | resolve) to which incident
+    (`dedup_key`, one per request); a trigger also describes the incident from the context (severity, customer,
+    who is paged at which step) and the rendered subject. A row that cannot make a valid event is a
+    PermanentError: sending it again would be refused again."""
+    context = notice.context
+    action, dedup_key = context.get("action"), context.get("dedup_key")
+    if action not in PAGER_ACTIONS:
+        raise PermanentError(f"pager: the row's action {action!r} is not one of {', '.join(PAGER_ACTIONS)}")
+    if not isinstance(dedup_key, str) or not 0 < len(dedup_key) <= PAGER_DEDUP_KEY_LIMIT:
+        raise PermanentError(f"pager: the row has no dedup_key of 1–{PAGER_DEDUP_KEY_LIMIT} characters")
+    event = {"routing_key": routing_key, "event_action": action, "dedup_key": dedup_key}
+    if action != "trigger":
+        return event  # acknowledge and resolve name the incident; anything else in them is ignored
+    severity = context.get("severity", notice.request.get("severity"))
+    if severity not in PAGER_SEVERITIES:
+        raise PermanentError(f"pager: severity {severity!r} has no Events v2 severity")
+    customer = str(context.get("customer") or notice.request.get("customer") or "")
+    summary = notice.rendered.subject
+    if len(summary) > PAGER_SUMMARY_LIMIT:
+        summary = summary[: PAGER_SUMMARY_LIMIT - 1] + "…"
+    event["payload"] = {
+        "summary": summary,
+        "source": PAGER_SOURCE,
+        "severity": PAGER_SEVERITIES[severity],
+        "timestamp": notice.created_at.isoformat(),  # when we decided to page, not when this attempt ran
+        "component": str(notice.request.get("kind") or "request"),
+        "group": customer,
+        "class": f"severity {severity} request",
+        "custom_details": {
+            "request_id": notice.request_id,
+            "customer": customer,
+            "severity": severity,
+            "step": context.get("step"),
+            "paged": context.get("paged"),
+        },
+    }
+    event["client"] = PAGER_SOURCE
+    if notice.status_url:
+        event["client_url"] = notice.status_url
+        event["links"] = [{"href": notice.status_url, "text": f"Request {notice.request_id}"}]
+    return event
+
+
+def _answer(response: httpx.Response) -> dict:
+    """The Events v2 answer (`status`, `message`, `dedup_key`, `errors`), or {} when the body is not one."""
+    try:
+        answer = response.json()
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+class PagerTransport:
+    """The paging service (PagerDuty, or anything that speaks its Events API v2): one JSON event per `pager` row,
+    POSTed to RR_PAGING_WEBHOOK_URL with the integration's routing key (RR_PAGING_ROUTING_KEY) in the body.
+
+    Every event of one request carries the request's `dedup_key`, so the paging service keeps one incident
+    per request: a trigger sent again after a crash or a timeout (the far side may have taken the first) is
+    added to the open incident instead of opening another, and an acknowledge or a resolve sent twice changes
+    nothing. That is what makes resending safe, so a resend is simply a send.
+
+    Answers as the Events v2 documentation lists them: 2xx (202) delivered; 400 — and any other 4xx but 408
+    and 429 (a wrong URL or key) — permanent, naming the far side's `errors`; 429 transient, honouring
+    Retry-After; 408, 3xx (redirects are not followed), 5xx, timeouts, refused or dropped connections
+    transient. The routing key is a secret: it is never in an error, a log line or the audit trail
+    (whatever the far side says is scrubbed of it before it is recorded)."""
+
+    name = "pager"
+    configured = True
+    reason = "configured"
+
+    def __init__(self, url: str, *, routing_key: str, timeout: float = 10, cafile: str | None = None) -> None:
+        self.url = check_webhook_url(url, setting="RR_PAGING_WEBHOOK_URL")
+        if not routing_key or not routing_key.strip():
+            raise ConfigError("RR_PAGING_ROUTING_KEY: empty; the paging service routes events by it")
+        self._routing_key = routing_key.strip()
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=cafile) if cafile else True
+        self._client = httpx.Client(timeout=timeout, follow_redirects=False, verify=verify)
+
+    def __repr__(self) -> str:  # never the routing key
+        return f"PagerTransport({urlsplit(self.url).hostname})"
+
+    @staticmethod
+    def check(settings: Settings) -> str | None:
+        """Why this transport is not configured (None: it is); ConfigError for a URL it refuses."""
+        if not settings.paging_webhook_url:
+            return "RR_PAGING_WEBHOOK_URL unset"
+        check_webhook_url(settings.paging_webhook_url, setting="RR_PAGING_WEBHOOK_URL")
+        return None if (settings.paging_routing_key or "").strip() else "RR_PAGING_ROUTING_KEY unset"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, config: AppConfig) -> PagerTransport | NotConfigured:
+        if reason := cls.check(settings):
+            return NotConfigured(cls.name, reason)
+        timeout = config.notifications.delivery.timeout_seconds
+        return cls(settings.paging_webhook_url, routing_key=settings.paging_routing_key, timeout=timeout)
+
+    def _scrub(self, text: str) -> str:
+        """`text` without the routing key (a receiver may quote the event back), cut to a readable length."""
+        text = text.replace(self._routing_key, "[routing key]")
+        return text if len(text) <= _PAGER_ERROR_LIMIT else text[: _PAGER_ERROR_LIMIT - 1] + "…"
+
+    def send(self, notice: Notice) -> Delivered:
+        event = pager_event(notice, routing_key=self._routing_key)
+        body = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": PAGER_USER_AGENT}
+        action = event["event_action"]
+        try:
+            response = self._client.post(self.url, content=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            # the far side may have taken it: the resend carries the same dedup_key, so it opens nothing new
+            raise TransientError(f"pager {action}: timed out ({type(exc).__name__}), will resend") from None
+        except httpx.TransportError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise PermanentError(self._scrub(f"pager TLS: certificate not trusted ({exc})")) from None
+            raise TransientError(self._scrub(f"pager {action}: {type(exc).__name__}: {exc}")) from None
+        status, answer = response.status_code, _answer(response)
+        if 200 <= status < 300:
+            external = str(answer.get("dedup_key") or f"HTTP {status}")
+            return Delivered(self._scrub(external)[:200])
+        detail = f"pager {action}: HTTP {status} {response.reason_phrase}".rstrip()
+        said = [str(answer[k]) for k in ("status", "message") if isinstance(answer.get(k), str) and answer[k]]
+        if said:
+            detail += f": {' — '.join(said)}"
+        errors = answer.get("errors")
+        if isinstance(errors, list) and errors:
+            detail += f" ({'; '.join(str(e) for e in errors[:5])})"
+        detail = self._scrub(detail)
+        if status == 429:
+            retry_after = _retry_after(response)
+            suffix = f", retry after {retry_after} s" if retry_after is not None else ""
+            raise TransientError(f"{detail}{suffix}", retry_after=retry_after)
+        if 400 <= status < 500 and status != 408:
+            raise PermanentError(detail)
+        raise TransientError(detail)
+
+
 # --- the registry ---------------------------------------------------------------------------------
 
-TRANSPORTS = (SlackTransport, SmtpTransport, WebhookTransport)  # every outbox channel, by `name`
+TRANSPORTS = (SlackTransport, SmtpTransport, WebhookTransport, PagerTransport)  # every outbox channel, by `name`
 
 
 def configure(settings: Settings, config: AppConfig) -> dict[str, Transport]:

@@ -82,7 +82,7 @@ SYSTEMS = {
     "sla_watch": "the SLA watch",
     "outbox": "the outbox",
 }
-CHANNELS = {"slack": "Slack", "email": "e-mail", "webhook": "webhook"}
+CHANNELS = {"slack": "Slack", "email": "e-mail", "webhook": "webhook", "pager": "paging service"}
 INTAKE = {"portal": "on the portal", "phone": "by phone", "email": "by e-mail", "tam": "through the TAM"}
 STATES = {
     "queued": "queued",
@@ -281,6 +281,39 @@ def _step(entry, *, _: Translate, staff: bool, people: Mapping[int, str], state:
             return say("SLA warning: {threshold} of the time used", threshold=after.get("threshold") or "?")
         case "sla.breached":
             return say("SLA breached", tone="bad")
+        case "request.customer_message":
+            return say("{who} wrote by e-mail", who=by, detail=_text(after.get("message")))
+        case "mail.received":
+            outcome = after.get("outcome") or "?"
+            return say("E-mail from {sender} read: {outcome}", sender=after.get("sender") or "?", outcome=_(outcome))
+        case "page.started":
+            chain = ", ".join(f"{e.get('name', '?')} ({_(e.get('role', '?'))})" for e in after.get("chain") or [])
+            return say("Paging: {chain}", chain=chain or _("nobody to page"))
+        case "page.sent":
+            return say(
+                "Paged {person} ({role}), step {step} of {of}",
+                person=after.get("person") or "?",
+                role=_(after.get("role") or "?"),
+                step=after.get("step", "?"),
+                of=after.get("of", "?"),
+                detail=None,
+            )
+        case "page.escalated":
+            return say(
+                "Not acknowledged in {minutes} min: paged {person} ({role})",
+                minutes=after.get("unacknowledged_minutes", "?"),
+                person=after.get("person") or "?",
+                role=_(after.get("role") or "?"),
+                tone="bad",
+            )
+        case "page.acknowledged":
+            return say("{who} acknowledged the page", who=after.get("by") or by, tone="good")
+        case "page.resolved":
+            return say("The page was resolved")
+        case "page.exhausted":
+            return say("Nobody acknowledged the page and nobody is left to page", tone="bad")
+        case "duty.nobody_on_duty":
+            return say("Nobody was on duty: every duty manager was alerted", tone="bad")
         case "line.advanced":
             return say("The fix joined the release line")
         case "line.reverted":
@@ -343,6 +376,13 @@ HOSTS: dict[str, tuple[str, ...]] = {
     "sla.warning": ("sla.warning",),
     "sla.breach": ("sla.breached",),
     "sla.rerouted": ("request.rerouted",),
+    "request.customer_message": ("request.customer_message",),
+    "page.sent": ("page.sent", "page.escalated"),
+    "page.pager": ("page.sent", "page.escalated", "page.acknowledged", "page.resolved"),
+    "page.acknowledged": ("page.acknowledged",),
+    "page.acknowledged_in_slack": ("slack.decision",),
+    "page.exhausted": ("page.exhausted",),
+    "duty.nobody_on_duty": ("duty.nobody_on_duty",),
 }
 NEARBY = 4  # a notice is queued in its step's transaction: its step is among the last few lines
 DEAD_LETTER_ALERT = "notification.dead"  # the event of the alert the outbox raises about a dead letter

@@ -11,7 +11,9 @@ from typing import BinaryIO
 
 from sqlalchemy.orm import Session
 
+from release_requests.clock import db_now
 from release_requests.config import AppConfig
+from release_requests.paging.service import start_page
 from release_requests.people.models import Person
 from release_requests.pipeline.service import on_accepted
 from release_requests.pipeline.sharing import join_open_build
@@ -30,10 +32,13 @@ def submit(session: Session, *, actor: Person, data: SubmitRequest, config: AppC
 
 
 def file_request(session: Session, *, actor: Person, data: SubmitRequest, config: AppConfig) -> Submission:
-    """`submit`, saying whether the key was a replay (then nothing was filed now and nothing follows)."""
+    """`submit`, saying whether the key was a replay (then nothing was filed now and nothing follows). A
+    request of a paged severity (config/paging.toml) that no TAM at work takes pages the person on duty
+    (`paging.start_page`): the portal, the API, a logged phone call and e-mail intake all file through here."""
     submission = requests.file_request(session, actor=actor, data=data, config=config)
     if not submission.replayed:
         join_open_build(session, request=submission.request, config=config)
+        start_page(session, request=submission.request, routing=submission.routing, config=config, at=db_now(session))
     return submission
 
 

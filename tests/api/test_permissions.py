@@ -235,6 +235,35 @@ SAMPLES: dict[tuple[str, str], list[Call]] = {
     ],
     ("GET", "/api/v1/duty/shifts"): [call("duty.read", lambda w, u: ("/api/v1/duty/shifts", {}))],
     ("GET", "/api/v1/duty/now"): [call("duty.read", lambda w, u: ("/api/v1/duty/now", {}))],
+    ("GET", "/api/v1/duty/check"): [call("duty.read", lambda w, u: ("/api/v1/duty/check", {}))],
+    ("GET", "/api/v1/pages"): [call("page.read", lambda w, u: ("/api/v1/pages", {}))],
+    ("GET", R + "/{request_id}/page"): [call("page.read", lambda w, u: (f"{R}/{w.request_id}/page", {}))],
+    ("POST", R + "/{request_id}/page/acknowledge"): [
+        call("page.acknowledge", lambda w, u: (f"{R}/{w.request_id}/page/acknowledge", {}))
+    ],
+    ("POST", "/api/v1/intake/email"): [
+        call(
+            "mail.ingest",
+            lambda w, u: (
+                "/api/v1/intake/email",
+                {
+                    "content": (
+                        f"From: stranger@example.org\r\nMessage-ID: <{uuid.uuid4().hex}@example.org>\r\n"
+                        "Subject: hello\r\n\r\nIs this support?\r\n"
+                    ).encode(),
+                    "headers": {"Content-Type": "message/rfc822"},
+                },
+            ),
+        )
+    ],
+    ("GET", "/api/v1/intake/mail"): [call("mail.read", lambda w, u: ("/api/v1/intake/mail", {}))],
+    ("GET", "/api/v1/intake/mail/{mail_id}"): [call("mail.read", lambda w, u: ("/api/v1/intake/mail/999999", {}))],
+    ("GET", "/api/v1/intake/mail/{mail_id}/raw"): [
+        call("mail.read", lambda w, u: ("/api/v1/intake/mail/999999/raw", {}))
+    ],
+    ("POST", "/api/v1/intake/mail/{mail_id}/assign"): [
+        call("mail.assign", lambda w, u: ("/api/v1/intake/mail/999999/assign", _json({"customer_id": w.customer_id})))
+    ],
     ("PUT", "/api/v1/duty/fallback"): [
         call("duty.set_fallback", lambda w, u: ("/api/v1/duty/fallback", _json({"person": w.duty_manager})))
     ],

@@ -18,6 +18,7 @@ def test_zombie_automation_is_created_once_and_spares_paused_and_suspended_runs(
         "sla_watch/every-minute@rr_staging",
         "deliver-outbox/every-minute@rr_staging",
         "reconcile/every-minute@rr_staging",
+        "mail_intake/every-minute@rr_staging",
         "reports_due/every-5-minutes@rr_staging",
         "build_and_verify/segment@rr_staging",
         "publish_stage/segment@rr_staging",

@@ -32,7 +32,14 @@ from release_requests.settings import Settings, get_settings
 from tests.notifications.conftest import INTERNAL, deliver_until_quiet
 
 SECRET = "whsec-3a1f0c9d2b7e4f6a8c5d"
-UNCONFIGURED = {"slack_token": None, "smtp_url": None, "webhook_url": None, "webhook_secret": None}
+UNCONFIGURED = {
+    "slack_token": None,
+    "smtp_url": None,
+    "webhook_url": None,
+    "webhook_secret": None,
+    "paging_webhook_url": None,
+    "paging_routing_key": None,
+}
 
 
 @pytest.fixture
@@ -217,6 +224,7 @@ def test_unconfigured_transports_skip_their_notices_without_dead_letters_alerts_
         "slack": "RR_SLACK_TOKEN unset",
         "email": "RR_SMTP_URL unset",
         "webhook": "RR_WEBHOOK_URL unset",
+        "pager": "RR_PAGING_WEBHOOK_URL unset",
     }
     customer = scene.customer()
     engineer = scene.person("triage")
@@ -260,6 +268,7 @@ def test_unconfigured_transports_skip_their_notices_without_dead_letters_alerts_
         "notifications: slack not configured (RR_SLACK_TOKEN unset): its notices are skipped, not sent",
         "notifications: email not configured (RR_SMTP_URL unset): its notices are skipped, not sent",
         "notifications: webhook not configured (RR_WEBHOOK_URL unset): its notices are skipped, not sent",
+        "notifications: pager not configured (RR_PAGING_WEBHOOK_URL unset): its notices are skipped, not sent",
     ]
 
 
@@ -296,6 +305,7 @@ def test_healthz_names_each_transport_and_whether_it_is_configured(settings, con
             "slack": "not configured: RR_SLACK_TOKEN unset",
             "email": "not configured: RR_SMTP_URL unset",
             "webhook": "not configured: RR_WEBHOOK_URL unset",
+            "pager": "not configured: RR_PAGING_WEBHOOK_URL unset",
         },
     }
     configured = health(
@@ -304,7 +314,12 @@ def test_healthz_names_each_transport_and_whether_it_is_configured(settings, con
         webhook_url="https://hooks.vendor.example/rr",
         webhook_secret=SECRET,
     )
-    assert configured["notifications"] == {"slack": "configured", "email": "configured", "webhook": "configured"}
+    assert configured["notifications"] == {
+        "slack": "configured",
+        "email": "configured",
+        "webhook": "configured",
+        "pager": "not configured: RR_PAGING_WEBHOOK_URL unset",
+    }
     half = health(webhook_url="https://hooks.vendor.example/rr", smtp_url="mail.vendor.example:25")
     assert half["status"] == "ok"
     assert half["notifications"]["webhook"] == "not configured: RR_WEBHOOK_SECRET unset"
@@ -367,6 +382,7 @@ def test_serve_says_once_on_its_terminal_which_transports_are_off_and_refuses_a_
         "notifications: slack not configured (RR_SLACK_TOKEN unset): its notices are skipped, not sent",
         "notifications: email not configured (RR_SMTP_URL unset): its notices are skipped, not sent",
         "notifications: webhook not configured (RR_WEBHOOK_URL unset): its notices are skipped, not sent",
+        "notifications: pager not configured (RR_PAGING_WEBHOOK_URL unset): its notices are skipped, not sent",
     ]
     wrong = settings.model_copy(
         update={**UNCONFIGURED, "webhook_url": "http://relay.corp.example/hook", "webhook_secret": SECRET}

@@ -49,7 +49,15 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ("release_requests.people", "release_requests.customers", "release_requests.sla", "release_requests.routing"),
     ),
     ("notifications", ("release_requests.notifications",)),
-    ("requests", ("release_requests.requests", "release_requests.healthchecks")),
+    (
+        "requests",
+        (
+            "release_requests.requests",
+            "release_requests.healthchecks",
+            "release_requests.paging",
+            "release_requests.mail",  # the mailbox: what reached it (inbound_mail), IMAP and its cursor
+        ),
+    ),
     ("releases", ("release_requests.releases",)),
     ("pipeline", ("release_requests.pipeline",)),
     ("reports", ("release_requests.reports",)),

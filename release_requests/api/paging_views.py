@@ -1,0 +1,97 @@
+"""/api/v1/pages, a request's page and its acknowledgement, and the rotation check: thin handlers over
+`paging.service`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from release_requests.access import needs
+from release_requests.api.deps import AppContext, caller, context
+from release_requests.clock import db_now
+from release_requests.paging import service
+from release_requests.paging.models import Page
+from release_requests.paging.schemas import ChainEntry, DutyCheckOut, GapOut, PageOut
+from release_requests.people.models import Person
+from release_requests.requests.models import ReleaseRequest
+
+router = APIRouter(prefix="/api/v1", tags=["paging"])
+
+
+def _out(session, page: Page) -> PageOut:
+    request = session.get(ReleaseRequest, page.request_id)
+    by = session.get(Person, page.acknowledged_by_id) if page.acknowledged_by_id else None
+    return PageOut(
+        request_id=page.request_id,
+        customer_id=request.customer_id,
+        dedup_key=page.dedup_key,
+        severity=page.severity,
+        status=page.status,
+        chain=page.chain,
+        step=page.step,
+        paged=ChainEntry(**page.chain[page.step]) if page.chain else None,
+        paged_at=page.paged_at,
+        escalate_at=page.escalate_at,
+        acknowledged_by_id=page.acknowledged_by_id,
+        acknowledged_by=by.name if by else None,
+        acknowledged_at=page.acknowledged_at,
+        acknowledged_via=page.acknowledged_via,
+        resolved_at=page.resolved_at,
+    )
+
+
+@router.get("/pages", response_model=list[PageOut], openapi_extra=needs("page.read"))
+def list_pages(
+    status: Annotated[str | None, Query(description="paging | acknowledged | resolved | exhausted")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    me: Person = Depends(caller),
+    ctx: AppContext = Depends(context),
+):
+    """Pages, newest first (a TAM: their customers' only)."""
+    with ctx.unit_of_work() as session:
+        return [_out(session, p) for p in service.list_pages(session, actor=me, status=status, limit=limit)]
+
+
+@router.get("/requests/{request_id}/page", response_model=PageOut, openapi_extra=needs("page.read"))
+def show_page(request_id: str, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
+    """A request's page: its chain, who is paged now, who acknowledged it."""
+    with ctx.unit_of_work() as session:
+        return _out(session, service.page_of(session, actor=me, request_id=request_id))
+
+
+@router.post("/requests/{request_id}/page/acknowledge", response_model=PageOut, openapi_extra=needs("page.acknowledge"))
+def acknowledge(request_id: str, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
+    """Take the page: the escalation stops (not the SLA clock). 409 when it was already acknowledged."""
+    with ctx.unit_of_work() as session:
+        page = service.acknowledge(session, actor=me, request_id=request_id, via="api", config=ctx.config)
+        return _out(session, page)
+
+
+@router.get("/duty/check", response_model=DutyCheckOut, openapi_extra=needs("duty.read"))
+def check_rotation(
+    days: Annotated[int, Query(ge=1, le=366)] = 14,
+    me: Person = Depends(caller),
+    ctx: AppContext = Depends(context),
+):
+    """The gaps in the duty rotation for the next `days` days, each with who covers it (the fallback) or nobody."""
+    with ctx.unit_of_work() as session:
+        check = service.check_rotation(session, actor=me, at=db_now(session), days=days, config=ctx.config)
+        return DutyCheckOut(
+            at=check.at,
+            until=check.until,
+            days=days,
+            gaps=[
+                GapOut(
+                    starts_at=g.starts_at,
+                    ends_at=g.ends_at,
+                    covered_by_id=g.covered_by.id if g.covered_by else None,
+                    covered_by=g.covered_by.name if g.covered_by else None,
+                )
+                for g in check.gaps
+            ],
+            nobody=check.nobody,
+            fallback=check.fallback.name if check.fallback else None,
+            head_of_support=check.head_of_support.name if check.head_of_support else None,
+            problems=check.problems,
+        )
