@@ -4,7 +4,8 @@ Both only call `release_requests.workflows.mailbox`; the cursor in Postgres deci
 two running at once (or a pass after a crash) take no message twice and lose none.
 
 - `mail_intake` — a flow, deployed every minute: one pass (a safety net for a listener that is down, and
-  the whole job with a server that offers no IDLE). Without RR_IMAP_URL it does nothing and says so once.
+  the whole job with a server that offers no IDLE). Without RR_IMAP_URL it does nothing, and each run's
+  log says so in one line.
 - `listen_for_mail` — a long-running function for the serving process (only when RR_IMAP_URL is set):
   takes a new message within seconds of its arrival, over IMAP IDLE.
 """

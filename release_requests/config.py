@@ -41,7 +41,7 @@ class EmailIntakePolicy(_Strict):
     default_kind: Literal["false_positive", "false_negative", "private_hotfix"] = "false_positive"
     max_message_bytes: int = Field(default=41943040, gt=0, description="larger messages are held, not parsed")
     max_attachments: int = Field(default=20, gt=0, description="attachments (and archive members) taken per message")
-    max_unpacked_bytes: int = Field(default=104857600, gt=0, description="all members of one archive, unpacked")
+    max_unpacked_bytes: int = Field(default=104857600, gt=0, description="one message's attachments, unpacked")
     archive_passwords: list[str] = Field(default_factory=lambda: ["infected"], max_length=10)
     require_authentication: Literal["none", "spf_or_dkim", "dmarc"] = Field(
         default="none", description="what the receiving server's Authentication-Results must say of a sender"

@@ -35,7 +35,7 @@ from release_requests.config import get_config
 from release_requests.customers.schemas import CustomerCreate
 from release_requests.customers.service import assign_tam, create_customer
 from release_requests.people.service import PersonCreate, create_person, issue_token
-from release_requests.routing.service import ShiftCreate, add_shifts, set_fallback
+from release_requests.routing.service import LeaveCreate, ShiftCreate, add_leave, add_shifts, set_fallback
 from release_requests.runtime import local_session
 from release_requests.server import wait_until_healthy
 from release_requests.settings import get_settings
@@ -165,6 +165,10 @@ def _setup(data_dir: Path, sample: Path) -> dict[str, str]:
             tokens[key] = issue_token(s, actor=admin, person=person)
             if key == "tanya":
                 assign_tam(s, actor=admin, customer_id="moscow-bank", person=person)
+                today = datetime.now(MOSCOW).date()
+                if today.weekday() < 5:  # a TAM at work when Sunday's call is logged would take it unpaged
+                    leave = LeaveCreate(first_day=today, last_day=today, reason="demo: away when the call is logged")
+                    add_leave(s, actor=admin, person=person, data=leave)
             if key == "boris":
                 start = last_sunday_2am_moscow(datetime.now(MOSCOW)) - timedelta(hours=14)
                 add_shifts(
@@ -270,7 +274,7 @@ def _story(api: str, data_dir: Path, slack, smtp, pager, serve: subprocess.Popen
     console.print(f"  {request_id}: owner {created['owner']}; SLA due {created['sla']['due_at_local']}")
     page = story.call("boris", "GET", f"/api/v1/requests/{request_id}/page")
     console.print(f"  paged {page['paged']['name']} ({page['paged']['role']}): Slack, e-mail, paging service")
-    story.say("Boris acknowledges the page (relreq page ack): the escalation stops, the SLA clock does not")
+    story.say("Boris acknowledges the page (as `relreq page ack` does): the escalation stops, the SLA clock does not")
     story.call("boris", "POST", f"/api/v1/requests/{request_id}/page/acknowledge")
     story.show_new_events(request_id)
     story.say("Triage (Olga) accepts it: the pipeline builds the fix by itself")

@@ -173,6 +173,18 @@ def check_notifications(settings: Settings, config: AppConfig) -> None:
         log.warning(warning)
 
 
+def check_mail_intake(settings: Settings, config: AppConfig) -> None:
+    """Say once, on the terminal, when the support mailbox is read but nothing checks who wrote a message: with
+    `require_authentication = "none"` anyone who puts a contact's address in From files and answers as them."""
+    if settings.imap_url and config.intake.email.require_authentication == "none":
+        log.warning(
+            'mail intake: [email] require_authentication is "none" in %s: anyone who writes a customer '
+            "contact's address in From files requests and answers questions as that contact; set it to "
+            '"spf_or_dkim" or "dmarc" with trusted_authserv_ids naming your receiving mail servers',
+            settings.config_dir / "intake.toml",
+        )
+
+
 def run(*, host: str, port: int) -> None:
     configure_logging()
     # uvicorn re-raises the signal it caught after shutting down; turning SIGTERM into SystemExit lets the
@@ -180,6 +192,7 @@ def run(*, host: str, port: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     settings = get_settings()
     check_notifications(settings, get_config())
+    check_mail_intake(settings, get_config())
     announce_database(settings)
     app_url = migrated_url(create=True)
     ensure_signature_repo(settings)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import uuid
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg.errors import DeadlockDetected, SerializationFailure
-from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -29,6 +31,26 @@ STATUS = {
     errors.ConfigError: 500,
     errors.ServiceUnavailable: 503,
 }
+
+
+DATABASE_RETRY_AFTER = 2  # seconds: a restarting Postgres is back within a few; clients retry on their own
+
+
+def database_unreachable(exc: Exception) -> bool:
+    """The database cannot be reached or is restarting, as opposed to refusing this statement: the connection
+    was lost or refused (no SQLSTATE, class 08), or the server is shutting down or starting (57P01–57P03),
+    or no pooled connection came free in time. Retrying later is the answer, not a 500."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(exc, InterfaceError):
+        return True
+    orig = exc.orig
+    if not isinstance(orig, psycopg.OperationalError):
+        return False
+    state = getattr(orig, "sqlstate", None)
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
 
 def _status_of(exc: errors.DomainError) -> int:
@@ -82,9 +104,16 @@ def install(app: FastAPI) -> None:
     async def _overflow(_: Request, exc: OverflowError) -> JSONResponse:
         return JSONResponse(_body("invalid_input", f"a date or number is out of range ({exc})"), status_code=422)
 
-    @app.exception_handler(OperationalError)
-    async def _contention(request: Request, exc: OperationalError) -> JSONResponse:
-        if isinstance(exc.orig, DeadlockDetected | SerializationFailure):
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(PoolTimeout)
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        if database_unreachable(exc):
+            # the transaction did not commit, or its answer was lost: a retry with the same submission_key
+            # finds what was filed, so the client loses nothing by retrying
+            log.warning("database unreachable on %s %r: %s", request.method, request.url.path, type(exc).__name__)
+            body = _body("unavailable", "the database is restarting or unreachable; retry in a few seconds")
+            return JSONResponse(body, status_code=503, headers={"Retry-After": str(DATABASE_RETRY_AFTER)})
+        if isinstance(exc, OperationalError) and isinstance(exc.orig, DeadlockDetected | SerializationFailure):
             log.warning("transaction conflict on %s %r; client asked to retry", request.method, request.url.path)
             body = _body("conflict", "concurrent changes collided; nothing was saved, retry in a moment")
             return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})

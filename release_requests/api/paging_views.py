@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Body, Depends, Query
 
 from release_requests.access import needs
 from release_requests.api.deps import AppContext, caller, context
 from release_requests.clock import db_now
 from release_requests.paging import service
 from release_requests.paging.models import Page
-from release_requests.paging.schemas import ChainEntry, DutyCheckOut, GapOut, PageOut
+from release_requests.paging.schemas import AcknowledgeIn, ChainEntry, DutyCheckOut, GapOut, PageOut
 from release_requests.people.models import Person
 from release_requests.requests.models import ReleaseRequest
 
@@ -61,10 +61,17 @@ def show_page(request_id: str, me: Person = Depends(caller), ctx: AppContext = D
 
 
 @router.post("/requests/{request_id}/page/acknowledge", response_model=PageOut, openapi_extra=needs("page.acknowledge"))
-def acknowledge(request_id: str, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
-    """Take the page: the escalation stops (not the SLA clock). 409 when it was already acknowledged."""
+def acknowledge(
+    request_id: str,
+    body: Annotated[AcknowledgeIn | None, Body()] = None,
+    me: Person = Depends(caller),
+    ctx: AppContext = Depends(context),
+):
+    """Take the page: the escalation stops (not the SLA clock). 409 when it was already acknowledged. The body
+    is optional (`{"via": "cli"}` from `relreq page ack`; none: via api)."""
+    via = body.via if body is not None else "api"
     with ctx.unit_of_work() as session:
-        page = service.acknowledge(session, actor=me, request_id=request_id, via="api", config=ctx.config)
+        page = service.acknowledge(session, actor=me, request_id=request_id, via=via, config=ctx.config)
         return _out(session, page)
 
 

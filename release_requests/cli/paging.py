@@ -98,7 +98,7 @@ def page_show(request_id: Annotated[str, typer.Argument(help="Request id.")], js
 @page_app.command("ack")
 def page_ack(request_id: Annotated[str, typer.Argument(help="Request id.")], json_out: JsonFlag = False) -> None:
     """Acknowledge a page: nobody else is paged. The SLA clock runs on until you answer the customer."""
-    page = api_call("POST", f"/api/v1/requests/{request_id}/page/acknowledge")
+    page = api_call("POST", f"/api/v1/requests/{request_id}/page/acknowledge", json={"via": "cli"})
     if json_out:
         print_json(page)
         return

@@ -7,7 +7,10 @@ Samples may be malware and archives may be bombs, so nothing here executes, rend
 - a zip is recognised by its first bytes, not its name, and opened with the standard `zipfile`: encrypted
   members are tried with `[email] archive_passwords` (the samples convention: `infected`);
 - members are counted before anything is read; each member's declared size is checked and its read is
-  capped as well (a declared size can lie), and all members together stop at `max_unpacked_bytes`;
+  capped as well (a declared size can lie);
+- ONE budget per message, `[email] max_unpacked_bytes`, for everything kept in memory to be stored: every
+  member of every archive and every plain attachment together (five small zips that unpack to 100 MiB
+  each stop at one budget, not five);
 - an archive inside the archive is stored as it is, not opened; an archive `zipfile` cannot open (AES
   encryption, an unknown password, a broken directory) is stored whole, with a note saying so.
 
@@ -51,34 +54,49 @@ def _label(name: str | None) -> str:
 
 
 class _Limits:
+    """What one message may still add: files, and bytes (`room`, what is left of the message's budget)."""
+
     def __init__(self, *, max_files: int, max_bytes: int, max_unpacked: int, passwords: list[str]) -> None:
         self.max_files, self.max_bytes, self.max_unpacked = max_files, max_bytes, max_unpacked
         self.passwords = [p.encode() for p in passwords]
         self.samples: list[SampleFile] = []
         self.notes: list[str] = []
+        self.kept = 0  # bytes of `samples`
 
     @property
     def full(self) -> bool:
         return len(self.samples) >= self.max_files
+
+    @property
+    def room(self) -> int:
+        return self.max_unpacked - self.kept
+
+    def over_budget(self, label: str) -> None:
+        self.notes.append(f"{label}: over the message's unpacked limit of {self.max_unpacked} bytes")
 
     def take(self, name: str | None, data: bytes) -> None:
         if self.full:
             self.notes.append(f"{_label(name)}: more than {self.max_files} files in one message")
         elif len(data) > self.max_bytes:
             self.notes.append(f"{_label(name)}: {len(data)} bytes, over the sample limit of {self.max_bytes}")
+        elif len(data) > self.room:
+            self.over_budget(_label(name))
         else:
             self.samples.append(SampleFile(name, data))
+            self.kept += len(data)
 
 
 def _read_capped(archive: zipfile.ZipFile, info: zipfile.ZipInfo, pwd: bytes | None, cap: int) -> bytes | None:
-    """The member's bytes, or None if it yields more than `cap` (whatever its header declared)."""
-    out = bytearray()
+    """The member's bytes, or None if it yields more than `cap` (whatever its header declared). Written chunk by
+    chunk into one buffer whose bytes are handed over as they are (`getvalue` copies nothing), so a member
+    costs its size in memory once, not twice."""
+    out = io.BytesIO()
     with archive.open(info, pwd=pwd) as member:
         while chunk := member.read(_CHUNK):
-            out += chunk
-            if len(out) > cap:
+            out.write(chunk)
+            if out.tell() > cap:
                 return None
-    return bytes(out)
+    return out.getvalue()
 
 
 def _open_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: _Limits, cap: int) -> bytes | None | str:
@@ -113,7 +131,7 @@ def _unzip(name: str | None, data: bytes, limits: _Limits) -> None:
         limits.notes.append(f"{_label(name)}: AES-encrypted zip (cannot be opened here); stored unopened")
         limits.take(name, data)
         return
-    unpacked, failed = 0, 0
+    failed = 0
     for info in members:
         member_name = safe_filename(info.filename)
         label = f"{_label(name)} → {_label(member_name)}"
@@ -125,11 +143,10 @@ def _unzip(name: str | None, data: bytes, limits: _Limits) -> None:
                 f"{label}: declares {info.file_size} bytes, over the sample limit of {limits.max_bytes}"
             )
             continue
-        room = limits.max_unpacked - unpacked
-        if info.file_size > room:
-            limits.notes.append(f"{label}: over the archive's unpacked limit of {limits.max_unpacked} bytes")
+        if info.file_size > limits.room:
+            limits.over_budget(label)
             continue
-        content = _open_member(archive, info, limits, min(limits.max_bytes, room))
+        content = _open_member(archive, info, limits, min(limits.max_bytes, limits.room))
         if isinstance(content, str):
             failed += 1
             limits.notes.append(f"{label}: {content}")
@@ -137,7 +154,6 @@ def _unzip(name: str | None, data: bytes, limits: _Limits) -> None:
         if content is None:
             limits.notes.append(f"{label}: unpacks to more than it declares or than the limits allow; left out")
             continue
-        unpacked += len(content)
         if content.startswith(ARCHIVE_MAGIC):
             limits.notes.append(f"{label}: an archive inside the archive; stored as it is, not opened")
         limits.take(member_name, content)

@@ -21,10 +21,10 @@ from html.parser import HTMLParser
 
 import quotequail
 
+from release_requests.notifications.transports import MESSAGE_ID_PATTERN as MESSAGE_ID
 from release_requests.samples.names import safe_filename
 
 SYNTHETIC_DOMAIN = "inbound.invalid"
-MESSAGE_ID = re.compile(r"<[^<>\s]{1,900}>")  # the same shape notifications.transports accepts for In-Reply-To
 MAX_REFERENCES = 50  # the newest ones: enough to thread, bounded lookups
 MAX_HTML_CHARS = 2_000_000  # beyond this an HTML body is cut before it is tokenized
 NOISE_SENDERS = frozenset(
@@ -34,6 +34,7 @@ NOISE_PRECEDENCE = frozenset({"bulk", "list", "junk"})
 # vacation responders that predate RFC 3834 still say so in one of these
 NOISE_HEADERS = ("X-Loop", "X-Autoreply", "X-Autorespond", "X-Auto-Response")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")  # undecodable bytes (surrogateescape): UTF-8 cannot hold them
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,13 @@ class MailAttachment:
 @dataclass(frozen=True)
 class ParsedMail:
     """What one message says. `noise` is why it must never be answered (None: a person wrote it);
-    `unparseable` is why nothing could be read at all (then only `message_id` and the sizes are set)."""
+    `unparseable` is why nothing could be read at all (then only `message_id` and the sizes are set).
+    Every string is `storable`: no NUL, no lone surrogate."""
 
-    message_id: str  # as sent, or <sha256@inbound.invalid> when missing or not a Message-ID
+    message_id: str  # as sent (MESSAGE_ID_PATTERN), or <sha256@inbound.invalid> when missing or anything else
     synthetic_id: bool
     sha256: str
-    size: int
+    size: int  # of the whole message, even when only its first bytes were read (`truncated`)
     in_reply_to: str | None
     references: tuple[str, ...]  # in header order (oldest first)
     subject: str  # decoded, one line
@@ -67,6 +69,7 @@ class ParsedMail:
     authentication_results: tuple[str, ...]
     defects: tuple[str, ...]
     headers_only: bool = False  # too large to parse: headers read, body and attachments not
+    truncated: bool = False  # only the first bytes of the message were read: its attachments are not
     unparseable: str | None = None
 
     @property
@@ -74,9 +77,15 @@ class ParsedMail:
         return self.sender.rpartition("@")[2] if self.sender else None
 
 
+def storable(value: str) -> str:
+    """`value` as Postgres text takes it: NUL removed, lone surrogates as U+FFFD. Whatever anyone writes
+    must never make the message's row (or the request filed from it) fail to insert."""
+    return _SURROGATE.sub("\ufffd", value.replace("\x00", ""))
+
+
 def one_line(value: str, limit: int) -> str:
     """Header text as one line without control characters, at most `limit` characters."""
-    return " ".join(_CONTROL.sub(" ", value).split())[:limit]
+    return " ".join(_CONTROL.sub(" ", storable(value)).split())[:limit]
 
 
 def synthetic_message_id(raw: bytes) -> str:
@@ -123,7 +132,7 @@ def _sender(reader: _Reader) -> tuple[str | None, str | None]:
     else:  # the structured parse failed: the classic parser is more forgiving
         pairs = getaddresses([str(value)])
         name, address = pairs[0] if pairs else ("", "")
-    address = (address or "").strip().lower()
+    address = storable(address or "").strip().lower()
     local, at, domain = address.rpartition("@")
     if not at or not local or "." not in domain or len(address) > 254 or _CONTROL.search(address) or " " in address:
         address = None
@@ -315,9 +324,13 @@ def _attachments(message: EmailMessage, used: set[int], defects: list[str]) -> t
     return tuple(found)
 
 
-def parse(raw: bytes, *, headers_only: bool = False) -> ParsedMail:
-    """Read one message; never raises. `headers_only`: the body is not parsed (a message over the size limit)."""
-    sha256, size = hashlib.sha256(raw).hexdigest(), len(raw)
+def parse(raw: bytes, *, headers_only: bool = False, size: int | None = None) -> ParsedMail:
+    """Read one message; never raises. `headers_only`: the body is not parsed (a message over the size limit).
+    `size`: the whole message's size when `raw` is only its first bytes (a huge one fetched in part from the
+    mailbox): then it is `truncated`, and no attachment is read — the last one would be cut short."""
+    sha256 = hashlib.sha256(raw).hexdigest()
+    truncated = size is not None and size > len(raw)
+    size = size if truncated else len(raw)
     try:
         if headers_only:
             message = BytesHeaderParser(policy=policy.default).parsebytes(raw)
@@ -343,7 +356,8 @@ def parse(raw: bytes, *, headers_only: bool = False) -> ParsedMail:
             attachments=(),
             authentication_results=(),
             defects=(type(exc).__name__,),
-            unparseable=f"the message cannot be parsed ({type(exc).__name__}: {exc})"[:500],
+            truncated=truncated,
+            unparseable=storable(f"the message cannot be parsed ({type(exc).__name__}: {exc})")[:500],
         )
     reader = _Reader(message)
     message_id, synthetic = _message_id(reader, raw)
@@ -353,7 +367,9 @@ def parse(raw: bytes, *, headers_only: bool = False) -> ParsedMail:
     body, html_only, attachments = "", False, ()
     if not headers_only:
         body, html_only, used = _body(message, reader.defects)
-        attachments = _attachments(message, used, reader.defects)
+        body = storable(body)
+        if not truncated:
+            attachments = _attachments(message, used, reader.defects)
     subject = one_line(str(reader.get("Subject") or ""), 1000)
     unparseable = None
     if not message.keys():
@@ -375,8 +391,9 @@ def parse(raw: bytes, *, headers_only: bool = False) -> ParsedMail:
         text=strip_quoted(body, subject=subject),
         html_only=html_only,
         attachments=attachments,
-        authentication_results=tuple(reader.get_all("Authentication-Results")),
+        authentication_results=tuple(storable(r) for r in reader.get_all("Authentication-Results")),
         defects=tuple(dict.fromkeys(reader.defects)),
         headers_only=headers_only,
+        truncated=truncated,
         unparseable=unparseable,
     )

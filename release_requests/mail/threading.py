@@ -1,6 +1,7 @@
 """Which request a message belongs to, and what its subject asks for: pure functions, no database.
 
-Threading follows osTicket's and Zammad's order; the first step that finds something decides:
+Threading follows osTicket's and Zammad's order; the first step that finds a request of the sender's own
+customer decides:
 
 1. the message's own Message-ID was seen before → a duplicate (the `inbound_mail` unique key does this);
 2. In-Reply-To names a message we know;
@@ -9,8 +10,9 @@ Threading follows osTicket's and Zammad's order; the first step that finds somet
 
 Messages we know are our own notices (`<notification-id@release-requests>`), every notice's thread root
 (`<RR-2026-000123@release-requests>`, in the References of every notice about that request) and earlier
-inbound messages that went to a request. The caller supplies the lookup; whether the request found is
-the sender's own customer's is the caller's to check.
+inbound messages that went to a request. The caller supplies both lookups: which request a message belongs
+to, and whether a request is the sender's customer's. A step naming someone else's request (a forwarded
+thread, a colleague at another customer in Cc) does not end the search: the next step is tried.
 
 Subject tags set what a new request is: `[S1]`…`[S4]` its severity, `[FP]`, `[FN]` or `[HOTFIX]` its kind.
 """
@@ -32,11 +34,13 @@ NO_SUBJECT = "(no subject)"
 @dataclass(frozen=True)
 class ThreadMatch:
     """`request_id` found by `via` ("In-Reply-To", "References", "subject"); None: a new conversation.
-    `subject_id` is a request id named in the subject (whether or not threading used it)."""
+    `subject_id` is a request id named in the subject (whether or not threading used it); `passed_over` the
+    steps that named a request that is not the sender's customer's (or no request at all)."""
 
     request_id: str | None
     via: str | None
     subject_id: str | None
+    passed_over: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,17 +66,24 @@ def locate(
     subject: str,
     id_prefix: str,
     known: Callable[[str], str | None],
+    owned: Callable[[str], bool],
 ) -> ThreadMatch:
-    """Steps 2–4 above. `known(message_id)` → the request id that message belongs to, or None."""
+    """Steps 2–4 above. `known(message_id)` → the request id that message belongs to, or None;
+    `owned(request_id)` → whether that request exists and is the sender's customer's."""
     subject_id = subject_request_id(subject, id_prefix=id_prefix)
-    if in_reply_to and (request_id := known(in_reply_to)):
-        return ThreadMatch(request_id, "In-Reply-To", subject_id)
-    for reference in reversed(references):
-        if reference != in_reply_to and (request_id := known(reference)):
-            return ThreadMatch(request_id, "References", subject_id)
+    candidates = [("In-Reply-To", in_reply_to)] if in_reply_to else []
+    candidates += [("References", r) for r in reversed(references) if r != in_reply_to]
+    passed_over: list[str] = []
+    for via, message_id in candidates:
+        if request_id := known(message_id):
+            if owned(request_id):
+                return ThreadMatch(request_id, via, subject_id, tuple(dict.fromkeys(passed_over)))
+            passed_over.append(via)
     if subject_id:
-        return ThreadMatch(subject_id, "subject", subject_id)
-    return ThreadMatch(None, None, None)
+        if owned(subject_id):
+            return ThreadMatch(subject_id, "subject", subject_id, tuple(dict.fromkeys(passed_over)))
+        passed_over.append("subject")
+    return ThreadMatch(None, None, subject_id, tuple(dict.fromkeys(passed_over)))
 
 
 def read_subject(subject: str, *, id_prefix: str, default_severity: int, default_kind: str) -> SubjectTags:

@@ -163,7 +163,16 @@ class Deliverer:
 
     def _behind(self, session: Session, row: Notification, now: datetime) -> datetime | None:
         """When `row` may be tried again if an older row of its channel about its request is still pending
-        (its next attempt, or a moment from now while it is being sent); None when nothing is ahead of it."""
+        (its next attempt, or a moment from now while it is being sent); None when nothing is ahead of it.
+
+        "Older" is `created_at`, the moment the row was written (`clock_timestamp()`, see `service.queue`), and
+        that alone orders a request's `pager` rows as their transactions committed: each is queued while the
+        request's page row is held (inserted by `start_page`, or locked FOR UPDATE by the watcher and by
+        `acknowledge`), one row per transaction, so the next one is written only after the previous holder
+        committed — a later commit has a later `created_at`. No tie-break is added: two rows of one request never
+        share a moment, and the random uuid `id` would order nothing. What could still invert two rows is the
+        database server's wall clock stepping back between them; a sequence column would rule that out too, at
+        the cost of a migration."""
         ahead = session.execute(
             select(Notification.status, Notification.next_attempt_at)
             .where(

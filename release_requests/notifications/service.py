@@ -122,6 +122,12 @@ def queue(
 
     `at` is when it may be sent (quiet hours move it later). Returns None for a duplicate. `request_id` is None
     for a notice about no request (an invitation). The event records who hears what, never the context.
+
+    `created_at` is the moment the row is written (`clock_timestamp()`), not the start of the transaction
+    (`now()`, the column's default): the deliverer sends a request's `pager` rows in `created_at` order, and
+    those rows are queued while their page row is locked, so the moment of writing follows the commit order. A
+    transaction that began before a concurrent one committed, then waited for the lock, would otherwise date
+    its row earlier than the row it queued after.
     """
     dedupe_key = f"{request_id or '-'}:{event}:{key}:{recipient.channel}:{recipient.address}"
     row_id = session.execute(
@@ -140,6 +146,7 @@ def queue(
             status="queued",
             attempts=0,
             next_attempt_at=at,
+            created_at=func.clock_timestamp(),
         )
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(Notification.id)

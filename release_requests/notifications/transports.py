@@ -399,7 +399,9 @@ def request_root(request_id: str) -> str:
     return f"<{request_id}@{MESSAGE_ID_DOMAIN}>"
 
 
-_MESSAGE_ID = re.compile(r"<[^<>\s]{1,900}>")
+# A Message-ID we accept from anyone (a customer's message, intake) and write into our own headers: printable
+# ASCII without < or > (so no NUL, no line break, nothing a header or a Postgres index refuses), at most 250.
+MESSAGE_ID_PATTERN = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]{1,250}>")
 
 
 def build_email(
@@ -421,7 +423,7 @@ def build_email(
     msg = EmailMessage(policy=MAIL_POLICY)
     msg["Message-ID"] = message_id(notification_id)
     references = [request_root(request_id)] if request_id else []  # every notice about one request threads
-    if in_reply_to and _MESSAGE_ID.fullmatch(in_reply_to):
+    if in_reply_to and MESSAGE_ID_PATTERN.fullmatch(in_reply_to):
         msg["In-Reply-To"] = in_reply_to
         references.append(in_reply_to)
     if references:
@@ -582,7 +584,59 @@ def _retry_after(response: httpx.Response) -> int | None:
     return int(value) if value.isascii() and value.isdigit() else None
 
 
-class WebhookTransport:
+class _PostTransport:
+    """What the webhook and the pager share: a URL and a secret from two settings (the subclass names them:
+    `url_field`, `secret_field`, whose environment variables every message names), the URL checked (https, or
+    http to loopback), an HTTP client that follows no redirects, and how an answer that is not 2xx is judged.
+    A subclass takes the secret as its second argument and says why it must not be empty."""
+
+    name: str
+    url_field: str  # the Settings field of the URL: RR_<FIELD> in the environment
+    secret_field: str
+    configured = True
+    reason = "configured"
+
+    def __init__(self, url: str, *, timeout: float, cafile: str | None) -> None:
+        self.url = check_webhook_url(url, setting=self.setting(self.url_field))
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=cafile) if cafile else True
+        self._client = httpx.Client(timeout=timeout, follow_redirects=False, verify=verify)
+
+    @staticmethod
+    def setting(field: str) -> str:
+        """The environment variable of a Settings field (RR_ prefix)."""
+        return f"RR_{field.upper()}"
+
+    @classmethod
+    def check(cls, settings: Settings) -> str | None:
+        """Why this transport is not configured (None: it is); ConfigError for a URL it refuses."""
+        url, secret = getattr(settings, cls.url_field), getattr(settings, cls.secret_field)
+        if not url:
+            return f"{cls.setting(cls.url_field)} unset"
+        check_webhook_url(url, setting=cls.setting(cls.url_field))
+        return None if (secret or "").strip() else f"{cls.setting(cls.secret_field)} unset"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, config: AppConfig) -> _PostTransport | NotConfigured:
+        if reason := cls.check(settings):
+            return NotConfigured(cls.name, reason)
+        timeout = config.notifications.delivery.timeout_seconds
+        return cls(getattr(settings, cls.url_field), getattr(settings, cls.secret_field), timeout=timeout)
+
+    @staticmethod
+    def _refused(response: httpx.Response, detail: str) -> SendError:
+        """A non-2xx answer, `detail` saying what it was: 429 transient (honouring Retry-After), other 4xx but 408
+        permanent (the far side refuses this document), anything else — 408, 3xx, 5xx — transient."""
+        status = response.status_code
+        if status == 429:
+            retry_after = _retry_after(response)
+            suffix = f", retry after {retry_after} s" if retry_after is not None else ""
+            return TransientError(f"{detail}{suffix}", retry_after=retry_after)
+        if 400 <= status < 500 and status != 408:
+            return PermanentError(detail)
+        return TransientError(detail)
+
+
+class WebhookTransport(_PostTransport):
     """A signed JSON POST per notice to the one configured URL (the team's relay, later the pager).
 
     2xx: delivered. 4xx except 408 and 429: permanent (the receiver refuses this document). 429: transient,
@@ -591,31 +645,13 @@ class WebhookTransport:
     timeout the same notice may arrive twice, with the same id."""
 
     name = "webhook"
-    configured = True
-    reason = "configured"
+    url_field, secret_field = "webhook_url", "webhook_secret"
 
-    def __init__(self, url: str, *, secret: str, timeout: float = 10, cafile: str | None = None) -> None:
-        self.url = check_webhook_url(url)
+    def __init__(self, url: str, secret: str, *, timeout: float = 10, cafile: str | None = None) -> None:
+        super().__init__(url, timeout=timeout, cafile=cafile)
         if not secret:
             raise ConfigError("RR_WEBHOOK_SECRET: empty; the webhook is never sent unsigned")
         self._secret = secret
-        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=cafile) if cafile else True
-        self._client = httpx.Client(timeout=timeout, follow_redirects=False, verify=verify)
-
-    @staticmethod
-    def check(settings: Settings) -> str | None:
-        """Why this transport is not configured (None: it is); ConfigError for a URL it refuses."""
-        if not settings.webhook_url:
-            return "RR_WEBHOOK_URL unset"
-        check_webhook_url(settings.webhook_url)
-        return None if settings.webhook_secret else "RR_WEBHOOK_SECRET unset"
-
-    @classmethod
-    def from_settings(cls, settings: Settings, config: AppConfig) -> WebhookTransport | NotConfigured:
-        if reason := cls.check(settings):
-            return NotConfigured(cls.name, reason)
-        timeout = config.notifications.delivery.timeout_seconds
-        return cls(settings.webhook_url, secret=settings.webhook_secret, timeout=timeout)
 
     def send(self, notice: Notice) -> Delivered:
         body = json.dumps(webhook_document(notice), ensure_ascii=False, separators=(",", ":")).encode()
@@ -639,14 +675,7 @@ class WebhookTransport:
         status = response.status_code
         if 200 <= status < 300:
             return Delivered(response.headers.get("X-Request-Id") or f"HTTP {status}")
-        detail = f"webhook: HTTP {status} {response.reason_phrase}".rstrip()
-        if status == 429:
-            retry_after = _retry_after(response)
-            suffix = f", retry after {retry_after} s" if retry_after is not None else ""
-            raise TransientError(f"{detail}{suffix}", retry_after=retry_after)
-        if 400 <= status < 500 and status != 408:
-            raise PermanentError(detail)
-        raise TransientError(detail)
+        raise self._refused(response, f"webhook: HTTP {status} {response.reason_phrase}".rstrip())
 
 
 # --- the pager (Events API v2) ------------------------------------------------------------------------
@@ -715,7 +744,7 @@ def _answer(response: httpx.Response) -> dict:
     return answer if isinstance(answer, dict) else {}
 
 
-class PagerTransport:
+class PagerTransport(_PostTransport):
     """The paging service (PagerDuty, or anything that speaks its Events API v2): one JSON event per `pager` row,
     POSTed to RR_PAGING_WEBHOOK_URL with the integration's routing key (RR_PAGING_ROUTING_KEY) in the body.
 
@@ -731,34 +760,16 @@ class PagerTransport:
     (whatever the far side says is scrubbed of it before it is recorded)."""
 
     name = "pager"
-    configured = True
-    reason = "configured"
+    url_field, secret_field = "paging_webhook_url", "paging_routing_key"
 
-    def __init__(self, url: str, *, routing_key: str, timeout: float = 10, cafile: str | None = None) -> None:
-        self.url = check_webhook_url(url, setting="RR_PAGING_WEBHOOK_URL")
+    def __init__(self, url: str, routing_key: str, *, timeout: float = 10, cafile: str | None = None) -> None:
+        super().__init__(url, timeout=timeout, cafile=cafile)
         if not routing_key or not routing_key.strip():
             raise ConfigError("RR_PAGING_ROUTING_KEY: empty; the paging service routes events by it")
         self._routing_key = routing_key.strip()
-        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=cafile) if cafile else True
-        self._client = httpx.Client(timeout=timeout, follow_redirects=False, verify=verify)
 
     def __repr__(self) -> str:  # never the routing key
         return f"PagerTransport({urlsplit(self.url).hostname})"
-
-    @staticmethod
-    def check(settings: Settings) -> str | None:
-        """Why this transport is not configured (None: it is); ConfigError for a URL it refuses."""
-        if not settings.paging_webhook_url:
-            return "RR_PAGING_WEBHOOK_URL unset"
-        check_webhook_url(settings.paging_webhook_url, setting="RR_PAGING_WEBHOOK_URL")
-        return None if (settings.paging_routing_key or "").strip() else "RR_PAGING_ROUTING_KEY unset"
-
-    @classmethod
-    def from_settings(cls, settings: Settings, config: AppConfig) -> PagerTransport | NotConfigured:
-        if reason := cls.check(settings):
-            return NotConfigured(cls.name, reason)
-        timeout = config.notifications.delivery.timeout_seconds
-        return cls(settings.paging_webhook_url, routing_key=settings.paging_routing_key, timeout=timeout)
 
     def _scrub(self, text: str) -> str:
         """`text` without the routing key (a receiver may quote the event back), cut to a readable length."""
@@ -790,14 +801,7 @@ class PagerTransport:
         errors = answer.get("errors")
         if isinstance(errors, list) and errors:
             detail += f" ({'; '.join(str(e) for e in errors[:5])})"
-        detail = self._scrub(detail)
-        if status == 429:
-            retry_after = _retry_after(response)
-            suffix = f", retry after {retry_after} s" if retry_after is not None else ""
-            raise TransientError(f"{detail}{suffix}", retry_after=retry_after)
-        if 400 <= status < 500 and status != 408:
-            raise PermanentError(detail)
-        raise TransientError(detail)
+        raise self._refused(response, self._scrub(detail))
 
 
 # --- the registry ---------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ChainEntry(BaseModel):
@@ -30,6 +30,15 @@ class PageOut(BaseModel):
     acknowledged_at: datetime | None
     acknowledged_via: Literal["slack", "cli", "api", "web"] | None
     resolved_at: datetime | None
+
+
+class AcknowledgeIn(BaseModel):
+    """The optional body of `POST /requests/{id}/page/acknowledge`: where the acknowledgement came from, so the
+    page and its audit event say "cli" for `relreq page ack` rather than "api" for everything."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    via: Literal["api", "cli"] = Field(default="api", description="api (default) or cli (`relreq page ack`)")
 
 
 class GapOut(BaseModel):

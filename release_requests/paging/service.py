@@ -19,7 +19,8 @@ No one on duty and no fallback is itself an alert (`duty.nobody_on_duty`) to eve
 and the internal channel, logged at error level; the head of support, when configured, is paged all the same.
 
 An acknowledgement stops the climb, not the SLA clock: only a qualified answer meets that (`sla.service`). Once
-the clock is met, or the request is no longer open, the watcher resolves the page.
+the clock is met, or the request is no longer open, the watcher resolves the page — an exhausted one too, so the
+paging service's incident never stays open for a request nobody needs to be woken for any more.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from release_requests.requests.lifecycle import get_visible
 from release_requests.requests.models import ReleaseRequest
 from release_requests.requests.states import OPEN_STATES
 from release_requests.routing.models import DutyFallback
-from release_requests.routing.service import RoutingDecision, duty_overview
+from release_requests.routing.service import RoutingDecision, choose_owner, duty_overview
 from release_requests.sla.service import facts_from_events, status_of
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,16 @@ log = logging.getLogger(__name__)
 PAGING = Actor.system("paging")
 PAGER = Recipient("internal", "pager", "pager")  # the Events v2 webhook: rows name it, the URL stays in settings
 ACK_VIA = ("slack", "cli", "api", "web")
+WATCHED = ("paging", "acknowledged", "exhausted")  # what the watcher looks at: all but resolved
+MAX_ACK_MINUTES = 1440  # the most config/paging.toml allows; the wait when it lists no severity at all
+
+
+def ack_minutes(config: AppConfig, severity: int) -> int:
+    """Minutes a step of a page of `severity` waits for an acknowledgement. A severity taken out of
+    `ack_minutes` while one of its pages is live waits the longest configured time: the page still climbs,
+    at the slowest pace the team chose, rather than stopping or waking people faster than for any severity."""
+    configured = config.paging.ack_minutes
+    return configured.get(str(severity)) or max(configured.values(), default=MAX_ACK_MINUTES)
 
 
 def dedup_key(request_id: str) -> str:
@@ -143,7 +154,7 @@ def _page_step(
     """Wake the person at `page.step`: their Slack DM and e-mail, the paging service, the audit event."""
     current = page.chain[page.step]
     person = session.get(Person, current["person_id"])
-    minutes = config.paging.ack_minutes[str(page.severity)]
+    minutes = ack_minutes(config, page.severity)
     sla = status_of(session, request=request, config=config, now=at)
     context = {
         "customer": customer.name,
@@ -231,20 +242,56 @@ def _alert_nobody_on_duty(
     )
 
 
+def _record_exhausted(session: Session, *, request_id: str, after: dict, why: str) -> None:
+    """Nobody is left to wake: audited on the request and logged at error level (what operators alert on)."""
+    record(
+        session,
+        actor=PAGING,
+        action="page.exhausted",
+        entity_type="page",
+        entity_id=request_id,
+        request_id=request_id,
+        after=after,
+        reason=why,
+    )
+    log.error("page of %s exhausted: %s", request_id, why, extra={"request_id": request_id, "event": "page.exhausted"})
+
+
+def _routing_now(
+    session: Session, *, request: ReleaseRequest, routing: RoutingDecision, config: AppConfig, at: datetime
+) -> RoutingDecision:
+    """Who the page wakes. Routing judged the moment the customer reached us; a call logged later than a step's
+    acknowledgement window (a call at 02:00 on Sunday typed in at 09:00 on Monday) pages whoever is on duty
+    now instead — the manager of that night is asleep or off, and the page would only climb past them — and
+    a TAM of the customer at work now takes it without a page."""
+    window = ack_minutes(config, request.severity)
+    late = int((at - request.received_at).total_seconds() // 60)
+    if late <= window:
+        return routing
+    now = choose_owner(session, customer_id=request.customer_id, at=at)
+    why = f"logged {late} min after the customer reached us (a step waits {window} min): paging who is on duty now"
+    return RoutingDecision(now.owner, f"{why}; {now.reason}", now.basis)
+
+
 def start_page(
     session: Session, *, request: ReleaseRequest, routing: RoutingDecision, config: AppConfig, at: datetime
 ) -> Page | None:
     """Page whoever must take `request` now, if it pages: a severity in `[paging] severities` that no TAM at
-    work took (`routing.basis` is not `tam`; the TAM is told as usual). Returns the page started now; None
-    when the request does not page or already has its page (nothing is sent twice)."""
-    if request.severity not in config.paging.severities or routing.basis == "tam":
+    work takes (`routing.basis` is not `tam`). `routing` is the request's, judged when the customer reached us;
+    a request logged late is paged as routing decides at `at` (`_routing_now`).
+    Returns the page started now; None when the request does not page or already has its page (nothing is
+    sent twice)."""
+    if request.severity not in config.paging.severities:
+        return None
+    routing = _routing_now(session, request=request, routing=routing, config=config, at=at)
+    if routing.basis == "tam":
         return None
     customer = session.get(Customer, request.customer_id)
     head, problem = head_of_support(session, config=config)
     if problem:
         log.error("paging: %s", problem, extra={"request_id": request.id, "event": "page.misconfigured"})
     chain = chains.build_chain(routed=routing.owner, basis=routing.basis, fallback=_fallback(session), head=head)
-    minutes = config.paging.ack_minutes[str(request.severity)]
+    minutes = ack_minutes(config, request.severity)
     first = chain[0] if chain else None
     inserted = session.execute(
         insert(Page)
@@ -288,21 +335,8 @@ def start_page(
         reason=routing.reason,
     )
     if first is None:
-        record(
-            session,
-            actor=PAGING,
-            action="page.exhausted",
-            entity_type="page",
-            entity_id=request.id,
-            request_id=request.id,
-            after={"steps": 0},
-            reason="nobody to page: no one on duty, no fallback, no head of support",
-        )
-        log.error(
-            "nobody to page for %s: no one on duty, no fallback, no head of support",
-            request.id,
-            extra={"request_id": request.id, "event": "page.exhausted"},
-        )
+        why = "nobody to page: no one on duty, no fallback, no head of support"
+        _record_exhausted(session, request_id=request.id, after={"steps": 0}, why=why)
         return page
     _page_step(
         session,
@@ -365,16 +399,6 @@ def _escalate(
     following = chains.next_step(page.chain, page.step, inactive=inactive)
     if following is None:
         page.status, page.escalate_at, page.updated_at = "exhausted", None, at
-        record(
-            session,
-            actor=PAGING,
-            action="page.exhausted",
-            entity_type="page",
-            entity_id=request.id,
-            request_id=request.id,
-            after={"steps": len(page.chain), "last": current["name"], "unacknowledged_minutes": waited},
-            reason=f"nobody acknowledged in {waited} min; nobody is left in the chain",
-        )
         context = {
             "customer": customer.name,
             "severity": page.severity,
@@ -382,18 +406,17 @@ def _escalate(
             "chain": ", ".join(f"{e['name']} ({e['role']})" for e in page.chain),
             "minutes": waited,
         }
+        _record_exhausted(
+            session,
+            request_id=request.id,
+            after={"steps": len(page.chain), "last": current["name"], "unacknowledged_minutes": waited},
+            why=f"nobody of {context['chain']} acknowledged in {waited} min; nobody is left in the chain",
+        )
         for recipient in _team_recipients(session, config):
             queue(session, request_id=request.id, event="page.exhausted", recipient=recipient, context=context, at=at)
-        log.error(
-            "page of %s exhausted: nobody of %s acknowledged in %s min",
-            request.id,
-            context["chain"],
-            waited,
-            extra={"request_id": request.id, "event": "page.exhausted"},
-        )
         return Escalation(request.id, "exhausted", at, from_person=current["name"])
     nxt = page.chain[following]
-    minutes = config.paging.ack_minutes[str(page.severity)]
+    minutes = ack_minutes(config, page.severity)
     why = f"{current['name']} ({current['role']}) did not acknowledge in {minutes} min"
     before = {"step": page.step + 1, "person": current["name"], "role": current["role"]}
     page.step, page.paged_person_id = following, nxt["person_id"]
@@ -430,9 +453,7 @@ def _escalate(
 
 def _watch_page(session: Session, *, request_id: str, config: AppConfig, now: datetime) -> Escalation | None:
     page = session.scalar(
-        select(Page)
-        .where(Page.request_id == request_id, Page.status.in_(("paging", "acknowledged")))
-        .with_for_update(skip_locked=True)
+        select(Page).where(Page.request_id == request_id, Page.status.in_(WATCHED)).with_for_update(skip_locked=True)
     )
     if page is None:  # another watcher holds it, or it changed since the list was read
         return None
@@ -451,22 +472,28 @@ def _watch_page(session: Session, *, request_id: str, config: AppConfig, now: da
 def escalate_due(
     sessions: sessionmaker[Session], *, config: AppConfig, now: datetime | None = None
 ) -> list[Escalation]:
-    """One pass over the live pages, each in its own transaction with its row locked (FOR UPDATE SKIP LOCKED:
-    two watchers never move one page twice): an answered or closed request resolves its page (acknowledged ones
-    too, so the paging service's incident closes); an unacknowledged page past its time climbs one step, or is
-    exhausted. Time is the database's unless a test pins `now`."""
+    """One pass over the pages not yet resolved, each in its own transaction with its row locked (FOR UPDATE SKIP
+    LOCKED: two watchers never move one page twice): an answered or closed request resolves its page
+    (acknowledged and exhausted ones too, so the paging service's incident closes); an unacknowledged page past
+    its time climbs one step, or is exhausted. A page that fails (a person's broken time zone, a bad row) is
+    rolled back and logged with its request id, and the pass goes on: one bad page must not stop the climb of
+    every page after it. It is tried again next pass. Time is the database's unless a test pins `now`."""
     with transaction(sessions) as session:
-        ids = list(
-            session.scalars(
-                select(Page.request_id).where(Page.status.in_(("paging", "acknowledged"))).order_by(Page.paged_at)
-            )
-        )
+        ids = list(session.scalars(select(Page.request_id).where(Page.status.in_(WATCHED)).order_by(Page.paged_at)))
     done = []
     for request_id in ids:
-        with transaction(sessions) as session:
-            outcome = _watch_page(session, request_id=request_id, config=config, now=now or db_now(session))
-            if outcome is not None:
-                done.append(outcome)
+        try:
+            with transaction(sessions) as session:
+                outcome = _watch_page(session, request_id=request_id, config=config, now=now or db_now(session))
+        except Exception:  # noqa: BLE001 — any failure of one page is logged; the others still climb
+            log.exception(
+                "paging: the page of %s could not be watched; it is tried again next pass",
+                request_id,
+                extra={"request_id": request_id, "event": "page.watch_failed"},
+            )
+            continue
+        if outcome is not None:
+            done.append(outcome)
     return done
 
 

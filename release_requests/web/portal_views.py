@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -305,11 +305,18 @@ async def file_request(request: Request, me: Viewer = Depends(checked), ctx: App
 
 
 def _call_received_at(me: Viewer, text: str) -> datetime | None:
-    """The form's "call came in at" (a datetime-local, read in the viewer's own zone, as the page says);
-    ValueError when it is not a date and time."""
+    """The form's "call came in at": a date and time in the viewer's own zone, as the page says (an offset
+    typed with it is kept). ValueError when it is not a date and time, or names a wall-clock time the zone
+    skips (a spring-forward hour)."""
     if not text.strip():
         return None
-    return datetime.fromisoformat(text.strip()).replace(tzinfo=me.zone)
+    typed = datetime.fromisoformat(text.strip())
+    if typed.tzinfo is not None:
+        return typed
+    local = typed.replace(tzinfo=me.zone)
+    if local.astimezone(UTC).astimezone(me.zone).replace(tzinfo=None) != typed:
+        raise ValueError(f"{typed} does not exist in {me.zone.key}")
+    return local
 
 
 def _file_request(request: Request, form: FormData, me: Viewer, ctx: AppContext):

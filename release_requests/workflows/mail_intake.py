@@ -17,9 +17,15 @@ Then, in this order:
 7. the sender is nobody's contact → held, and once per sender per UTC day a polite reply saying how to
    reach support; a contact of several customers → held;
 8. a reply to one of our notices or naming a request of the sender's customer → the customer's message on
-   it (and, if it waited for information, the answer that restarts the clock);
+   it (and, if it waited for information, the answer that restarts the clock); a reply to a request that
+   is over (closed, cancelled, rejected) files a new request that says which one it follows up on;
 9. otherwise → a new request (`workflows.intake.file_request`, so it is routed and paged like any other),
    acknowledged to the customer's recipients and, as a reply to their message, to the sender.
+
+One hostile message never stops the mailbox: parsing keeps only what Postgres can store (no NUL, a strict
+Message-ID), and steps 3–9 run in a savepoint — a message the database still refuses (a value, a limit, a
+bug in filing) is held, "could not be filed: <error>", its bytes kept, and intake moves on. Only a lost
+connection or a server asking to retry is raised, so the message is taken again later.
 
 Who files: a contact's customer-role person (their user account). A contact listed on the customer record
 without an account gets one, created from the message: role customer, the display name (or the address),
@@ -29,6 +35,7 @@ exists. Every outcome is audited (`mail.received`: outcome, reason, sender, Mess
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,7 +47,7 @@ from typing import Literal
 from pydantic import ValidationError
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, defer
 
 from release_requests import access
@@ -49,7 +56,7 @@ from release_requests.clock import db_now
 from release_requests.config import AppConfig
 from release_requests.customers.models import Customer
 from release_requests.errors import Conflict, DomainError, InvalidInput, NotFound
-from release_requests.mail.attachments import SampleFile, unpack
+from release_requests.mail.attachments import SampleFile, Unpacked, unpack
 from release_requests.mail.authentication import AuthVerdict, meets, read_verdict
 from release_requests.mail.models import InboundMail
 from release_requests.mail.parsing import ParsedMail, parse
@@ -65,8 +72,10 @@ from release_requests.requests import service as requests
 from release_requests.requests.lifecycle import get_visible
 from release_requests.requests.models import ReleaseRequest
 from release_requests.requests.schemas import Answer, SubmitRequest
-from release_requests.requests.states import Status
+from release_requests.requests.states import TRANSITIONS, Status
 from release_requests.workflows import intake
+
+log = logging.getLogger(__name__)
 
 MAIL = Actor.system("mail-intake")
 Source = Literal["imap", "pipe", "api"]
@@ -105,15 +114,22 @@ def ingest(
     received_at: datetime | None,
     config: AppConfig,
     samples_dir: Path,
+    size: int | None = None,
+    truncated: bool = False,
 ) -> IngestResult:
     """Read one raw RFC 822 message and do what it calls for (see the module's docstring). `received_at`: when
-    it reached our server (IMAP INTERNALDATE); without it, the topmost Received: header's date, or now."""
+    it reached our server (IMAP INTERNALDATE); without it, the topmost Received: header's date, or now.
+    `truncated`: `raw` is only the first bytes of a message of `size` bytes (one too large to fetch whole
+    from the mailbox). The row keeps the whole `size`, so `size > len(raw)` says it was cut."""
     if source not in SOURCES:
         raise InvalidInput(f"unknown source '{source}'", field="source")
+    if truncated and (size is None or size <= len(raw)):
+        raise InvalidInput("a truncated message needs its whole size, larger than the bytes given", field="size")
     policy = config.intake.email
     now = db_now(session)
-    oversized = len(raw) > policy.max_message_bytes
-    parsed = parse(raw, headers_only=oversized)
+    whole = size if truncated else None
+    oversized = (whole or len(raw)) > policy.max_message_bytes
+    parsed = parse(raw, headers_only=oversized, size=whole)
     arrived = _arrival(received_at or parsed.first_received, now=now, config=config)
     verdict = read_verdict(
         parsed.authentication_results, trusted=policy.trusted_authserv_ids, from_domain=parsed.from_domain
@@ -141,11 +157,14 @@ def ingest(
         return _duplicate(session, parsed=parsed, source=source)
     mail = session.get(InboundMail, mail_id)
     if oversized:
+        kept = "kept"
+        if truncated:
+            kept = f"truncated, only its first {len(raw)} bytes kept (read it whole in the mailbox)"
         decision = _Decision(
-            "held", f"{parsed.size} bytes, over max_message_bytes ({policy.max_message_bytes}): kept, not parsed"
+            "held", f"{parsed.size} bytes, over max_message_bytes ({policy.max_message_bytes}): {kept}, not parsed"
         )
     else:
-        decision = _decide(
+        decision = _decide_or_hold(
             session, mail=mail, parsed=parsed, verdict=verdict, arrived=arrived, config=config, samples_dir=samples_dir
         )
     mail.outcome, mail.reason = decision.outcome, decision.reason
@@ -201,6 +220,32 @@ def _arrival(moment: datetime | None, *, now: datetime, config: AppConfig) -> da
 
 
 # --- deciding -------------------------------------------------------------------------------------
+
+
+def _decide_or_hold(session: Session, *, mail: InboundMail, **what) -> _Decision:
+    """`_decide` in a savepoint. A message the database refuses all the same (a value, a limit, a bug in filing)
+    is held, its bytes kept for a duty manager, so the mailbox's cursor moves past it and the messages after
+    it are taken; what a retry can fix (a lost connection, a deadlock) is raised, so it is taken again."""
+    mail_id = mail.id
+    try:
+        with session.begin_nested():
+            return _decide(session, mail=mail, **what)
+    except (DomainError, SQLAlchemyError, ValueError) as exc:
+        if _worth_retrying(exc):
+            raise
+        log.error("mail %s could not be filed (%s): held", mail_id, type(exc).__name__, exc_info=True)
+        return _Decision("held", f"could not be filed: {type(exc).__name__}")
+
+
+def _worth_retrying(exc: Exception) -> bool:
+    """The connection or the server failed, not this message: OperationalError and InterfaceError — except
+    SQLSTATE class 54 ("program limit exceeded": a value too large for an index), which this message causes
+    every time it is tried."""
+    if isinstance(exc, InterfaceError) or getattr(exc, "connection_invalidated", False):
+        return True
+    if isinstance(exc, OperationalError):
+        return not str(getattr(exc.orig, "sqlstate", None) or "").startswith("54")
+    return False
 
 
 def _decide(
@@ -271,9 +316,17 @@ def _act(
         subject=parsed.subject,
         id_prefix=config.intake.requests.id_prefix,
         known=lambda message_id: _known_message(session, message_id),
+        owned=lambda request_id: _customer_of(session, request_id) == customer.id,
+    )
+    # never say whose: the row is staff-only, but the id may be another customer's
+    passed_over = (
+        f"{' and '.join(match.passed_over)} {'names' if len(match.passed_over) == 1 else 'name'} a request "
+        "that is not this customer's, or no request"
+        if match.passed_over
+        else ""
     )
     request = session.get(ReleaseRequest, match.request_id) if match.request_id else None
-    if request is not None and request.customer_id == customer.id:
+    if request is not None and TRANSITIONS[Status(request.status)]:  # open: no terminal state (closed, cancelled…)
         outcome, notes = _add_to_request(
             session,
             actor=person,
@@ -284,8 +337,9 @@ def _act(
             samples_dir=samples_dir,
         )
         what = "answered its question" if outcome == "answered" else "added as the customer's message"
-        return _Decision(outcome, _with_notes(f"{what} (found by {match.via})", notes), request.id, customer.id)
-    request, notes = _file_new(
+        found = f"found by {match.via}" + (f"; {passed_over}" if passed_over else "")
+        return _Decision(outcome, _with_notes(f"{what} ({found})", notes), request.id, customer.id)
+    filed, notes = _file_new(
         session,
         actor=person,
         customer=customer,
@@ -294,11 +348,14 @@ def _act(
         config=config,
         samples_dir=samples_dir,
         acknowledge_sender=True,
+        follows_up=request,
     )
     reason = "filed as a new request"
-    if match.request_id:  # never say whose: the row is staff-only, but the id may be another customer's
-        reason += f" ({match.via} names a request that is not this customer's, or no request)"
-    return _Decision("filed", _with_notes(reason, notes), request.id, customer.id)
+    if request is not None:
+        reason += f": it follows up on {request.id}, which is {request.status} (found by {match.via})"
+    if passed_over:
+        reason += f" ({passed_over})"
+    return _Decision("filed", _with_notes(reason, notes), filed.id, customer.id)
 
 
 def _with_notes(reason: str, notes: list[str]) -> str:
@@ -348,6 +405,10 @@ def _contact_person(session: Session, *, customer: Customer, parsed: ParsedMail,
     return person
 
 
+def _customer_of(session: Session, request_id: str) -> str | None:
+    return session.scalar(select(ReleaseRequest.customer_id).where(ReleaseRequest.id == request_id))
+
+
 def _known_message(session: Session, message_id: str) -> str | None:
     """The request a Message-ID belongs to: one of our notices, a request's thread root, or a message that
     went to a request before."""
@@ -366,7 +427,10 @@ def _known_message(session: Session, message_id: str) -> str | None:
 # --- acting ---------------------------------------------------------------------------------------
 
 
-def _unpacked(parsed: ParsedMail, config: AppConfig):
+def _unpacked(parsed: ParsedMail, config: AppConfig) -> Unpacked:
+    if parsed.truncated:  # its last attachment is cut short, and which one is is anyone's guess
+        why = f"only the first bytes of this {parsed.size}-byte message were fetched; it is whole in the mailbox"
+        return Unpacked((), (f"attachments: none stored: {why}",))
     policy = config.intake.email
     return unpack(
         parsed.attachments,
@@ -417,7 +481,9 @@ def _file_new(
     config: AppConfig,
     samples_dir: Path,
     acknowledge_sender: bool,
+    follows_up: ReleaseRequest | None = None,
 ) -> tuple[ReleaseRequest, list[str]]:
+    """A new request from the message; `follows_up`: the customer's own request, over, that it answers."""
     policy = config.intake.email
     tags = read_subject(
         parsed.subject,
@@ -427,13 +493,16 @@ def _file_new(
     )
     unpacked = _unpacked(parsed, config)
     notes = list(unpacked.notes)
+    written = parsed.text
+    if follows_up is not None:  # the same customer's request: naming it tells them nothing new
+        written = f"This follows up on {follows_up.id}, which is {follows_up.status}.\n\n{written}"
     data = SubmitRequest(
         customer_id=customer.id,
         kind=tags.kind,
         severity=tags.severity,
         channel="email",
         title=tags.title,
-        description=_text_with_notes(parsed.text, notes),
+        description=_text_with_notes(written, notes),
         received_at=arrived,
     )
     request = intake.file_request(session, actor=actor, data=data, config=config).request
@@ -568,7 +637,7 @@ def read_mail(session: Session, *, actor: Person, mail_id: int) -> InboundMail:
 
 def describe(mail: InboundMail, *, config: AppConfig) -> MailDetail:
     """The row with what its message says: its text (never its HTML) and the attachments it carries."""
-    parsed = parse(mail.raw, headers_only=mail.size > config.intake.email.max_message_bytes)
+    parsed = parse(mail.raw, headers_only=mail.size > config.intake.email.max_message_bytes, size=mail.size)
     text = parsed.body[:TEXT_LIMIT] if not parsed.headers_only else "(too large: not parsed; download it raw)"
     return MailDetail(
         **MailOut.model_validate(mail).model_dump(),
@@ -602,7 +671,8 @@ def assign_mail(
         raise NotFound(f"no mail {mail_id}")
     if mail.outcome not in ("held", "ignored"):
         raise Conflict(f"mail {mail_id} is already {mail.outcome}; only held or ignored mail can be assigned")
-    parsed = parse(mail.raw)  # a person decided: read it whole, even past the automatic size limit
+    # a person decided: read it whole, even past the automatic size limit; a truncated one files no attachment
+    parsed = parse(mail.raw, size=mail.size)
     now = db_now(session)
     before = {"outcome": mail.outcome, "reason": mail.reason}
     if customer_id is not None:

@@ -14,14 +14,16 @@ next pass takes the message again; a crash after it at most leaves the message w
 files nothing for a Message-ID it has seen, which also makes a new UIDVALIDITY (the mailbox rebuilt;
 everything is read again from the first UID) harmless. A message whose ingest fails stops the pass there
 — the messages after it wait, none is skipped — and the failure is raised (the flow run fails, the
-listener logs and retries).
+listener logs and retries). That is for failures a retry can fix (the database unreachable): a message
+the database refuses whatever we do is held by `ingest`, so one hostile message cannot stop the mailbox.
 
 Size: `ingest` holds a message over `max_message_bytes` unparsed, keeping its bytes for a duty manager to
 file by hand, so such a message is fetched whole — up to `OVERSIZE_FACTOR` times that limit. Past that
 (a server with no size limit of its own), only its first `max_message_bytes + 1` bytes are fetched and kept:
-its headers (Message-ID, sender, subject) and enough for `ingest` to hold it as too large; the whole
-message stays in the mailbox and a warning names its UID and true size. A 2 GB message never sits in
-memory or in the database.
+its headers (Message-ID, sender, subject) and enough for `ingest` to hold it as too large. `ingest` is told
+it is truncated and its true size (the row keeps that size, and its reason says "truncated"; a duty
+manager filing it gets its text, never a cut attachment); the whole message stays in the mailbox and a
+warning names its UID and true size. A 2 GB message never sits in memory or in the database.
 """
 
 from __future__ import annotations
@@ -131,6 +133,8 @@ def _ingest(
         received_at=fetched.internaldate,
         config=config,
         samples_dir=samples_dir,
+        size=size,
+        truncated=huge,
     )
 
 

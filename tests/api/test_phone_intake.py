@@ -74,3 +74,12 @@ def test_the_console_logs_a_call_in_the_staff_members_zone(world, cast):
     filed = api_show(world, cast.tam, re.search(REQUEST_ID, answer.headers["location"]).group(0))
     assert filed["channel"] == "phone" and filed["caller_name"] == CALL["caller_name"]
     assert datetime.fromisoformat(filed["received_at"]) == called_at
+
+
+def test_a_call_time_the_zone_skips_is_refused_not_moved(world, cast):
+    berlin = world.user("tam", tam_for=[cast.customer_id], timezone="Europe/Berlin")
+    me = sign_in_http(world, berlin)
+    assert "Europe/Berlin" in me.page("/requests/new").text  # the form names the zone it reads
+    base = {"customer_id": cast.customer_id, "kind": "false_positive", "severity": "2", "title": "Call", **CALL}
+    refused = me.post("/requests/new", {**base, "intake": "phone", "received_at": "2026-03-29T02:30"})
+    assert refused.status_code == 422 and "Enter when the call came in" in refused.text

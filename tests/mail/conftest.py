@@ -7,6 +7,7 @@ notification tests' own."""
 
 from __future__ import annotations
 
+import random
 import struct
 import uuid
 import zlib
@@ -26,6 +27,9 @@ from tests.notifications.conftest import (  # noqa: F401 — fixtures shared wit
 )
 
 SAMPLE = b"MZ\x90\x00" + b"payroll calculator, wrongly detected\x00" * 40
+# 897 random emoji: 3.6 kB that do not compress, past the 2704 bytes a Postgres btree index row may have
+_EMOJI = random.Random(15)
+HUGE_MESSAGE_ID = ("<" + "".join(chr(_EMOJI.randrange(0x1F300, 0x1FB00)) for _ in range(897)) + "@x>").encode()
 
 
 def message(

@@ -28,10 +28,11 @@ from release_requests.mail.imap import MailboxError, parse_imap_url
 from release_requests.mail.models import InboundMail, MailboxCursor
 from release_requests.requests.models import ReleaseRequest, Sample
 from release_requests.samples.store import sample_path
+from release_requests.server import check_mail_intake
 from release_requests.settings import Settings, get_settings
 from release_requests.workflows.mailbox import listen, poll_once
 from tests.conftest import REPO
-from tests.mail.conftest import SAMPLE, with_email
+from tests.mail.conftest import HUGE_MESSAGE_ID, SAMPLE, with_email
 from tests.mail.conftest import message as compose
 from tests.mail.dovecot import LocalDovecot
 from tests.notifications.conftest import deliver_until_quiet
@@ -151,9 +152,29 @@ def test_a_message_over_the_size_limit_is_held_whole_and_a_huge_one_by_its_heade
     assert world.poll(max_message_bytes=1000).outcomes == {"held": 1}  # over twice the limit
     mail = world.query(select(InboundMail).where(InboundMail.id != mail.id))[0]
     assert mail.raw == huge[:1001] and mail.subject == "[S1] Everything is detected" and mail.outcome == "held"
+    assert mail.size == len(huge)  # its true size, not the bytes kept
+    assert mail.reason == (
+        f"{len(huge)} bytes, over max_message_bytes (1000): truncated, only its first 1001 bytes kept "
+        "(read it whole in the mailbox), not parsed"
+    )
     assert world.requests() == []
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert (warning.uid, warning.size) == (huge_uid, len(huge))
+
+
+def test_one_hostile_message_does_not_stop_the_mailbox(world):
+    raw = compose(sender=world.contact, subject="[S2] hostile", message_id="<MARK@x>", text="a NUL NULMARK here")
+    hostile = raw.replace(b"<MARK@x>", HUGE_MESSAGE_ID).replace(b"NULMARK", b"\x00").replace(b"\n", b"\r\n")
+    first = world.append(hostile)
+    later = world.append(world.message())
+
+    result = world.poll()
+
+    assert result.uids == (first, later) and result.outcomes == {"filed": 2}
+    assert world.cursor().last_uid == later
+    [kept] = world.query(select(InboundMail).where(InboundMail.subject == "[S2] hostile"))
+    assert HUGE_MESSAGE_ID in kept.raw and kept.message_id.endswith("@inbound.invalid>")
+    assert sorted(r.title for r in world.requests()) == ["Payroll app flagged", "hostile"]
 
 
 def test_a_crash_between_filing_and_the_cursor_loses_nothing_and_files_nothing_twice(world):
@@ -379,3 +400,16 @@ def test_the_mail_intake_flow_takes_new_mail_and_without_a_mailbox_does_nothing(
     finally:
         for cache in caches:
             cache.cache_clear()
+
+
+def test_serve_warns_once_when_the_mailbox_is_read_and_senders_are_not_checked(settings, config, caplog):
+    caplog.set_level(logging.WARNING, logger="release_requests.server")
+    read = settings.model_copy(update={"imap_url": "imaps://support:secret@mail.example/INBOX"})
+    check_mail_intake(read, config)
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "release_requests.server"]
+    assert warning.startswith('mail intake: [email] require_authentication is "none" in ')
+    assert str(settings.config_dir / "intake.toml") in warning and "secret" not in warning
+    caplog.clear()
+    check_mail_intake(settings.model_copy(update={"imap_url": None}), config)  # no mailbox read: nothing to say
+    check_mail_intake(read, with_email(config, require_authentication="dmarc"))
+    assert [r for r in caplog.records if r.name == "release_requests.server"] == []

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
 
 from release_requests import db
 from release_requests.audit.models import AuditEvent
@@ -24,14 +25,15 @@ from release_requests.notifications.models import Notification
 from release_requests.notifications.render import render
 from release_requests.notifications.transports import message_id as notice_message_id
 from release_requests.people.models import Person
+from release_requests.requests import service as requests
 from release_requests.requests.models import ReleaseRequest, Sample
 from release_requests.requests.presentation import request_timeline
-from release_requests.requests.schemas import NeedsInfo
+from release_requests.requests.schemas import Cancel, NeedsInfo
 from release_requests.samples.store import sample_path
 from release_requests.sla.service import status_of
 from release_requests.workflows import intake
 from release_requests.workflows.mail_intake import assign_mail, ingest, list_mail
-from tests.mail.conftest import SAMPLE, make_zip, message, with_email
+from tests.mail.conftest import HUGE_MESSAGE_ID, SAMPLE, make_zip, message, with_email
 from tests.notifications.conftest import INTERNAL, deliver_until_quiet
 
 
@@ -48,7 +50,7 @@ class Mailroom:
         self.customer = build.customer()
         self.contact = self.customer.email_contacts[0]
 
-    def send(self, raw: bytes, *, config=None, received_at=None, source="pipe"):
+    def send(self, raw: bytes, *, config=None, received_at=None, source="pipe", **kwargs):
         return ingest(
             self.session,
             raw=raw,
@@ -56,6 +58,7 @@ class Mailroom:
             received_at=received_at,
             config=config or self.config,
             samples_dir=self.samples_dir,
+            **kwargs,
         )
 
     def mail(self, result) -> InboundMail:
@@ -269,6 +272,55 @@ def test_replies_thread_by_references_and_by_the_id_in_the_subject(mailroom):
     assert (chained.outcome, chained.request_id) == ("threaded", filed.request_id)
 
 
+def test_a_reference_to_another_customers_request_does_not_stop_threading(mailroom, build):
+    mine = mailroom.send(message(sender=mailroom.contact))
+    theirs = mailroom.send(message(sender=build.customer().email_contacts[0]))
+    their_root, my_root = (f"<{r.request_id}@release-requests>" for r in (theirs, mine))
+    passed = "In-Reply-To names a request that is not this customer's, or no request"
+    by_refs = mailroom.send(
+        message(sender=mailroom.contact, subject="Re: x", in_reply_to=their_root, references=f"{my_root} {their_root}")
+    )
+    assert (by_refs.outcome, by_refs.request_id) == ("threaded", mine.request_id)
+    assert by_refs.reason == f"added as the customer's message (found by References; {passed})"
+    raw = message(
+        sender=mailroom.contact, subject=f"Re: [{mine.request_id}]", in_reply_to=their_root, references=their_root
+    )
+    by_subject = mailroom.send(raw)
+    assert (by_subject.outcome, by_subject.request_id) == ("threaded", mine.request_id)
+    assert by_subject.reason == f"added as the customer's message (found by subject; {passed})"
+    assert not mailroom.events("request.customer_message", theirs.request_id)
+
+
+def test_a_reply_to_a_request_that_is_over_files_a_new_one_that_names_it(mailroom):
+    filed = mailroom.send(message(sender=mailroom.contact))
+    submitter = mailroom.session.get(Person, mailroom.request(filed).submitted_by_id)
+    requests.cancel(
+        mailroom.session, actor=submitter, request_id=filed.request_id, data=Cancel(reason="a restart fixed it")
+    )
+    reply = message(
+        sender=mailroom.contact,
+        subject=f"Re: [{filed.request_id}] Payroll app flagged",
+        text="It is flagged again since today.",
+        in_reply_to=mailroom.mail(filed).message_id,
+    )
+    result = mailroom.send(reply)
+    assert result.outcome == "filed" and result.request_id != filed.request_id
+    assert result.reason == (
+        f"filed as a new request: it follows up on {filed.request_id}, which is cancelled (found by In-Reply-To)"
+    )
+    followup = mailroom.request(result)
+    assert (followup.customer_id, followup.channel, followup.title) == (
+        mailroom.customer.id,
+        "email",
+        "Payroll app flagged",
+    )
+    assert followup.description == (
+        f"This follows up on {filed.request_id}, which is cancelled.\n\nIt is flagged again since today."
+    )
+    assert mailroom.request(filed).status == "cancelled"
+    assert not mailroom.events("request.customer_message", filed.request_id)
+
+
 def test_an_unknown_id_or_another_customers_request_files_a_new_one(mailroom, build):
     unknown = mailroom.send(message(sender=mailroom.contact, subject="[RR-1999-999999] old problem"))
     assert (unknown.outcome, mailroom.request(unknown).title) == ("filed", "old problem")
@@ -394,6 +446,119 @@ def test_staff_and_contacts_of_several_customers_are_held(mailroom, build):
         "held",
         f"contact of several customers ({', '.join(sorted([first.id, second.id]))}): assign it by hand",
     )
+
+
+# --- hostile messages never stop intake -----------------------------------------------------------
+
+
+def test_a_nul_or_a_huge_message_id_or_a_nul_in_the_text_is_filed_and_intake_goes_on(mailroom):
+    nul_id = message(sender=mailroom.contact, message_id="<abMARKcd@customer.example>")
+    huge_id = message(sender=mailroom.contact, message_id="<MARK@x>")
+    nul_text = message(sender=mailroom.contact, subject="Payroll MARK flagged", text="the file MARK is flagged")
+    hostile = [
+        nul_id.replace(b"MARK", b"\x00"),
+        huge_id.replace(b"<MARK@x>", HUGE_MESSAGE_ID),
+        nul_text.replace(b" MARK ", b"\x00"),
+    ]
+    results = [mailroom.send(raw) for raw in hostile]
+    assert [r.outcome for r in results] == ["filed"] * 3
+    for raw, result in zip(hostile, results, strict=True):
+        mail = mailroom.mail(result)
+        assert mail.raw == raw and mail.outcome == "filed"
+    assert [mailroom.mail(r).message_id.endswith("@inbound.invalid>") for r in results] == [True, True, False]
+    filed = mailroom.request(results[2])
+    assert (filed.title, filed.description) == ("Payrollflagged", "the fileis flagged")
+    assert mailroom.send(message(sender=mailroom.contact)).outcome == "filed"
+
+
+@pytest.fixture
+def refuse(mailroom):
+    """`refuse("22021")`: from now on Postgres refuses every new request with that SQLSTATE (`refuse(None)`:
+    no more). A trigger that goes with the test's transaction: what a value no parser foresaw, a limit or
+    a server going away does to filing."""
+    session = mailroom.session
+    session.execute(text("RESET ROLE"))  # the test's superuser: the app role may not create triggers
+    session.execute(
+        text(
+            "CREATE FUNCTION refuse_request() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF coalesce(current_setting('rr_test.refuse', true), '') <> '' THEN "
+            "RAISE EXCEPTION 'refused by the test' USING ERRCODE = current_setting('rr_test.refuse'); END IF; "
+            "RETURN NEW; END $$"
+        )
+    )
+    session.execute(
+        text(
+            "CREATE TRIGGER refuse_request BEFORE INSERT ON release_requests "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_request()"
+        )
+    )
+    session.execute(text(f"SET ROLE {db.APP_ROLE}"))
+
+    def set_to(sqlstate: str | None) -> None:
+        session.execute(text("SELECT set_config('rr_test.refuse', :s, true)"), {"s": sqlstate or ""})
+
+    return set_to
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "error"),
+    [("22021", "DataError"), ("23514", "IntegrityError"), ("54000", "OperationalError")],
+)
+def test_a_message_the_database_refuses_is_held_with_its_bytes_and_the_next_one_is_filed(
+    mailroom, refuse, sqlstate, error
+):
+    refuse(sqlstate)
+    raw = message(sender=mailroom.contact, attachments=(("payroll.exe", SAMPLE),))
+    result = mailroom.send(raw)
+    assert (result.outcome, result.reason, result.request_id) == ("held", f"could not be filed: {error}", None)
+    mail = mailroom.mail(result)
+    assert (mail.outcome, mail.raw, mail.sender) == ("held", raw, mailroom.contact)
+    assert mailroom.events("mail.received", str(mail.id))[0].after["outcome"] == "held"
+    # nothing of the attempt stayed: no contact account, no notice
+    assert mailroom.session.scalar(select(Person).where(Person.email == mailroom.contact)) is None
+    assert mailroom.notices() == []
+    refuse(None)
+    assert mailroom.send(message(sender=mailroom.contact)).outcome == "filed"
+
+
+@pytest.mark.parametrize("sqlstate", ["40001", "53100"])  # a serialization failure; the server's disk full
+def test_what_a_retry_can_fix_is_raised_so_the_message_is_taken_again(mailroom, refuse, sqlstate):
+    refuse(sqlstate)
+    with pytest.raises(OperationalError):
+        mailroom.send(message(sender=mailroom.contact))
+
+
+def test_a_truncated_message_keeps_its_size_and_is_filed_by_hand_without_its_attachments(mailroom, build):
+    whole = message(sender=mailroom.contact, text="Everything is flagged.", attachments=(("payroll.exe", SAMPLE),))
+    first = len(whole) - 200  # cut inside the attachment
+    config = with_email(mailroom.config, max_message_bytes=first - 1)
+    result = mailroom.send(whole[:first], config=config, size=len(whole), truncated=True, source="imap")
+    assert result.outcome == "held"
+    assert result.reason == (
+        f"{len(whole)} bytes, over max_message_bytes ({first - 1}): truncated, only its first {first} bytes kept "
+        "(read it whole in the mailbox), not parsed"
+    )
+    mail = mailroom.mail(result)
+    assert (mail.size, mail.raw) == (len(whole), whole[:first])
+    with pytest.raises(InvalidInput, match="whole size"):
+        mailroom.send(whole, truncated=True)
+    manager = build.person("duty_manager")
+    assigned = assign_mail(
+        mailroom.session,
+        actor=manager,
+        mail_id=result.mail_id,
+        customer_id=mailroom.customer.id,
+        config=config,
+        samples_dir=mailroom.samples_dir,
+    )
+    note = (
+        f"attachments: none stored: only the first bytes of this {len(whole)}-byte message were fetched; "
+        "it is whole in the mailbox"
+    )
+    request = mailroom.session.get(ReleaseRequest, assigned.request_id)
+    assert request.description == f"Everything is flagged.\n\nNot stored from the e-mail:\n- {note}"
+    assert assigned.reason.endswith(f"\n- {note}")
+    assert mailroom.session.scalars(select(Sample).where(Sample.request_id == request.id)).all() == []
 
 
 # --- the duty manager ----------------------------------------------------------------------------

@@ -4,16 +4,19 @@ and subject tags, and turning attachments (zips and bombs included) into samples
 from __future__ import annotations
 
 import io
+import tracemalloc
 import zipfile
 from email.message import EmailMessage
 
 import pytest
 
+from release_requests.mail import parsing
 from release_requests.mail.attachments import unpack
 from release_requests.mail.authentication import meets, read_verdict
 from release_requests.mail.parsing import MailAttachment, parse
 from release_requests.mail.threading import locate, read_subject
-from tests.mail.conftest import SAMPLE, make_zip, message
+from release_requests.notifications import transports
+from tests.mail.conftest import HUGE_MESSAGE_ID, SAMPLE, make_zip, message
 
 CONTACT = "Ivan Petrov <Ivan.Petrov@Customer.example>"
 LIMITS = {"max_files": 20, "max_bytes": 1_000_000, "max_unpacked": 3_000_000, "passwords": ["infected"]}
@@ -102,6 +105,58 @@ def test_malformed_mime_never_raises(raw):
     assert len(parsed.references) <= 50
 
 
+@pytest.mark.parametrize(
+    "message_id",
+    [
+        b"<ab\x00cd@customer.example>",  # Postgres text refuses NUL
+        HUGE_MESSAGE_ID,
+        b"<" + b"x" * 251 + b">",
+        b"<a b@customer.example>",
+        b"<caf\xc3\xa9@customer.example>",
+    ],
+)
+def test_only_a_printable_ascii_message_id_is_taken_anything_else_gets_the_hash_of_the_bytes(message_id):
+    raw = message(sender=CONTACT, message_id="<MARK@x>", in_reply_to="<MARK@x>", references="<ok@x> <MARK@x>")
+    raw = raw.replace(b"<MARK@x>", message_id)
+    parsed = parse(raw)
+    assert parsed.synthetic_id and parsed.message_id == f"<{parsed.sha256}@inbound.invalid>"
+    assert parsed.in_reply_to is None and parsed.references == ("<ok@x>",)
+    longest = "<" + "x" * 250 + ">"
+    assert parse(message(sender=CONTACT, message_id=longest)).message_id == longest
+
+
+def test_intake_and_outgoing_mail_share_one_message_id_pattern():
+    assert parsing.MESSAGE_ID is transports.MESSAGE_ID_PATTERN
+
+
+def test_nul_is_removed_from_everything_that_is_stored():
+    raw = message(
+        sender="Iv NUL an <ivan@customer.example>",
+        subject="Payroll NUL flagged",
+        text="the file NUL is flagged",
+        attachments=(("pay NUL roll.exe", SAMPLE),),
+        authentication_results="mx.vendor.example; spf=pass NUL smtp.mailfrom=customer.example",
+    ).replace(b" NUL ", b"\x00")
+    parsed = parse(raw)
+    assert (parsed.sender_name, parsed.subject, parsed.body, parsed.text) == (
+        "Ivan",
+        "Payrollflagged",
+        "the fileis flagged",
+        "the fileis flagged",
+    )
+    assert parsed.attachments[0].filename == "pay[U+0000]roll.exe"  # shown, as every control character
+    assert "\x00" not in "".join(parsed.authentication_results)
+    assert parsing.storable("a\x00b\udcff") == "ab\ufffd"  # undecodable bytes kept as U+FFFD
+
+
+def test_a_truncated_message_keeps_its_true_size_and_reads_no_attachment():
+    whole = message(sender=CONTACT, text="Everything is flagged.", attachments=(("payroll.exe", SAMPLE),))
+    cut = parse(whole[:-200], size=len(whole))
+    assert (cut.truncated, cut.size, cut.attachments) == (True, len(whole), ())
+    assert cut.text == "Everything is flagged."
+    assert parse(whole, size=len(whole)) == parse(whole)  # the whole message: not truncated
+
+
 def test_malformed_mime_keeps_what_can_be_read_and_says_what_was_wrong():
     parsed = parse(MALFORMED[5])
     assert parsed.sender == "a@customer.example"
@@ -185,18 +240,37 @@ def test_a_pass_counts_only_for_the_from_domain():
 def test_threading_order_in_reply_to_then_references_right_to_left_then_subject():
     known = {"<a@x>": "RR-2026-000001", "<b@x>": "RR-2026-000002", "<c@x>": "RR-2026-000003"}.get
     subject = "Re: [RR-2026-000009] flagged"
-    first = locate(in_reply_to="<b@x>", references=["<a@x>", "<c@x>"], subject=subject, id_prefix="RR", known=known)
+
+    def find(in_reply_to, references, subject=subject, owned=lambda request_id: True):
+        return locate(
+            in_reply_to=in_reply_to, references=references, subject=subject, id_prefix="RR", known=known, owned=owned
+        )
+
+    first = find("<b@x>", ["<a@x>", "<c@x>"])
     assert (first.request_id, first.via, first.subject_id) == ("RR-2026-000002", "In-Reply-To", "RR-2026-000009")
-    refs = locate(
-        in_reply_to="<z@x>", references=["<a@x>", "<c@x>", "<y@x>"], subject=subject, id_prefix="RR", known=known
-    )
+    refs = find("<z@x>", ["<a@x>", "<c@x>", "<y@x>"])
     assert (refs.request_id, refs.via) == ("RR-2026-000003", "References")
-    by_subject = locate(in_reply_to=None, references=["<y@x>"], subject=subject, id_prefix="RR", known=known)
+    by_subject = find(None, ["<y@x>"])
     assert (by_subject.request_id, by_subject.via) == ("RR-2026-000009", "subject")
-    nothing = locate(
-        in_reply_to=None, references=[], subject="RR-2026-000009 without brackets", id_prefix="RR", known=known
-    )
+    nothing = find(None, [], subject="RR-2026-000009 without brackets")
     assert nothing.request_id is None
+
+
+def test_a_step_naming_someone_elses_request_does_not_end_threading():
+    known = {"<theirs@x>": "RR-2026-000001", "<mine@x>": "RR-2026-000002"}.get
+    mine = {"RR-2026-000002", "RR-2026-000009"}.__contains__
+
+    def find(in_reply_to, references, subject="Re: flagged"):
+        return locate(
+            in_reply_to=in_reply_to, references=references, subject=subject, id_prefix="RR", known=known, owned=mine
+        )
+
+    refs = find("<theirs@x>", ["<mine@x>", "<theirs@x>"])
+    assert (refs.request_id, refs.via, refs.passed_over) == ("RR-2026-000002", "References", ("In-Reply-To",))
+    subject = find("<theirs@x>", ["<theirs@x>"], subject="Re: [RR-2026-000009] flagged")
+    assert (subject.request_id, subject.via, subject.passed_over) == ("RR-2026-000009", "subject", ("In-Reply-To",))
+    none = find(None, ["<theirs@x>"], subject="Re: [RR-2026-000001] flagged")
+    assert (none.request_id, none.passed_over) == (None, ("References", "subject"))
 
 
 @pytest.mark.parametrize(
@@ -257,7 +331,37 @@ def test_zip_bombs_are_stopped_by_declared_size_by_a_capped_read_and_by_the_tota
     many = make_zip([(f"part{i}.bin", b"\x00" * 900_000) for i in range(5)])
     total = unpack([_attachment("many.zip", many)], **LIMITS)
     assert len(total.samples) == 3  # 3 × 900 kB fit under 3 MB unpacked; the rest is noted
-    assert [n.split(":")[1].strip() for n in total.notes] == ["over the archive's unpacked limit of 3000000 bytes"] * 2
+    assert [n.split(":")[1].strip() for n in total.notes] == ["over the message's unpacked limit of 3000000 bytes"] * 2
+
+
+def test_one_unpacked_budget_for_the_whole_message_not_one_per_archive():
+    # five small zips, each unpacking to the whole budget (as five 100 kB zips of four 25 MiB members would)
+    zips = [
+        _attachment(f"z{n}.zip", make_zip([(f"z{n}-{i}.bin", bytes([n * 4 + i]) * 740_000) for i in range(4)]))
+        for n in range(5)
+    ]
+    unpacked = unpack([*zips, _attachment("notes.txt", b"x" * 10)], **LIMITS)
+    assert sum(len(s.data) for s in unpacked.samples) <= LIMITS["max_unpacked"]
+    assert [s.filename for s in unpacked.samples] == ["z0-0.bin", "z0-1.bin", "z0-2.bin", "z0-3.bin", "notes.txt"]
+    over = [n for n in unpacked.notes if n.endswith("over the message's unpacked limit of 3000000 bytes")]
+    assert len(over) == 16 and over[0].startswith("z1.zip → z1-0.bin")
+    # a plain attachment spends the same budget
+    plain = unpack([_attachment("a.bin", b"a" * 900_000)] * 4, **LIMITS)
+    assert len(plain.samples) == 3 and plain.notes == ("a.bin: over the message's unpacked limit of 3000000 bytes",)
+
+
+def test_a_member_costs_its_size_in_memory_once():
+    size = 20_000_000
+    archive = make_zip([("big.bin", b"\x00" * size)])
+    limits = {**LIMITS, "max_bytes": 2 * size, "max_unpacked": 2 * size}
+    tracemalloc.start()
+    try:
+        unpacked = unpack([_attachment("big.zip", archive)], **limits)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(unpacked.samples[0].data) == size
+    assert peak < 1.3 * size  # the read buffer is handed over, not copied
 
 
 def test_nested_archives_are_stored_not_opened_and_limits_are_noted():

@@ -21,7 +21,15 @@ LEASE = "0.5"
 
 def run_deliverer(committed_db: str, slack, smtp, crash: str) -> int:
     result = subprocess.run(
-        [sys.executable, "-m", "tests.notifications.deliver_and_die", committed_db, slack.base_url, smtp.url, LEASE],
+        [
+            sys.executable,
+            "-m",
+            "tests.notifications.deliver_and_die",
+            committed_db,
+            LEASE,
+            f"slack={slack.base_url}",
+            f"smtp={smtp.url}",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -41,6 +41,18 @@ def last_sunday_2am(zone: str) -> datetime:
     day = now - timedelta(days=(now.weekday() - 6) % 7)
     at = day.replace(hour=2, minute=0, second=0, microsecond=0)
     return at if at < now - timedelta(minutes=5) else at - timedelta(days=7)
+
+
+def noon_zone() -> str:
+    """A fixed-offset zone where it is now 12:xx: working hours around now (11:00-14:00 there) cross no midnight,
+    and three hours ago is outside them."""
+    return f"Etc/GMT{datetime.now(UTC).hour - 12:+d}"  # Etc/GMT+N is N hours *behind* UTC
+
+
+def a_weekday_but(*moments: datetime) -> str:
+    """A weekday (mon–sat) on which none of `moments` falls, in their own zones: hours that day are off at each."""
+    taken = {m.strftime("%a").lower() for m in moments}
+    return next(day for day in ("mon", "tue", "wed", "thu", "fri", "sat") if day not in taken)
 
 
 @dataclass

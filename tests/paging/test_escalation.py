@@ -7,6 +7,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
 from release_requests import db
 from release_requests.clock import db_now
@@ -18,7 +19,7 @@ from release_requests.requests.models import ReleaseRequest
 from release_requests.requests.schemas import Respond
 from release_requests.routing.service import choose_owner
 from release_requests.sla.service import status_of
-from tests.paging.conftest import INTERNAL, with_head
+from tests.paging.conftest import INTERNAL, noon_zone, with_head
 
 
 @pytest.fixture
@@ -70,7 +71,19 @@ def test_an_unacknowledged_page_climbs_the_chain_until_it_is_exhausted(scene, ro
     assert INTERNAL in {r.recipient for r in exhausted}
     assert {on_duty.email, fallback.slack_user_id, head.email} <= {r.recipient for r in exhausted}
     assert any(r.levelname == "ERROR" and r.request_id == request_id for r in caplog.records)
-    assert paging.escalate_due(sessions, config=scene.config, now=at + timedelta(hours=1)) == []
+    assert paging.escalate_due(sessions, config=scene.config, now=at + timedelta(hours=1)) == []  # nobody is left
+
+    # answered at last: the exhausted page is resolved, and so is the paging service's incident
+    with db.transaction(sessions) as s:
+        respond = Respond(message="On it.")
+        requests.respond(s, actor=s.get(Person, fallback.id), request_id=request_id, data=respond, config=scene.config)
+    [resolved] = paging.escalate_due(sessions, config=scene.config)
+    assert (resolved.request_id, resolved.outcome) == (request_id, "resolved")
+    page = scene.page(request_id)
+    assert (page.status, page.resolved_at) == ("resolved", resolved.at)
+    assert scene.events(request_id, "page.resolved")[0].before == {"status": "exhausted"}
+    assert scene.rows(request_id, "page.pager")[-1].context["action"] == "resolve"
+    assert paging.escalate_due(sessions, config=scene.config) == []
 
 
 def test_acknowledging_stops_the_climb_but_not_the_sla_clock(scene, rota, engine):
@@ -179,3 +192,70 @@ def test_a_misconfigured_head_of_support_is_reported_not_a_crash(scene, caplog):
         assert (page.status, page.chain) == ("exhausted", [])
         assert words in scene.events(request_id, "page.started")[0].after["head_of_support_problem"]
         assert any(words in r.getMessage() for r in caplog.records)
+
+
+def test_a_severity_taken_out_of_ack_minutes_climbs_at_the_slowest_configured_pace(scene, rota, engine):
+    customer, on_duty, fallback, _ = rota
+    request_id = scene.file(customer, by=on_duty, severity=2)
+    # severity 2 no longer pages, and its ack_minutes went with it, while its page is live
+    paging_config = scene.config.paging.model_copy(update={"severities": [1], "ack_minutes": {"1": 10, "3": 45}})
+    config = scene.config.model_copy(update={"paging": paging_config})
+    at = scene.page(request_id).escalate_at + timedelta(seconds=1)
+    [escalation] = paging.escalate_due(db.make_sessionmaker(engine), config=config, now=at)
+    assert (escalation.outcome, escalation.to_person) == ("escalated", fallback.name)
+    assert scene.page(request_id).escalate_at - at == timedelta(minutes=45)  # the largest configured wait
+    assert {r.context["ack_minutes"] for r in scene.rows(request_id, "page.sent") if r.recipient == fallback.email} == {
+        45
+    }
+
+
+def test_one_page_that_fails_does_not_stop_the_others(scene, rota, engine, caplog):
+    customer, on_duty, fallback, _ = rota
+    broken = scene.file(customer, by=on_duty)  # its next step is `fallback`
+    other_fallback = scene.person("duty_manager")
+    scene.fallback(other_fallback)
+    fine = scene.file(scene.customer(), by=on_duty)  # its next step is `other_fallback`
+    with db.transaction(scene.sessions) as s:  # a zone the server's tzdata no longer knows
+        s.execute(update(Person).where(Person.id == fallback.id).values(timezone="Mars/Olympus_Mons"))
+    at = max(scene.page(broken).escalate_at, scene.page(fine).escalate_at) + timedelta(seconds=1)
+    sessions = db.make_sessionmaker(engine)
+    with caplog.at_level(logging.ERROR, logger="release_requests.paging.service"):
+        [escalation] = paging.escalate_due(sessions, config=scene.config, now=at)
+    assert (escalation.request_id, escalation.to_person) == (fine, other_fallback.name)
+    [failed] = [r for r in caplog.records if getattr(r, "event", None) == "page.watch_failed"]
+    assert failed.request_id == broken and failed.exc_info is not None and broken in failed.getMessage()
+    page = scene.page(broken)
+    assert (page.status, page.step) == ("paging", 0)  # rolled back whole: tried again next pass
+    assert scene.events(broken, "page.escalated") == [] and len(scene.rows(broken, "page.pager")) == 1
+
+    with db.transaction(scene.sessions) as s:
+        s.execute(update(Person).where(Person.id == fallback.id).values(timezone="Europe/Moscow"))
+    [escalation] = paging.escalate_due(sessions, config=scene.config, now=at)
+    assert (escalation.request_id, escalation.to_person) == (broken, fallback.name)
+
+
+def test_a_call_logged_late_pages_who_is_on_duty_now(scene, engine):
+    """A call that came in longer ago than a step waits (10 min at severity 1) is routed as of the call — the
+    manager of that night owns it — but pages whoever is on duty now; a TAM at work now takes it unpaged."""
+    now = scene.now()
+    night, day, filer = scene.person("duty_manager"), scene.person("duty_manager"), scene.person("triage")
+    scene.shift(night, now - timedelta(hours=6), now - timedelta(minutes=3))
+    scene.shift(day, now - timedelta(minutes=3), now + timedelta(hours=8))
+    customer = scene.customer()
+
+    late = scene.file(customer, by=filer, received_at=now - timedelta(hours=3))
+    assert scene.events(late, "request.routed")[0].after["owner_id"] == night.id
+    page = scene.page(late)
+    assert [(e["person_id"], e["role"]) for e in page.chain] == [(day.id, "on duty")]
+    assert scene.events(late, "page.started")[0].reason.startswith("logged 180 min after the customer reached us")
+    assert {r.recipient for r in scene.rows(late, "page.sent")} == {day.slack_user_id, day.email}
+
+    recent = scene.file(customer, by=filer, received_at=now - timedelta(minutes=5))  # within the 10 min
+    assert scene.page(recent).chain[0]["person_id"] == night.id
+
+    zone = noon_zone()  # the TAM works 11:00-14:00 there: now, but not three hours ago
+    tam_customer = scene.customer()
+    scene.person("tam", tam_for=(tam_customer,), timezone=zone, working_hours="mon-sun 11:00-14:00")
+    taken = scene.file(tam_customer, by=filer, received_at=now - timedelta(hours=3))
+    assert scene.events(taken, "request.routed")[0].after["owner_id"] == night.id
+    assert scene.page(taken) is None and scene.rows(taken, "page.pager") == []

@@ -247,6 +247,32 @@ def test_pager_events_of_one_request_leave_in_order(scene, rota, pagerduty, make
     assert pagerduty.incident(f"release-requests/{request_id}").status == "acknowledged"
 
 
+def test_an_acknowledge_begun_before_an_escalation_committed_still_follows_its_trigger(
+    scene, rota, pagerduty, make_deliverer, engine
+):
+    """The acknowledging transaction starts (its now() is fixed), a watcher escalates and commits meanwhile, and
+    only then does the acknowledgement take the page: its row is written after the escalation's trigger, so it
+    must sort, and leave, after it — or the re-trigger would reach the paging service after the acknowledge."""
+    customer, fallback, head = rota
+    request_id = scene.file(customer, by=fallback)
+    deliverer = make_deliverer(extra=(pager(pagerduty),))
+    deliver_until_quiet(deliverer)
+    sessions = db.make_sessionmaker(engine)
+    with db.transaction(sessions) as s:  # nobody acknowledged in time
+        s.get(Page, request_id).escalate_at = db_now(s) - timedelta(seconds=1)
+    with sessions() as acknowledging, acknowledging.begin():
+        db_now(acknowledging)  # the transaction has begun: now() is fixed from here
+        [escalation] = paging.escalate_due(sessions, config=scene.config)  # commits on its own
+        assert escalation.to_person == head.name
+        actor = acknowledging.get(Person, head.id)
+        paging.acknowledge(acknowledging, actor=actor, request_id=request_id, via="cli", config=scene.config)
+    assert [r.context["action"] for r in pager_rows(scene, request_id)] == ["trigger", "trigger", "acknowledge"]
+    deliver_until_quiet(deliverer)
+    key = f"release-requests/{request_id}"
+    assert pagerduty.incident(key).log == ["trigger", "trigger", "acknowledge"]
+    assert pagerduty.incident(key).status == "acknowledged"
+
+
 def test_a_deliverer_killed_after_the_pager_took_the_event_resends_it_into_the_same_incident(
     scene, rota, pagerduty, make_deliverer, committed_db
 ):
@@ -259,7 +285,7 @@ def test_a_deliverer_killed_after_the_pager_took_the_event_resends_it_into_the_s
         "RR_PAGING_ROUTING_KEY": ROUTING_KEY,
     }
     died = subprocess.run(
-        [sys.executable, "-m", "tests.paging.pager_deliver_and_die", committed_db, str(pagerduty.cafile)],
+        [sys.executable, "-m", "tests.notifications.deliver_and_die", committed_db, "1", f"pager={pagerduty.cafile}"],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -1,12 +1,13 @@
-"""Paging over the real API, the `relreq` command and the real transports: a phone call logged at 02:00 on a
-Sunday pages the manager on duty by Slack DM and e-mail; acknowledging from the CLI and the API; what a
+"""Paging over the real API, the `relreq` command and the real transports: a phone call from 02:00 on a Sunday,
+logged later, pages the manager on duty by Slack DM and e-mail; acknowledging from the CLI and the API; what a
 customer may see; `relreq duty check`."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ from release_requests.notifications.delivery import Deliverer
 from release_requests.notifications.transports import SlackTransport, SmtpTransport
 from release_requests.settings import Settings
 from tests.conftest import REPO, run_relreq, serve_app
-from tests.paging.conftest import INTERNAL, last_sunday_2am, with_head
+from tests.paging.conftest import INTERNAL, a_weekday_but, last_sunday_2am, with_head
 
 
 @pytest.fixture
@@ -61,10 +62,11 @@ def deliver_all(engine, config, slack: LocalSlack, smtp: LocalSmtp) -> None:
 
 def test_a_call_at_2am_on_sunday_pages_the_manager_on_duty_who_acknowledges_from_the_cli(scene, api, engine, relreq):
     customer = scene.customer(timezone="Europe/Moscow")
-    tam = scene.person("tam", tam_for=(customer,), timezone="Europe/Moscow")  # mon-fri 09:00-18:00: off on Sunday
-    on_duty = scene.person("duty_manager")
     called_at = last_sunday_2am("Europe/Moscow")
-    scene.shift(on_duty, called_at - timedelta(hours=2), called_at + timedelta(hours=6))
+    off = a_weekday_but(called_at, datetime.now(ZoneInfo("Europe/Moscow")))  # the TAM is off then and now
+    tam = scene.person("tam", tam_for=(customer,), timezone="Europe/Moscow", working_hours=f"{off} 09:00-18:00")
+    on_duty = scene.person("duty_manager")
+    scene.shift(on_duty, called_at - timedelta(hours=2), scene.now() + timedelta(hours=6))  # then and now
     body = {
         "customer_id": customer,
         "kind": "false_positive",
@@ -99,6 +101,8 @@ def test_a_call_at_2am_on_sunday_pages_the_manager_on_duty_who_acknowledges_from
     code, out, err = relreq("page", "ack", request_id, token=on_duty.token)
     assert code == 0, err
     assert f"{request_id}: page acknowledged by {on_duty.name}" in out
+    assert scene.page(request_id).acknowledged_via == "cli"
+    assert scene.events(request_id, "page.acknowledged")[0].after["via"] == "cli"
     code, out, err = relreq("page", "ack", request_id, token=tam.token)
     assert code == 1 and f"already acknowledged by {on_duty.name}" in err and "409" in err
     code, out, _ = relreq("page", "show", request_id, token=tam.token)
@@ -122,8 +126,11 @@ def test_acknowledging_over_the_api_twice_is_a_conflict(scene, api):
         first = client.post(f"/api/v1/requests/{request_id}/page/acknowledge")
         assert first.status_code == 200, first.text
         assert (first.json()["acknowledged_by"], first.json()["acknowledged_via"]) == (triage.name, "api")
-        again = client.post(f"/api/v1/requests/{request_id}/page/acknowledge")
-    assert again.status_code == 409 and triage.name in again.json()["message"]
+        again = client.post(f"/api/v1/requests/{request_id}/page/acknowledge", json={"via": "cli"})
+        assert again.status_code == 409 and triage.name in again.json()["message"]
+        for body in ({"via": "slack"}, {"via": "api", "by": "me"}):  # Slack presses its own button; nothing else
+            refused = client.post(f"/api/v1/requests/{request_id}/page/acknowledge", json=body)
+            assert refused.status_code == 422, (body, refused.text)
 
 
 def test_a_customer_never_sees_pages(scene, api):
