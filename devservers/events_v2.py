@@ -23,8 +23,6 @@ for `seconds` — past the client's timeout, like a paging service that took the
 from __future__ import annotations
 
 import json
-import ssl
-import tempfile
 import threading
 import time
 import uuid
@@ -33,7 +31,7 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from devservers.tls import self_signed_certificate
+from devservers.tls import serve_over_tls
 
 ENQUEUE_PATH = "/v2/enqueue"
 ROUTING_KEY_LENGTH = 32
@@ -158,11 +156,7 @@ class LocalEventsV2:
         self._server.daemon_threads = True
         self._certdir: Path | None = None
         if tls:
-            self._certdir = Path(tempfile.mkdtemp(prefix="rr-events-v2-"))
-            cert, key = self_signed_certificate(self._certdir, host, name="events-v2")
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(cert, key)
-            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self._certdir = serve_over_tls(self._server, host, name="events-v2")
         self._thread: threading.Thread | None = None
 
     @property

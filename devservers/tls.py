@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import ssl
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -40,3 +42,14 @@ def self_signed_certificate(directory: Path, host: str = "127.0.0.1", *, name: s
     )
     key_path.chmod(0o600)
     return cert_path, key_path
+
+
+def serve_over_tls(server, host: str, *, name: str) -> Path:
+    """Make an HTTP `server` speak HTTPS with a new throwaway certificate; the folder holding
+    `{name}-cert.pem`, which a client passes as its `cafile`."""
+    certdir = Path(tempfile.mkdtemp(prefix=f"rr-{name}-"))
+    cert, key = self_signed_certificate(certdir, host, name=name)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    return certdir

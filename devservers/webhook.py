@@ -14,15 +14,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import ssl
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from devservers.tls import self_signed_certificate
+from devservers.tls import serve_over_tls
 
 MAX_SKEW_SECONDS = 5 * 60
 
@@ -70,11 +68,7 @@ class LocalWebhook:
         self._server.daemon_threads = True
         self._certdir: Path | None = None
         if tls:
-            self._certdir = Path(tempfile.mkdtemp(prefix="rr-webhook-"))
-            cert, key = self_signed_certificate(self._certdir, host, name="webhook")
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(cert, key)
-            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self._certdir = serve_over_tls(self._server, host, name="webhook")
         self._thread: threading.Thread | None = None
 
     @property

@@ -120,22 +120,8 @@ def handle_interaction(
     )
     channel, message_ts = press.channel.id, press.message_ts
     now = db_now(session)
-    record(
-        session,
-        actor=actor_of(person),
-        action="slack.decision",
-        entity_type="notification",
-        entity_id=asked.id,
-        request_id=request.id,
-        after={
-            "audience": "internal",
-            "stage": ref["stage"],
-            "decision": action,
-            "slack_user_id": slack_user,
-            "channel": channel,
-            "message_ts": message_ts,
-            "status": request.status,
-        },
+    _record_press(
+        session, person=person, asked=asked, press=press, request=request, decision=action, stage=ref["stage"]
     )
     queue(
         session,
@@ -156,15 +142,18 @@ def handle_interaction(
     return request
 
 
-def _acknowledge(
-    session: Session, *, person: Person, asked: Notification, press: BlockActions, config: AppConfig
-) -> ReleaseRequest:
-    """The paged person takes the page from its Slack DM: the same service as `relreq page ack` and the API (the
-    climb stops; the paging service hears `acknowledge`), audited as a Slack decision, and the DM edited to
-    say who took it and when, without its button."""
-    page = acknowledge(session, actor=person, request_id=asked.request_id, via="slack", config=config)
-    request = session.get(ReleaseRequest, page.request_id)
-    channel, message_ts = press.channel.id, press.message_ts
+def _record_press(
+    session: Session,
+    *,
+    person: Person,
+    asked: Notification,
+    press: BlockActions,
+    request: ReleaseRequest,
+    decision: str,
+    **details: str,
+) -> None:
+    """The audit event of one accepted button press: who pressed what on which message, and where it left
+    the request (and the stage or page it was about)."""
     record(
         session,
         actor=actor_of(person),
@@ -174,13 +163,27 @@ def _acknowledge(
         request_id=request.id,
         after={
             "audience": "internal",
-            "decision": "acknowledge",
+            **details,
+            "decision": decision,
             "slack_user_id": press.user.id,
-            "channel": channel,
-            "message_ts": message_ts,
+            "channel": press.channel.id,
+            "message_ts": press.message_ts,
             "status": request.status,
-            "page": page.status,
         },
+    )
+
+
+def _acknowledge(
+    session: Session, *, person: Person, asked: Notification, press: BlockActions, config: AppConfig
+) -> ReleaseRequest:
+    """The paged person takes the page from its Slack DM: the same service as `relreq page ack` and the API (the
+    climb stops; the paging service hears `acknowledge`), audited as a Slack decision, and the DM edited to
+    say who took it and when, without its button."""
+    page = acknowledge(session, actor=person, request_id=asked.request_id, via="slack", config=config)
+    request = session.get(ReleaseRequest, page.request_id)
+    channel, message_ts = press.channel.id, press.message_ts
+    _record_press(
+        session, person=person, asked=asked, press=press, request=request, decision="acknowledge", page=page.status
     )
     queue(
         session,
