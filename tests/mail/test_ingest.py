@@ -49,6 +49,8 @@ class Mailroom:
         self.session, self.build, self.config, self.samples_dir = session, build, config, samples_dir
         self.customer = build.customer()
         self.contact = self.customer.email_contacts[0]
+        # the session's database is shared: notices other tests committed are not this test's
+        self._earlier = set(session.scalars(select(Notification.id)))
 
     def send(self, raw: bytes, *, config=None, received_at=None, source="pipe", **kwargs):
         return ingest(
@@ -68,10 +70,12 @@ class Mailroom:
         return self.session.get(ReleaseRequest, result.request_id)
 
     def notices(self, **where) -> list[Notification]:
+        """The notices queued since this mailroom opened (in the test's own transaction)."""
         query = select(Notification)
         for name, value in where.items():
             query = query.where(getattr(Notification, name) == value)
-        return list(self.session.scalars(query.order_by(Notification.created_at, Notification.id)))
+        rows = self.session.scalars(query.order_by(Notification.created_at, Notification.id))
+        return [row for row in rows if row.id not in self._earlier]
 
     def events(self, action: str, entity_id: str | None = None) -> list[AuditEvent]:
         query = select(AuditEvent).where(AuditEvent.action == action)
