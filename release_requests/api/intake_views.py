@@ -86,6 +86,12 @@ def raw_mail(mail_id: int, me: Person = Depends(caller), ctx: AppContext = Depen
     """The message exactly as it arrived, as a download: a browser must never render it."""
     with ctx.unit_of_work() as session:
         raw = mail_intake.read_mail(session, actor=me, mail_id=mail_id).raw
+    return eml_download(mail_id, raw)
+
+
+def eml_download(mail_id: int, raw: bytes) -> Response:
+    """A message's bytes as a file to save, here and in the console: never rendered, never sniffed, and
+    sandboxed should a browser open it all the same."""
     return Response(
         content=raw,
         media_type=RFC822,

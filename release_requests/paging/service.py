@@ -386,17 +386,23 @@ def _resolve(session: Session, *, page: Page, customer: Customer, why: str, at: 
     return Escalation(page.request_id, "resolved", at)
 
 
-def _escalate(
-    session: Session, *, page: Page, request: ReleaseRequest, customer: Customer, config: AppConfig, at: datetime
-) -> Escalation:
-    current = page.chain[page.step]
+def next_step(session: Session, *, page: Page) -> int | None:
+    """The index in the chain of who is paged next if nobody acknowledges in time (people deactivated since the
+    chain was fixed are skipped); None when nobody is left and the page would be exhausted."""
     inactive = set(
         session.scalars(
             select(Person.id).where(Person.id.in_([e["person_id"] for e in page.chain]), Person.active.is_(False))
         )
     )
+    return chains.next_step(page.chain, page.step, inactive=inactive)
+
+
+def _escalate(
+    session: Session, *, page: Page, request: ReleaseRequest, customer: Customer, config: AppConfig, at: datetime
+) -> Escalation:
+    current = page.chain[page.step]
     waited = int((at - page.paged_at).total_seconds() // 60)
-    following = chains.next_step(page.chain, page.step, inactive=inactive)
+    following = next_step(session, page=page)
     if following is None:
         page.status, page.escalate_at, page.updated_at = "exhausted", None, at
         context = {
@@ -588,6 +594,30 @@ def list_pages(session: Session, *, actor: Person, status: str | None, limit: in
     if status is not None:
         query = query.where(Page.status == status)
     return list(session.scalars(query.order_by(Page.paged_at.desc(), Page.request_id).limit(limit)))
+
+
+@dataclass(frozen=True)
+class Unacknowledged:
+    status: str  # paging | exhausted
+    paged: str | None  # who is paged now (exhausted: the last one paged; None: nobody could be)
+
+
+def unacknowledged(session: Session, *, actor: Person, request_ids: list[str]) -> dict[str, Unacknowledged]:
+    """Of `request_ids`, those whose page nobody has taken yet (paging or exhausted), with who is paged now: the
+    console's queue marks them. One query however many requests: the queue asks for a whole page of them."""
+    access.authorize(actor, "page.read")
+    if not request_ids:
+        return {}
+    query = (
+        select(Page.request_id, Page.status, Person.name)
+        .join(ReleaseRequest, ReleaseRequest.id == Page.request_id)
+        .outerjoin(Person, Person.id == Page.paged_person_id)
+        .where(Page.request_id.in_(request_ids), Page.status.in_(("paging", "exhausted")))
+    )
+    visible = access.visible_customer_ids(session, actor)
+    if visible is not None:
+        query = query.where(ReleaseRequest.customer_id.in_(visible))
+    return {request_id: Unacknowledged(status, name) for request_id, status, name in session.execute(query)}
 
 
 # --------------------------------------------------------------------------------------------------

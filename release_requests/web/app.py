@@ -10,6 +10,7 @@ from release_requests.web import (
     channels_views,
     duty_views,
     healthchecks_views,
+    mail_views,
     pipeline_views,
     portal_views,
     queue_views,
@@ -22,6 +23,6 @@ from release_requests.web.rendering import STATIC
 def install(app: FastAPI) -> None:
     # order matters where paths overlap: /requests/new (portal) before /requests/{request_id}
     pages = (auth_views, portal_views, queue_views, request_views, pipeline_views, channels_views, duty_views)
-    for module in (*pages, reports_views, healthchecks_views):
+    for module in (*pages, reports_views, healthchecks_views, mail_views):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

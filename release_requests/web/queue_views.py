@@ -15,10 +15,12 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
+from release_requests import access
 from release_requests.access import needs
 from release_requests.api.deps import AppContext, context
 from release_requests.clock import db_now
 from release_requests.errors import InvalidInput
+from release_requests.paging import service as paging
 from release_requests.requests import presentation
 from release_requests.requests.presentation import QUEUE_STATES, Routing
 from release_requests.requests.schemas import RequestOut
@@ -83,6 +85,7 @@ class QueueRow:
     item: RequestOut
     routing: Routing | None  # None only if the request left the reader's sight between two queries
     reason: str | None  # the routing reason, its times in the reader's zone
+    page: paging.Unacknowledged | None = None  # its page, while nobody has acknowledged it
 
 
 _ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})")
@@ -115,6 +118,11 @@ def _queue(session: Session, *, me: Viewer, ctx: AppContext, chosen: QueueFilter
     items = presentation.queue(session, actor=me.person, config=ctx.config)
     routing = presentation.routing_of(session, actor=me.person, request_ids=[i.id for i in items])
     my_customers = presentation.tam_customer_ids(session, person=me.person)
+    pages = (
+        paging.unacknowledged(session, actor=me.person, request_ids=[i.id for i in items])
+        if access.allows(me.person, "page.read")
+        else {}
+    )
 
     def wanted(item: RequestOut) -> bool:
         held = routing.get(item.id)
@@ -131,7 +139,7 @@ def _queue(session: Session, *, me: Viewer, ctx: AppContext, chosen: QueueFilter
     rows = []
     for item in filter(wanted, items):
         held = routing.get(item.id)
-        rows.append(QueueRow(item, held, in_zone(held.reason if held else None, me.zone)))
+        rows.append(QueueRow(item, held, in_zone(held.reason if held else None, me.zone), pages.get(item.id)))
     return Queue(rows=rows, open_count=len(items), my_customers=my_customers, read_at=db_now(session))
 
 

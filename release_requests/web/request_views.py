@@ -20,6 +20,7 @@ from release_requests.access import needs
 from release_requests.api.deps import AppContext, context
 from release_requests.notifications import service as notifications
 from release_requests.notifications.schemas import NotificationFilters
+from release_requests.paging import service as paging
 from release_requests.people.service import display_name
 from release_requests.requests import lifecycle, presentation, samples, service
 from release_requests.requests.schemas import (
@@ -35,7 +36,7 @@ from release_requests.requests.schemas import (
 )
 from release_requests.requests.states import OPEN_STATES, Status
 from release_requests.samples.store import verified_sample_path
-from release_requests.web import story
+from release_requests.web import page_panel, story
 from release_requests.web.i18n import translate
 from release_requests.web.rendering import render
 from release_requests.web.session import Viewer, back_to, checked, viewer, web_router
@@ -91,6 +92,7 @@ def _page(
         shown = presentation.present(session, requests=[found], config=ctx.config, viewer=me.person)[0]
         entries = presentation.request_timeline(session, actor=me.person, request_id=found.id)
         can = _controls(me, shown)
+        paged = page_panel.panel(session, reader=me.person, request_id=found.id)
         people, outbox = {}, {}
         if can["staff"]:
             people = {pid: display_name(session, pid) for pid in story.person_ids(entries)}
@@ -118,6 +120,7 @@ def _page(
         intake_channel=story.INTAKE.get(shown.channel, shown.channel),
         question=_open_question(entries),
         show_pipeline=shown.status in PIPELINE_STATES,
+        paging=paged,
         errors=errors_ or {},
         values=values or {},
     )
@@ -342,3 +345,17 @@ def cancel(
         apply=lambda session, data: service.cancel(session, actor=me.person, request_id=request_id, data=data),
         notice="Request cancelled.",
     )
+
+
+@router.post("/requests/{request_id}/page/acknowledge", openapi_extra=needs("page.acknowledge"))
+def acknowledge_page(
+    request: Request, request_id: str, me: Viewer = Depends(checked), ctx: AppContext = Depends(context)
+):
+    """Take the request's page from the console: the escalation stops (not the SLA clock). Somebody was quicker
+    (or it was answered meanwhile): the page again, 409, saying who took it and when, beside the panel."""
+    try:
+        with ctx.unit_of_work() as session:
+            paging.acknowledge(session, actor=me.person, request_id=request_id, via="web", config=ctx.config)
+    except errors.Conflict as exc:
+        return _page(request, me, ctx, request_id, status_code=409, errors_={"page": exc.message})
+    return back_to(f"/requests/{request_id}", "Page acknowledged: nobody else is paged. The SLA clock runs on.")

@@ -30,6 +30,7 @@ from release_requests.people.models import Person
 from release_requests.people.signin import resolve_session
 from release_requests.web import WEB_TAG
 from release_requests.web.rendering import render, secure
+from release_requests.workflows import mail_intake
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -46,6 +47,7 @@ class Viewer:
     language: str
     zone: ZoneInfo
     staff: bool
+    held_mail: int | None = None  # messages waiting for a duty manager, for those who may read the mailbox
 
     @property
     def name(self) -> str:
@@ -91,6 +93,7 @@ def viewer(request: Request, ctx: AppContext = Depends(context)) -> Viewer:
             language=language if language in ("en", "ru") else "en",
             zone=ZoneInfo(zone or "UTC"),
             staff=access.is_staff(person),
+            held_mail=mail_intake.held_count(session, actor=person) if access.allows(person, "mail.read") else None,
         )
     request.state.viewer = found
     return found

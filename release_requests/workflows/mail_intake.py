@@ -627,6 +627,12 @@ def list_mail(session: Session, *, actor: Person, outcome: str | None = None, li
     return list(session.scalars(query.order_by(InboundMail.received_at.desc(), InboundMail.id.desc()).limit(limit)))
 
 
+def held_count(session: Session, *, actor: Person) -> int:
+    """How many messages wait for a duty manager (the console's navigation shows it): an index-only count."""
+    access.authorize(actor, "mail.read")
+    return session.scalar(select(func.count()).select_from(InboundMail).where(InboundMail.outcome == "held")) or 0
+
+
 def read_mail(session: Session, *, actor: Person, mail_id: int) -> InboundMail:
     access.authorize(actor, "mail.read")
     mail = session.get(InboundMail, mail_id)
