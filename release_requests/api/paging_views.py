@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query
+from sqlalchemy import select
 
 from release_requests.access import needs
 from release_requests.api.deps import AppContext, caller, context
@@ -19,26 +20,37 @@ from release_requests.requests.models import ReleaseRequest
 router = APIRouter(prefix="/api/v1", tags=["paging"])
 
 
-def _out(session, page: Page) -> PageOut:
-    request = session.get(ReleaseRequest, page.request_id)
-    by = session.get(Person, page.acknowledged_by_id) if page.acknowledged_by_id else None
-    return PageOut(
-        request_id=page.request_id,
-        customer_id=request.customer_id,
-        dedup_key=page.dedup_key,
-        severity=page.severity,
-        status=page.status,
-        chain=page.chain,
-        step=page.step,
-        paged=ChainEntry(**page.chain[page.step]) if page.chain else None,
-        paged_at=page.paged_at,
-        escalate_at=page.escalate_at,
-        acknowledged_by_id=page.acknowledged_by_id,
-        acknowledged_by=by.name if by else None,
-        acknowledged_at=page.acknowledged_at,
-        acknowledged_via=page.acknowledged_via,
-        resolved_at=page.resolved_at,
+def _outs(session, pages: list[Page]) -> list[PageOut]:
+    """Pages as the API shows them; their requests' customers and acknowledgers read once for the whole list."""
+    customers = dict(
+        session.execute(
+            select(ReleaseRequest.id, ReleaseRequest.customer_id).where(
+                ReleaseRequest.id.in_({p.request_id for p in pages})
+            )
+        ).all()
     )
+    acknowledgers = {p.acknowledged_by_id for p in pages if p.acknowledged_by_id}
+    names = dict(session.execute(select(Person.id, Person.name).where(Person.id.in_(acknowledgers))).all())
+    return [
+        PageOut(
+            request_id=page.request_id,
+            customer_id=customers[page.request_id],
+            dedup_key=page.dedup_key,
+            severity=page.severity,
+            status=page.status,
+            chain=page.chain,
+            step=page.step,
+            paged=ChainEntry(**page.chain[page.step]) if page.chain else None,
+            paged_at=page.paged_at,
+            escalate_at=page.escalate_at,
+            acknowledged_by_id=page.acknowledged_by_id,
+            acknowledged_by=names.get(page.acknowledged_by_id),
+            acknowledged_at=page.acknowledged_at,
+            acknowledged_via=page.acknowledged_via,
+            resolved_at=page.resolved_at,
+        )
+        for page in pages
+    ]
 
 
 @router.get("/pages", response_model=list[PageOut], openapi_extra=needs("page.read"))
@@ -50,14 +62,14 @@ def list_pages(
 ):
     """Pages, newest first (a TAM: their customers' only)."""
     with ctx.unit_of_work() as session:
-        return [_out(session, p) for p in service.list_pages(session, actor=me, status=status, limit=limit)]
+        return _outs(session, service.list_pages(session, actor=me, status=status, limit=limit))
 
 
 @router.get("/requests/{request_id}/page", response_model=PageOut, openapi_extra=needs("page.read"))
 def show_page(request_id: str, me: Person = Depends(caller), ctx: AppContext = Depends(context)):
     """A request's page: its chain, who is paged now, who acknowledged it."""
     with ctx.unit_of_work() as session:
-        return _out(session, service.page_of(session, actor=me, request_id=request_id))
+        return _outs(session, [service.page_of(session, actor=me, request_id=request_id)])[0]
 
 
 @router.post("/requests/{request_id}/page/acknowledge", response_model=PageOut, openapi_extra=needs("page.acknowledge"))
@@ -72,7 +84,7 @@ def acknowledge(
     via = body.via if body is not None else "api"
     with ctx.unit_of_work() as session:
         page = service.acknowledge(session, actor=me, request_id=request_id, via=via, config=ctx.config)
-        return _out(session, page)
+        return _outs(session, [page])[0]
 
 
 @router.get("/duty/check", response_model=DutyCheckOut, openapi_extra=needs("duty.read"))

@@ -538,6 +538,7 @@ def acknowledge(
             f"at {page.acknowledged_at.isoformat()} (via {page.acknowledged_via})",
             acknowledged_by=who.name if who else None,
             acknowledged_at=page.acknowledged_at.isoformat(),
+            acknowledged_via=page.acknowledged_via,
         )
     if page.status == "resolved":
         raise Conflict(f"the page of {page.request_id} was resolved at {page.resolved_at.isoformat()}: it was answered")

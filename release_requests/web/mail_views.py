@@ -142,6 +142,7 @@ def assign(
 ):
     """File the message for the customer chosen, or add it to the request named: the radio button says which,
     so only that field is sent on (exactly one, as the service wants)."""
+    access.authorize(me.person, "mail.assign")  # who may not assign learns that, not what the form lacks
     values = {"target": target, "customer_id": customer_id, "request_id": request_id}
 
     def again(errors: dict[str, str], status_code: int):

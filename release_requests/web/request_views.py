@@ -9,6 +9,7 @@ other refusal (a stale version, an illegal transition) is an error page. Another
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Form, Request
@@ -38,7 +39,7 @@ from release_requests.requests.states import OPEN_STATES, Status
 from release_requests.samples.store import verified_sample_path
 from release_requests.web import page_panel, story
 from release_requests.web.i18n import translate
-from release_requests.web.rendering import render
+from release_requests.web.rendering import local_time, render
 from release_requests.web.session import Viewer, back_to, checked, viewer, web_router
 from release_requests.workflows import intake
 
@@ -357,5 +358,14 @@ def acknowledge_page(
         with ctx.unit_of_work() as session:
             paging.acknowledge(session, actor=me.person, request_id=request_id, via="web", config=ctx.config)
     except errors.Conflict as exc:
-        return _page(request, me, ctx, request_id, status_code=409, errors_={"page": exc.message})
+        return _page(request, me, ctx, request_id, status_code=409, errors_={"page": _taken(me, exc)})
     return back_to(f"/requests/{request_id}", "Page acknowledged: nobody else is paged. The SLA clock runs on.")
+
+
+def _taken(me: Viewer, exc: errors.Conflict) -> str:
+    """Who was quicker, and when in the reader's own zone (the service says it in UTC, for logs and scripts)."""
+    by, at = exc.details.get("acknowledged_by"), exc.details.get("acknowledged_at")
+    if not at:
+        return exc.message  # resolved meanwhile: the service's words
+    moment = local_time(datetime.fromisoformat(at), me.zone, language=me.language)
+    return translate(me.language, "Already acknowledged by {who} at {when}.", who=by or "?", when=moment)

@@ -122,6 +122,8 @@ def test_triage_reads_the_mailbox_but_cannot_assign(world, held):
     assert f'action="/mail/{mail.id}/assign"' not in page.text  # no form…
     refused = triage.post(f"/mail/{mail.id}/assign", {"target": "customer", "customer_id": world.customer()})
     assert refused.status_code == 403 and "may not file or attach a held e-mail message" in refused.text  # …nor a way
+    empty = triage.post(f"/mail/{mail.id}/assign", {})  # refused for who they are, not for what the form lacks
+    assert empty.status_code == 403 and "may not file or attach a held e-mail message" in empty.text
     assert stored(world, mail.id).outcome == "held"
 
 

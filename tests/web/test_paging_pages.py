@@ -176,7 +176,8 @@ def test_a_second_acknowledgement_is_a_conflict_told_on_the_page(night):
     late = duty.post(f"/requests/{request_id}/page/acknowledge", {})
     assert late.status_code == 409
     alert = re.search(r'<p class="error" id="page-error" role="alert">([^<]+)</p>', late.text)
-    assert alert and f"already acknowledged by {night.triage.name}" in alert.group(1)
+    assert alert and f"Already acknowledged by {night.triage.name} at" in alert.group(1)
+    assert alert.group(1).endswith("UTC+05.")  # when, in the reader's own zone, named
     assert 'class="badge page-acknowledged"' in late.text  # the panel shows who has it now
     assert f'action="/requests/{request_id}/page/acknowledge"' not in late.text
     assert page_of(night, request_id).acknowledged_by_id == night.triage.id
