@@ -49,7 +49,7 @@ from release_requests.healthchecks.schemas import (
 )
 from release_requests.notifications.models import Notification
 from release_requests.notifications.preferences import Effective, effective
-from release_requests.notifications.service import Recipient, queue
+from release_requests.notifications.service import Recipient, person_recipients, queue
 from release_requests.people.models import Person
 from release_requests.people.service import actor_of, find_person
 from release_requests.people.service import label as person_label
@@ -673,11 +673,9 @@ def _customer_moment(prefs: Effective, at: datetime, config: AppConfig) -> datet
 
 
 def _people(people: Iterable[Person]) -> list[Recipient]:
-    recipients = {}
-    for person in people:
-        if person is not None and person.active and person.email:
-            recipients[person.id] = Recipient("internal", "email", person.email, person.language or "en", person.id)
-    return list(recipients.values())
+    """The active people among `people`, by e-mail (a Health Check's notices carry dates and documents to keep)."""
+    chosen = {person.id: person for person in people if person is not None and person.active}
+    return [r for person in chosen.values() for r in person_recipients(person, via="email")]
 
 
 def _announce(

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -66,10 +67,19 @@ def team_recipients(config: AppConfig) -> list[Recipient]:
     ]
 
 
-def _person_recipient(person: Person) -> Recipient:
-    if person.slack_user_id:
-        return Recipient("internal", "slack", person.slack_user_id, person_id=person.id)
-    return Recipient("internal", "email", person.email or f"person-{person.id}@invalid", person_id=person.id)
+def person_recipients(person: Person, *, via: Literal["first", "all", "email"] = "first") -> list[Recipient]:
+    """How one staff member hears a notice, in their own language. `first`: their Slack DM if they have one,
+    else their e-mail (a routine notice; a person with neither gets an address that dead-letters, so the
+    team hears of the gap); `all`: both (a page: a phone buzzes twice rather than never); `email`: e-mail
+    only (a document to keep, with its attachment)."""
+    language = person.language or "en"
+    slack = [Recipient("internal", "slack", person.slack_user_id, language, person.id)] if person.slack_user_id else []
+    email = [Recipient("internal", "email", person.email, language, person.id)] if person.email else []
+    if via == "all":
+        return slack + email
+    if via == "email":
+        return email
+    return (slack or email)[:1] or [Recipient("internal", "email", f"person-{person.id}@invalid", language, person.id)]
 
 
 def _customer_recipients(session: Session, customer: Customer) -> list[Recipient]:
@@ -97,13 +107,13 @@ def resolve(
         elif target == "internal_email":
             recipients.append(Recipient("internal", "email", config.notifications.internal.email))
         elif target == "owner" and request.owner_id:
-            recipients.append(_person_recipient(session.get(Person, request.owner_id)))
+            recipients += person_recipients(session.get(Person, request.owner_id))
         elif target == "tam":
-            recipients += [_person_recipient(p) for p in tams_of(session, customer_id=request.customer_id)]
+            recipients += [r for p in tams_of(session, customer_id=request.customer_id) for r in person_recipients(p)]
         elif target == "duty_manager":
             duty = on_duty(session, at=at)
             if duty.person is not None:
-                recipients.append(_person_recipient(duty.person))
+                recipients += person_recipients(duty.person)
     return list(dict.fromkeys(recipients))
 
 

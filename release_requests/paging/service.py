@@ -42,7 +42,7 @@ from release_requests.config import AppConfig, get_config
 from release_requests.customers.models import Customer
 from release_requests.db import transaction
 from release_requests.errors import Conflict, InvalidInput, NotFound
-from release_requests.notifications.service import Recipient, notify, queue
+from release_requests.notifications.service import Recipient, notify, person_recipients, queue
 from release_requests.paging import chain as chains
 from release_requests.paging.models import PAGE_STATUSES, Page
 from release_requests.people.models import Person
@@ -106,21 +106,10 @@ def _duty_people(session: Session) -> list[Person]:
     )
 
 
-def _person_recipients(person: Person) -> list[Recipient]:
-    """A person's Slack DM and their e-mail: both, when they have both."""
-    language = person.language or "en"
-    recipients = []
-    if person.slack_user_id:
-        recipients.append(Recipient("internal", "slack", person.slack_user_id, language, person.id))
-    if person.email:
-        recipients.append(Recipient("internal", "email", person.email, language, person.id))
-    return recipients
-
-
 def _team_recipients(session: Session, config: AppConfig) -> list[Recipient]:
     """The internal Slack channel and every duty-taking person: who hears that paging failed."""
     channel = Recipient("internal", "slack", config.notifications.internal.slack_channel)
-    return list(dict.fromkeys([channel, *(r for p in _duty_people(session) for r in _person_recipients(p))]))
+    return list(dict.fromkeys([channel, *(r for p in _duty_people(session) for r in person_recipients(p, via="all"))]))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -172,7 +161,7 @@ def _page_step(
         "due_at_local": sla.due_at_local if sla else None,
     }
     media = []
-    for recipient in _person_recipients(person):
+    for recipient in person_recipients(person, via="all"):
         queue(
             session,
             request_id=request.id,
