@@ -341,6 +341,11 @@ def measure(label: str, sessions, config, customer_id: str, period, runs: int) -
         f"{len(report.breaches):,} breaches, {len(report.releases):,} releases, "
         f"{len(report.healthchecks)} Health Checks"
     )
+    from release_requests.reports.rendering import report_pdf
+
+    started = time.perf_counter()
+    pdf = report_pdf(report, language="en")
+    print(f"{label}: PDF {len(pdf) / 1024:.0f} KiB in {time.perf_counter() - started:.2f} s (WeasyPrint, warm)")
     return median
 
 
