@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from release_requests import access
@@ -114,6 +114,39 @@ def customer_for(session: Session, *, actor: Person, customer_id: str) -> Custom
     if not access.can_see_customer(session, actor, customer_id):
         raise NotFound(f"no customer '{customer_id}'")
     return get_customer(session, customer_id=customer_id)
+
+
+def save_customer_settings(
+    session: Session,
+    *,
+    actor: Person,
+    customer: Customer,
+    row: object | None,
+    model: type,
+    values: dict,
+    before: dict | None,
+    action: str,
+) -> object:
+    """Write `values` onto a customer's one row of settings (`model`, keyed by `customer_id`; created on the
+    first save) and audit the change from `before` (None: nothing was stored yet) in the same transaction.
+    Returns the row."""
+    if row is None:
+        row = model(customer_id=customer.id)
+        session.add(row)
+    for name, value in values.items():
+        setattr(row, name, value)
+    row.updated_at = func.now()
+    session.flush()
+    record(
+        session,
+        actor=actor_of(actor),
+        action=action,
+        entity_type="customer",
+        entity_id=customer.id,
+        before=before,
+        after=values,
+    )
+    return row
 
 
 def create_customer_as(session: Session, *, actor: Person, data: CustomerCreate) -> Customer:

@@ -11,17 +11,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func
 from sqlalchemy.orm import Session
 
 from release_requests import access
-from release_requests.audit.service import record
 from release_requests.customers.models import Customer
+from release_requests.customers.service import save_customer_settings
 from release_requests.errors import NotFound
 from release_requests.notifications.models import CustomerNotificationPrefs
 from release_requests.notifications.schemas import PreferencesIn, PreferencesOut, parse_quiet_hours
 from release_requests.people.models import Person
-from release_requests.people.service import actor_of
 
 
 @dataclass(frozen=True)
@@ -99,22 +97,14 @@ def set_preferences(session: Session, *, actor: Person, customer_id: str, data: 
     access.authorize(actor, "preferences.change")
     customer = _customer(session, actor=actor, customer_id=customer_id)
     prefs = session.get(CustomerNotificationPrefs, customer.id)
-    before = None if prefs is None else PreferencesIn.model_validate(prefs, from_attributes=True).model_dump()
-    if prefs is None:
-        prefs = CustomerNotificationPrefs(customer_id=customer.id)
-        session.add(prefs)
-    values = data.model_dump(mode="json")
-    for name, value in values.items():
-        setattr(prefs, name, value)
-    prefs.updated_at = func.now()
-    session.flush()
-    record(
+    prefs = save_customer_settings(
         session,
-        actor=actor_of(actor),
+        actor=actor,
+        customer=customer,
+        row=prefs,
+        model=CustomerNotificationPrefs,
+        values=data.model_dump(mode="json"),
+        before=None if prefs is None else PreferencesIn.model_validate(prefs, from_attributes=True).model_dump(),
         action="customer.notification_preferences_changed",
-        entity_type="customer",
-        entity_id=customer.id,
-        before=before,
-        after=values,
     )
     return _out(customer, prefs, effective(session, customer=customer))

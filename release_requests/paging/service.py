@@ -76,6 +76,30 @@ def dedup_key(request_id: str) -> str:
     return f"release-requests/{request_id}"
 
 
+def _audit_page(
+    session: Session,
+    request_id: str,
+    action: str,
+    *,
+    actor: Actor = PAGING,
+    before: dict | None = None,
+    after: dict | None = None,
+    reason: str | None = None,
+) -> None:
+    """One step of a page, in the audit log under the page (keyed by its request) and on the request's timeline."""
+    record(
+        session,
+        actor=actor,
+        action=action,
+        entity_type="page",
+        entity_id=request_id,
+        request_id=request_id,
+        before=before,
+        after=after,
+        reason=reason,
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # Who may be paged
 
@@ -173,13 +197,10 @@ def _page_step(
         )
         media.append(recipient.channel)
     _pager_row(session, page=page, customer=customer, action="trigger", key=pager_key, at=at)
-    record(
+    _audit_page(
         session,
-        actor=PAGING,
-        action="page.sent",
-        entity_type="page",
-        entity_id=request.id,
-        request_id=request.id,
+        request.id,
+        "page.sent",
         after={
             "step": page.step + 1,
             "of": len(page.chain),
@@ -233,13 +254,10 @@ def _alert_nobody_on_duty(
 
 def _record_exhausted(session: Session, *, request_id: str, after: dict, why: str) -> None:
     """Nobody is left to wake: audited on the request and logged at error level (what operators alert on)."""
-    record(
+    _audit_page(
         session,
-        actor=PAGING,
-        action="page.exhausted",
-        entity_type="page",
-        entity_id=request_id,
-        request_id=request_id,
+        request_id,
+        "page.exhausted",
         after=after,
         reason=why,
     )
@@ -307,13 +325,10 @@ def start_page(
         _alert_nobody_on_duty(
             session, request=request, customer=customer, routing=routing, head=head, config=config, at=at
         )
-    record(
+    _audit_page(
         session,
-        actor=PAGING,
-        action="page.started",
-        entity_type="page",
-        entity_id=request.id,
-        request_id=request.id,
+        request.id,
+        "page.started",
         after={
             "dedup_key": page.dedup_key,
             "severity": page.severity,
@@ -360,13 +375,10 @@ class Escalation:
 def _resolve(session: Session, *, page: Page, customer: Customer, why: str, at: datetime) -> Escalation:
     before = page.status
     page.status, page.resolved_at, page.escalate_at, page.updated_at = "resolved", at, None, at
-    record(
+    _audit_page(
         session,
-        actor=PAGING,
-        action="page.resolved",
-        entity_type="page",
-        entity_id=page.request_id,
-        request_id=page.request_id,
+        page.request_id,
+        "page.resolved",
         before={"status": before},
         after={"status": "resolved"},
         reason=why,
@@ -416,13 +428,10 @@ def _escalate(
     before = {"step": page.step + 1, "person": current["name"], "role": current["role"]}
     page.step, page.paged_person_id = following, nxt["person_id"]
     page.escalate_at, page.updated_at = at + timedelta(minutes=minutes), at
-    record(
+    _audit_page(
         session,
-        actor=PAGING,
-        action="page.escalated",
-        entity_type="page",
-        entity_id=request.id,
-        request_id=request.id,
+        request.id,
+        "page.escalated",
         before=before,
         after={
             "step": following + 1,
@@ -535,13 +544,11 @@ def acknowledge(
     before = {"status": page.status, "step": page.step + 1}
     page.status, page.escalate_at, page.updated_at = "acknowledged", None, at
     page.acknowledged_by_id, page.acknowledged_at, page.acknowledged_via = actor.id, at, via
-    record(
+    _audit_page(
         session,
+        page.request_id,
+        "page.acknowledged",
         actor=actor_of(actor),
-        action="page.acknowledged",
-        entity_type="page",
-        entity_id=page.request_id,
-        request_id=page.request_id,
         before=before,
         after={"status": "acknowledged", "by": actor.name, "via": via},
     )

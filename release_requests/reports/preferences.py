@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from release_requests import access
 from release_requests.audit.service import record
 from release_requests.customers.models import Customer
-from release_requests.customers.service import customer_for
+from release_requests.customers.service import customer_for, save_customer_settings
 from release_requests.errors import InvalidInput
 from release_requests.notifications.preferences import effective
 from release_requests.people.models import Person
@@ -99,23 +99,15 @@ def set_report_preferences(
     access.authorize(actor, "report.preferences")
     customer = customer_for(session, actor=actor, customer_id=customer_id)
     prefs = session.get(ReportPreferences, customer.id)
-    before = None if prefs is None else _stored(prefs).model_dump(mode="json")
-    if prefs is None:
-        prefs = ReportPreferences(customer_id=customer.id)
-        session.add(prefs)
-    values = data.model_dump(mode="json")
-    for name, value in values.items():
-        setattr(prefs, name, value)
-    prefs.updated_at = func.now()
-    session.flush()
-    record(
+    save_customer_settings(
         session,
-        actor=actor_of(actor),
+        actor=actor,
+        customer=customer,
+        row=prefs,
+        model=ReportPreferences,
+        values=data.model_dump(mode="json"),
+        before=None if prefs is None else _stored(prefs).model_dump(mode="json"),
         action="customer.report_preferences_changed",
-        entity_type="customer",
-        entity_id=customer.id,
-        before=before,
-        after=values,
     )
     return _prefs_out(session, customer)
 
