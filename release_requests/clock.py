@@ -12,7 +12,14 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+_NOW = "clock.now"  # session.info: (the transaction, its now()): asked once per transaction
+
 
 def db_now(session: Session) -> datetime:
-    """The database's current time (the start of the caller's transaction)."""
-    return session.execute(text("SELECT now()")).scalar_one()
+    """The database's current time (the start of the caller's transaction: constant, so asked once)."""
+    cached = session.info.get(_NOW)
+    if cached is not None and cached[0] is session.get_transaction():
+        return cached[1]
+    now = session.execute(text("SELECT now()")).scalar_one()
+    session.info[_NOW] = (session.get_transaction(), now)
+    return now

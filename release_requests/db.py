@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import MetaData, create_engine, event, text
+from sqlalchemy import MetaData, create_engine, event, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm.util import identity_key
 from sqlalchemy.pool import NullPool
 
 from release_requests import embedded_pg
@@ -134,6 +135,27 @@ def make_engine(url: str, *, as_app_role: bool = True, **kwargs) -> Engine:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def get_many(session: Session, model: type[Base], ids) -> dict:
+    """{primary key: row} for `ids`: rows this session holds already cost nothing, the rest one query.
+
+    `select(...).where(id.in_(...))` asks the database even for rows in the identity map; on a write path
+    that has just loaded the customer and the owner, that is a round trip for nothing.
+    """
+    found, missing = {}, []
+    for key in dict.fromkeys(ids):
+        row = session.identity_map.get(identity_key(model, key))
+        if row is None:
+            missing.append(key)
+        else:
+            found[key] = row
+    if missing:
+        (column,) = model.__mapper__.primary_key
+        found.update(
+            (getattr(row, column.key), row) for row in session.scalars(select(model).where(column.in_(missing)))
+        )
+    return found
 
 
 @contextmanager

@@ -39,8 +39,9 @@ def _out(session, request, ctx: AppContext, me: Person) -> RequestOut:
 @router.post("", status_code=201, response_model=RequestOut, openapi_extra=needs("request.file"))
 def submit(body: SubmitRequest, me: Person = Depends(caller), ctx: AppContext = Depends(context)) -> RequestOut:
     with ctx.unit_of_work() as session:
-        request = intake.submit(session, actor=me, data=body, config=ctx.config)
-        return _out(session, request, ctx, me)
+        # the whole submission stays referenced while it is presented: its owner is then still in the session
+        submission = intake.file_request(session, actor=me, data=body, config=ctx.config)
+        return _out(session, submission.request, ctx, me)
 
 
 @router.get("", response_model=RequestPage, openapi_extra=needs("request.read"))

@@ -1,8 +1,11 @@
 """Writing and checking the audit chain.
 
-Every event is written by the same transaction as the change it records. Writers serialize on one
-transaction-scoped advisory lock, so the chain stays linear however many requests commit at once;
-the lock is taken as late as possible (just before the insert) and released at commit.
+Every event is written by the same transaction as the change it records, and chained when that transaction
+commits: `record` keeps the event with the session, and just before the commit `write_pending` takes one
+transaction-scoped advisory lock, reads the last event, hashes this transaction's events after it and
+inserts them in one statement; the commit releases the lock. So the chain stays linear however many
+requests commit at once, and the lock is held only for those three statements and the commit, not for the
+whole transaction: writers no longer queue behind each other's work, only behind each other's commits.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -23,8 +26,11 @@ import orjson
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
+from sqlalchemy.event import listens_for
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import TextClause
+from sqlalchemy.sql.util import find_tables
 
 from artifacts.progress import Progress, silent
 from release_requests.audit.models import AuditEvent
@@ -98,16 +104,12 @@ def record(
     after: dict | None = None,
     reason: str | None = None,
 ) -> AuditEvent:
-    """Append one event to the chain inside the caller's transaction."""
-    session.flush()  # the change being recorded must reach the database before the lock is taken
-    now = session.execute(
-        text("SELECT clock_timestamp() FROM (SELECT pg_advisory_xact_lock(:k)) AS locked"),
-        {"k": _CHAIN_LOCK_KEY},
-    ).scalar_one()
-    last = session.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
+    """Append one event to the chain when the caller's transaction commits (see the module's docstring).
+
+    The event returned has no `seq`, `occurred_at` or `hash` until then; a caller that needs them inside the
+    transaction uses `record_now`. An event recorded inside a SAVEPOINT that is rolled back is dropped with it.
+    """
     event = AuditEvent(
-        seq=(last.seq + 1) if last else 1,
-        occurred_at=now.astimezone(UTC),
         actor=actor.name,
         actor_id=actor.id,
         action=action,
@@ -117,12 +119,104 @@ def record(
         before=jsonable(before) if before is not None else None,
         after=jsonable(after) if after is not None else None,
         reason=reason,
-        prev_hash=last.hash if last else GENESIS_HASH,
     )
-    event.hash = compute_hash(event)
-    session.add(event)
-    session.flush()
+    session.info.setdefault(_PENDING, []).append((event, session.get_nested_transaction() or session.get_transaction()))
     return event
+
+
+def record_now(session: Session, **event: Any) -> AuditEvent:
+    """`record`, chained at once: for a caller that keys something on the event's `seq` or time inside its
+    transaction. The chain's lock is then held from here to the commit, as every writer held it before."""
+    recorded = record(session, **event)
+    write_pending(session)
+    return recorded
+
+
+def pending_events(session: Session) -> list[AuditEvent]:
+    """Events this transaction recorded and has not chained yet (no seq, no time), in the order recorded."""
+    return [event for event, _ in session.info.get(_PENDING, ())]
+
+
+def write_pending(session: Session) -> None:
+    """Chain this transaction's recorded events after the last committed one, under the chain's lock.
+
+    The lock is a transaction-scoped advisory lock, released by the commit that follows at once (or by a
+    rollback): the next writer reads the last event only after this one committed, so the chain stays linear.
+    Two statements, not one: a single statement's snapshot is taken before it waits for the lock, and would
+    miss the event the previous holder committed meanwhile.
+    """
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    now = session.execute(_LOCK_AND_CLOCK, {"k": _CHAIN_LOCK_KEY}, execution_options=_CHAIN_OPTIONS).scalar_one()
+    last = session.execute(_LAST, execution_options=_CHAIN_OPTIONS).first()
+    seq, prev_hash = (last.seq, last.hash) if last else (0, GENESIS_HASH)
+    # time follows the chain: each event is at least 1 µs after the one before it (a batch's events are the
+    # same moment, a clock stepped back by NTP is another), so ordering by time never contradicts the chain
+    at = max(now, last.occurred_at + _TICK) if last else now
+    rows = []
+    for event, _ in pending:
+        seq += 1
+        event.seq, event.occurred_at, event.prev_hash = seq, at.astimezone(UTC), prev_hash
+        event.hash = prev_hash = compute_hash(event)
+        at += _TICK
+        rows.append({column: getattr(event, column) for column in _COLUMNS})
+    session.execute(_INSERT, rows, execution_options=_CHAIN_OPTIONS)  # one multi-row INSERT
+
+
+_PENDING = "audit.pending"  # session.info: [(event, the (nested) transaction it was recorded in)]
+_CHAIN_OPTIONS = {"audit_chain": True}  # the chain's own statements: the read hook below leaves them alone
+_LOCK_AND_CLOCK = text("SELECT clock_timestamp() FROM (SELECT pg_advisory_xact_lock(:k)) AS locked")
+_LAST = select(AuditEvent.seq, AuditEvent.hash, AuditEvent.occurred_at).order_by(AuditEvent.seq.desc()).limit(1)
+_TICK = timedelta(microseconds=1)
+_COLUMNS = [column.key for column in AuditEvent.__table__.columns]
+_INSERT = insert(AuditEvent.__table__)  # Core, every column in every row: the ORM would split rows by their NULLs
+
+
+@listens_for(Session, "before_commit")
+def _chain_at_commit(session: Session) -> None:
+    # also called when a SAVEPOINT is released: the events wait for the real commit (or the test's outer one)
+    if session.info.get(_PENDING) and session.get_nested_transaction() is None:
+        write_pending(session)
+
+
+@listens_for(Session, "after_soft_rollback")
+def _drop_rolled_back(session: Session, previous_transaction) -> None:
+    """Events recorded inside the transaction (or SAVEPOINT) just rolled back never happened."""
+    pending = session.info.get(_PENDING)
+    if not pending:
+        return
+
+    def inside(transaction) -> bool:
+        while transaction is not None:
+            if transaction is previous_transaction:
+                return True
+            transaction = transaction.parent
+        return previous_transaction.parent is None  # the whole transaction: everything goes
+
+    session.info[_PENDING] = [(e, t) for e, t in pending if not inside(t)]
+
+
+@listens_for(Session, "do_orm_execute")
+def _chain_before_reading(state) -> None:
+    """A transaction reading the audit log sees its own events, as it did when each was inserted at once:
+    pending events are chained before a statement that reads the table. Readers that merge `pending_events`
+    themselves (the SLA clock, on the hot path of filing) opt out with the execution option `audit_pending`."""
+    session = state.session
+    if not session.info.get(_PENDING) or not state.is_select and not isinstance(state.statement, TextClause):
+        return  # nothing waits, or a write (nobody writes the log but write_pending)
+    options = state.execution_options
+    if options.get("audit_chain") or options.get("audit_pending") == "merged":
+        return
+    if isinstance(state.statement, TextClause):
+        reads_log = "audit_events" in state.statement.text
+    else:
+        reads_log = _AUDIT_TABLE in find_tables(state.statement, check_columns=True)
+    if reads_log:
+        write_pending(session)
+
+
+_AUDIT_TABLE = AuditEvent.__table__
 
 
 @dataclass(frozen=True)

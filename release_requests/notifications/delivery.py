@@ -37,7 +37,7 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from release_requests.audit.service import record
+from release_requests.audit.service import record, record_now
 from release_requests.clock import db_now
 from release_requests.config import AppConfig
 from release_requests.crashpoints import crash_point
@@ -329,7 +329,7 @@ class Deliverer:
         """Dead-letter `row` and alert the team through every configured transport (Slack, e-mail, webhook:
         one of them may be what is broken). An alert is never raised about an alert that died."""
         row.status, row.last_error, row.claimed_until = "dead", error, None
-        event = record(
+        event = record_now(
             session,
             actor=OUTBOX,
             action="notification.dead",

@@ -33,7 +33,7 @@ from release_requests.customers.models import Customer
 from release_requests.customers.service import tams_of
 from release_requests.errors import Conflict, InvalidInput, NotFound
 from release_requests.notifications.models import Notification
-from release_requests.notifications.preferences import effective
+from release_requests.notifications.preferences import Effective, effective
 from release_requests.notifications.schemas import NotificationFilters
 from release_requests.people.models import Person
 from release_requests.people.service import actor_of
@@ -82,8 +82,7 @@ def person_recipients(person: Person, *, via: Literal["first", "all", "email"] =
     return (slack or email)[:1] or [Recipient("internal", "email", f"person-{person.id}@invalid", language, person.id)]
 
 
-def _customer_recipients(session: Session, customer: Customer) -> list[Recipient]:
-    prefs = effective(session, customer=customer)
+def _customer_recipients(prefs: Effective) -> list[Recipient]:
     recipients = []
     if prefs.slack_channel:
         recipients.append(Recipient("customer", "slack", prefs.slack_channel, prefs.language))
@@ -92,14 +91,21 @@ def _customer_recipients(session: Session, customer: Customer) -> list[Recipient
 
 
 def resolve(
-    session: Session, *, targets: Iterable[str], request: ReleaseRequest, config: AppConfig, at: datetime
+    session: Session,
+    *,
+    targets: Iterable[str],
+    request: ReleaseRequest,
+    config: AppConfig,
+    at: datetime,
+    customer_prefs: Effective | None = None,
 ) -> list[Recipient]:
-    """Concrete recipients of `targets`; the customer target follows the customer's notification preferences."""
+    """Concrete recipients of `targets`; the customer target follows the customer's notification preferences
+    (`customer_prefs` when the caller has read them already)."""
     recipients: list[Recipient] = []
     customer = session.get(Customer, request.customer_id)
     for target in dict.fromkeys(targets):
         if target == "customer":
-            recipients += _customer_recipients(session, customer)
+            recipients += _customer_recipients(customer_prefs or effective(session, customer=customer))
         elif target == "internal_channel":
             recipients.append(Recipient("internal", "slack", config.notifications.internal.slack_channel))
             if config.notifications.internal.webhook:  # staff notices the internal channel gets, also to the webhook
@@ -115,6 +121,55 @@ def resolve(
             if duty.person is not None:
                 recipients += person_recipients(duty.person)
     return list(dict.fromkeys(recipients))
+
+
+# One statement built once (so compiled once): insert the row unless its dedupe key is queued, and load it
+_QUEUE = select(Notification).from_statement(
+    insert(Notification)
+    .values(created_at=func.clock_timestamp())
+    .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    .returning(*Notification.__table__.columns)
+)
+_OUTBOX = Notification.__table__
+
+
+def _outbox_row(
+    *, request_id: str | None, event: str, recipient: Recipient, context: dict, at: datetime, key: str
+) -> dict:
+    return {
+        "id": str(uuid.uuid4()),
+        "request_id": request_id,
+        "event": event,
+        "audience": recipient.audience,
+        "channel": recipient.channel,
+        "recipient": recipient.address,
+        "recipient_person_id": recipient.person_id,
+        "language": recipient.language,
+        "context": jsonable(context),
+        "dedupe_key": f"{request_id or '-'}:{event}:{key}:{recipient.channel}:{recipient.address}",
+        "status": "queued",
+        "attempts": 0,
+        "next_attempt_at": at,
+    }
+
+
+def _record_queued(session: Session, row: dict, *, actor: Actor) -> None:
+    """The `notification.queued` event: who hears what and when, never the context."""
+    record(
+        session,
+        actor=actor,
+        action="notification.queued",
+        entity_type="notification",
+        entity_id=row["id"],
+        request_id=row["request_id"],
+        after={
+            "event": row["event"],
+            "audience": row["audience"],
+            "channel": row["channel"],
+            "recipient": row["recipient"],
+            "not_before": row["next_attempt_at"],
+        },
+    )
 
 
 def queue(
@@ -139,46 +194,11 @@ def queue(
     transaction that began before a concurrent one committed, then waited for the lock, would otherwise date
     its row earlier than the row it queued after.
     """
-    dedupe_key = f"{request_id or '-'}:{event}:{key}:{recipient.channel}:{recipient.address}"
-    row_id = session.execute(
-        insert(Notification)
-        .values(
-            id=str(uuid.uuid4()),
-            request_id=request_id,
-            event=event,
-            audience=recipient.audience,
-            channel=recipient.channel,
-            recipient=recipient.address,
-            recipient_person_id=recipient.person_id,
-            language=recipient.language,
-            context=jsonable(context),
-            dedupe_key=dedupe_key,
-            status="queued",
-            attempts=0,
-            next_attempt_at=at,
-            created_at=func.clock_timestamp(),
-        )
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(Notification.id)
-    ).scalar_one_or_none()
-    if row_id is None:
-        return None
-    record(
-        session,
-        actor=actor,
-        action="notification.queued",
-        entity_type="notification",
-        entity_id=row_id,
-        request_id=request_id,
-        after={
-            "event": event,
-            "audience": recipient.audience,
-            "channel": recipient.channel,
-            "recipient": recipient.address,
-            "not_before": at,
-        },
-    )
-    return session.get(Notification, row_id)
+    values = _outbox_row(request_id=request_id, event=event, recipient=recipient, context=context, at=at, key=key)
+    row = session.scalar(_QUEUE, values)
+    if row is not None:
+        _record_queued(session, values, actor=actor)
+    return row
 
 
 def notify(
@@ -191,28 +211,44 @@ def notify(
     config: AppConfig,
     at: datetime,
     key: str = "",
-) -> list[Notification]:
+) -> list[str]:
     """Queue `event` about `request` for `targets`; the same (event, key, recipient) is queued only once.
+    Returns the ids of the rows queued now, written by one INSERT (a notice has several recipients).
 
     `context` must hold everything the message needs that is not read again at send time (the request's
     state and SLA are): templates refuse missing variables. Customer notices of the severities in
     `[quiet_hours]` wait for the end of the customer's quiet hours.
     """
-    customer_prefs = None
-    queued = []
-    for recipient in resolve(session, targets=targets, request=request, config=config, at=at):
+    targets = list(targets)
+    customer_prefs = (
+        effective(session, customer=session.get(Customer, request.customer_id)) if "customer" in targets else None
+    )
+    rows = []
+    for recipient in resolve(
+        session, targets=targets, request=request, config=config, at=at, customer_prefs=customer_prefs
+    ):
         send_at = at
         if recipient.audience == "customer":
-            customer_prefs = customer_prefs or effective(session, customer=session.get(Customer, request.customer_id))
             send_at = customer_prefs.deliver_at(
                 severity=request.severity, at=at, held_back=config.notifications.quiet_hours.severities
             )
-        row = queue(
-            session, request_id=request.id, event=event, recipient=recipient, context=context, at=send_at, key=key
+        rows.append(
+            _outbox_row(request_id=request.id, event=event, recipient=recipient, context=context, at=send_at, key=key)
         )
-        if row is not None:
-            queued.append(row)
-    return queued
+    if not rows:
+        return []
+    written = set(
+        session.scalars(
+            insert(_OUTBOX)
+            .values([row | {"created_at": func.clock_timestamp()} for row in rows])
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(_OUTBOX.c.id)
+        )
+    )
+    queued = [row for row in rows if row["id"] in written]
+    for row in queued:  # in the order of the recipients, as the events were when each row had its own INSERT
+        _record_queued(session, row, actor=OUTBOX)
+    return [row["id"] for row in queued]
 
 
 def queue_invitation(session: Session, *, actor: Actor, person: Person, url: str, config: AppConfig) -> Notification:

@@ -27,7 +27,7 @@ from artifacts.errors import ArtifactError, GitRefError
 from artifacts.gitops import open_repo
 from release_requests import access
 from release_requests.audit.models import AuditEvent
-from release_requests.audit.service import Actor, record
+from release_requests.audit.service import Actor, record, record_now
 from release_requests.clock import db_now
 from release_requests.config import AppConfig
 from release_requests.errors import Conflict, ServiceUnavailable
@@ -99,7 +99,7 @@ def request_rebuild(session: Session, *, request: ReleaseRequest, build: Build, 
     )
     session.add(rebuilt)
     session.flush()
-    event = record(
+    event = record_now(
         session,
         actor=PIPELINE,
         action="build.rebase_requested",

@@ -18,7 +18,7 @@ from artifacts.errors import ArtifactError
 from artifacts.gitops import open_repo
 from release_requests import access
 from release_requests.audit.models import AuditEvent
-from release_requests.audit.service import record
+from release_requests.audit.service import record, record_now
 from release_requests.clock import db_now
 from release_requests.config import HOTFIX_KINDS, AppConfig
 from release_requests.customers.service import tams_of
@@ -168,7 +168,7 @@ def provide_fix(session: Session, *, actor: Person, request_id: str, data: FixIn
     build.status, build.fix = "pending", data.model_dump(exclude_none=True)
     build.builder, build.builder_person_id = actor.name, actor.id
     session.flush()
-    event = record(
+    event = record_now(
         session,
         actor=actor_of(actor),
         action="build.fix_provided",
@@ -452,7 +452,7 @@ def _record_signoff(
     )
     session.add(event)
     session.flush()
-    audit = record(
+    audit = record_now(
         session,
         actor=actor_of(actor),
         action=f"signoff.{data.decision}",

@@ -21,6 +21,7 @@ from release_requests.audit.service import timeline
 from release_requests.clock import db_now
 from release_requests.config import AppConfig
 from release_requests.customers.models import Customer, TamAssignment
+from release_requests.db import get_many
 from release_requests.errors import InvalidInput
 from release_requests.people.models import Person
 from release_requests.people.service import label, public_actor
@@ -71,21 +72,15 @@ def present(
     duplicate follows is named only to staff or when it is the same customer's; others see the advisory.
     """
     ids = [r.id for r in requests]
-    slas = status_of_many(session, requests=requests, config=config, now=db_now(session))
+    customers = get_many(session, Customer, [r.customer_id for r in requests])
+    slas = status_of_many(session, requests=requests, config=config, now=db_now(session), customers=customers)
     samples: dict[str, list[Sample]] = {i: [] for i in ids}
     for sample in session.scalars(select(Sample).where(Sample.request_id.in_(ids)).order_by(Sample.id)):
         samples[sample.request_id].append(sample)
-    customers = {
-        c.id: c for c in session.scalars(select(Customer).where(Customer.id.in_({r.customer_id for r in requests})))
-    }
-    person_ids = {p for r in requests for p in (r.owner_id, r.assignee_id, r.submitted_by_id) if p is not None}
-    names = {p.id: label(p) for p in session.scalars(select(Person).where(Person.id.in_(person_ids)))}
+    person_ids = [p for r in requests for p in (r.owner_id, r.assignee_id, r.submitted_by_id) if p is not None]
+    names = {i: label(p) for i, p in get_many(session, Person, person_ids).items()}
     primaries = {r.duplicate_of_id for r in requests if r.duplicate_of_id}
-    owner_of = dict(
-        session.execute(
-            select(ReleaseRequest.id, ReleaseRequest.customer_id).where(ReleaseRequest.id.in_(primaries))
-        ).all()
-    )
+    owner_of = {i: r.customer_id for i, r in get_many(session, ReleaseRequest, primaries).items()}
     staff = access.is_staff(viewer)
     return [
         RequestOut(

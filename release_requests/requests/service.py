@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from release_requests import access
-from release_requests.audit.service import Actor, record
+from release_requests.audit.service import Actor, record, record_now
 from release_requests.clock import db_now
 from release_requests.config import AppConfig
 from release_requests.customers.models import Customer
@@ -54,11 +54,13 @@ def _next_id(session: Session, *, prefix: str, year: int) -> str:
 class Submission:
     """What a submission did: `replayed` when the same person had already filed a request with the same
     `submission_key` (that request is returned; nothing was filed, recorded or sent now). `routing` is who
-    took a request filed now and why (paging reads it); None for a replay."""
+    took a request filed now and why (paging reads it); None for a replay. `customer` is the request's (held
+    here so that whoever presents the request next finds it in the session instead of reading it again)."""
 
     request: ReleaseRequest
     replayed: bool = False
     routing: RoutingDecision | None = None
+    customer: Customer | None = None
 
 
 def submit_request(session: Session, *, actor: Person, data: SubmitRequest, config: AppConfig) -> ReleaseRequest:
@@ -76,21 +78,12 @@ def _filed_with_key(session: Session, *, actor: Person, key: str) -> ReleaseRequ
     return earlier
 
 
-def _insert_once(session: Session, *, actor: Person, request: ReleaseRequest, key: str) -> ReleaseRequest | None:
-    """Insert the request in a SAVEPOINT; if a concurrent submission of the same person committed the same key
-    first (the unique constraint waits for it, then refuses), return that request instead."""
-    try:
-        with session.begin_nested():
-            session.add(request)
-            session.flush()
-    except IntegrityError as exc:
-        if getattr(getattr(exc.orig, "diag", None), "constraint_name", None) != SUBMISSION_KEY_UNIQUE:
-            raise
-        earlier = _filed_with_key(session, actor=actor, key=key)
-        if earlier is None:  # cannot be: the conflicting row is committed, READ COMMITTED sees it
-            raise
-        return earlier
-    return None
+# Built once (compiled once): insert a request unless its person already used its submission_key, and load it
+_FILE = select(ReleaseRequest).from_statement(
+    insert(ReleaseRequest)
+    .on_conflict_do_nothing(constraint=SUBMISSION_KEY_UNIQUE)
+    .returning(*ReleaseRequest.__table__.columns)
+)
 
 
 def file_request(session: Session, *, actor: Person, data: SubmitRequest, config: AppConfig) -> Submission:
@@ -119,21 +112,27 @@ def file_request(session: Session, *, actor: Person, data: SubmitRequest, config
     # Routing looks at who was available when the customer reached us (a call at 02:00 on Sunday goes to the
     # manager on duty even if it is typed in later); the SLA watcher re-routes if that person is away later.
     decision = choose_owner(session, customer_id=customer.id, at=received_at)
-    request = ReleaseRequest(
-        owner_id=decision.owner.id if decision.owner else None,
-        id=_next_id(session, prefix=config.intake.requests.id_prefix, year=now.astimezone(UTC).year),
-        customer_id=customer.id,
-        submitted_by_id=actor.id,
-        status=Status.submitted,
-        received_at=received_at,
-        created_at=now,
-        updated_at=now,
-        **data.model_dump(exclude={"customer_id", "received_at", "sample_sha256"}),
+    # One statement, and no SAVEPOINT: a concurrent submission of the same person with the same key that
+    # committed first makes this insert do nothing (the unique constraint waits for it), and we return its request
+    request = session.scalar(
+        _FILE,
+        {
+            "owner_id": decision.owner.id if decision.owner else None,
+            "id": _next_id(session, prefix=config.intake.requests.id_prefix, year=now.astimezone(UTC).year),
+            "customer_id": customer.id,
+            "submitted_by_id": actor.id,
+            "status": Status.submitted,
+            "received_at": received_at,
+            "created_at": now,
+            "updated_at": now,
+            "version": 1,
+            **data.model_dump(exclude={"customer_id", "received_at", "sample_sha256"}),
+        },
     )
-    if key is None:
-        session.add(request)
-        session.flush()
-    elif (earlier := _insert_once(session, actor=actor, request=request, key=key)) is not None:
+    if request is None:
+        earlier = _filed_with_key(session, actor=actor, key=key)
+        if earlier is None:  # cannot be: the conflicting row is committed, READ COMMITTED sees it
+            raise RuntimeError(f"submission_key {key!r} conflicted, but no request carries it")
         return Submission(earlier, replayed=True)
     record(
         session,
@@ -147,7 +146,7 @@ def file_request(session: Session, *, actor: Person, data: SubmitRequest, config
     for sha256 in dict.fromkeys(data.sample_sha256):
         add_sample_row(session, actor=actor, request=request, sha256=sha256, size=None, filename=None, stored=False)
     _announce_routing(session, request=request, decision=decision, customer=customer, config=config, now=now)
-    return Submission(request, routing=decision)
+    return Submission(request, routing=decision, customer=customer)
 
 
 def _announce_routing(
@@ -199,7 +198,7 @@ def respond(session: Session, *, actor: Person, request_id: str, data: Respond, 
     request = get_visible(session, actor=actor, request_id=request_id, lock=True)
     if request.status not in OPEN_STATES:
         raise InvalidInput(f"request {request.id} is {request.status}; there is nobody waiting for an answer")
-    event = record(
+    event = record_now(
         session,
         actor=actor_of(actor),
         action="request.responded",

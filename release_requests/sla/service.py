@@ -20,8 +20,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from release_requests.audit.models import AuditEvent
+from release_requests.audit.service import pending_events
+from release_requests.clock import db_now
 from release_requests.config import AppConfig, SeverityPolicy
 from release_requests.customers.models import Customer
+from release_requests.db import get_many
 from release_requests.errors import InvalidInput
 from release_requests.requests.models import ReleaseRequest
 from release_requests.sla import calendar
@@ -61,23 +64,29 @@ class ClockFacts:
     met_at: datetime | None
 
 
-def facts_from_events(events: Iterable[AuditEvent]) -> ClockFacts | None:
+SUBMITTED = "request.submitted"  # the clock starts at its `received_at`
+
+
+def facts_from_events(events: Iterable[AuditEvent], *, pending_at: datetime | None = None) -> ClockFacts | None:
+    """The clock's facts from a request's events in chain order; an event not chained yet (no time: recorded
+    by the reading transaction itself) happened at `pending_at`, the transaction's time."""
     started_at = severity = met_at = None
     pauses: list[tuple[datetime, datetime | None]] = []
     for event in events:
         after = event.after or {}
         if event.entity_type != "request":
             continue
-        if event.action == "request.submitted":
+        at = event.occurred_at or pending_at
+        if event.action == SUBMITTED:
             started_at = datetime.fromisoformat(after["received_at"])
         if "severity" in after:
             severity = after["severity"]
         if event.action == PAUSE_START and met_at is None:
-            pauses.append((event.occurred_at, None))
+            pauses.append((at, None))
         elif event.action == PAUSE_END and pauses and pauses[-1][1] is None:
-            pauses[-1] = (pauses[-1][0], event.occurred_at)
+            pauses[-1] = (pauses[-1][0], at)
         elif event.action in QUALIFYING_ACTIONS and met_at is None:
-            met_at = event.occurred_at
+            met_at = at
     if started_at is None:
         return None
     return ClockFacts(started_at, severity, pauses, met_at)
@@ -129,25 +138,41 @@ def compute(facts: ClockFacts, *, policy: SeverityPolicy, cal: calendar.Business
 
 
 def status_of_many(
-    session: Session, *, requests: list[ReleaseRequest], config: AppConfig, now: datetime
+    session: Session,
+    *,
+    requests: list[ReleaseRequest],
+    config: AppConfig,
+    now: datetime,
+    customers: dict[str, Customer] | None = None,
 ) -> dict[str, SlaStatus]:
-    """SLA status of several requests with two queries (events and customers), for lists and queues."""
+    """SLA status of several requests with two queries (events, and customers unless the caller has them),
+    for lists and queues."""
     if not requests:
         return {}
-    ids = [r.id for r in requests]
+    wanted = {r.id for r in requests}
+    pending = [e for e in pending_events(session) if e.request_id in wanted and e.entity_type == "request"]
+    # A request whose filing is among them was filed by this transaction and nothing of it is chained yet (events
+    # are chained in the order recorded): the log has nothing to add, and the hot path of filing skips the query.
+    filed_now = {e.request_id for e in pending if e.action == SUBMITTED}
     events: dict[str, list[AuditEvent]] = defaultdict(list)
-    for event in session.scalars(
-        select(AuditEvent)
-        .where(AuditEvent.request_id.in_(ids), AuditEvent.entity_type == "request")
-        .order_by(AuditEvent.seq)
-    ):
+    if wanted - filed_now:
+        for event in session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.request_id.in_(wanted - filed_now), AuditEvent.entity_type == "request")
+            .order_by(AuditEvent.seq)
+            .execution_options(audit_pending="merged")  # this transaction's own events are added below
+        ):
+            events[event.request_id].append(event)
+    pending_at = None
+    for event in pending:  # recorded by this transaction, chained at its commit
+        if pending_at is None:  # they will be chained after every event read here, and not before now()
+            chained = [e.occurred_at for request_events in events.values() for e in request_events]
+            pending_at = max([db_now(session), *chained])
         events[event.request_id].append(event)
-    customers = {
-        c.id: c for c in session.scalars(select(Customer).where(Customer.id.in_({r.customer_id for r in requests})))
-    }
+    customers = customers or get_many(session, Customer, [r.customer_id for r in requests])
     result = {}
     for request in requests:
-        facts = facts_from_events(events[request.id])
+        facts = facts_from_events(events[request.id], pending_at=pending_at)
         if facts is None:
             continue
         customer = customers[request.customer_id]

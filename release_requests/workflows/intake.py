@@ -37,7 +37,8 @@ def file_request(session: Session, *, actor: Person, data: SubmitRequest, config
     (`paging.start_page`): the portal, the API, a logged phone call and e-mail intake all file through here."""
     submission = requests.file_request(session, actor=actor, data=data, config=config)
     if not submission.replayed:
-        join_open_build(session, request=submission.request, config=config)
+        if data.sample_sha256:  # a report naming no sample has nothing to join (and costs no query to learn it)
+            join_open_build(session, request=submission.request, config=config)
         start_page(session, request=submission.request, routing=submission.routing, config=config, at=db_now(session))
     return submission
 

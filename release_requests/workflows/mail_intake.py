@@ -51,7 +51,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQL
 from sqlalchemy.orm import Session, defer
 
 from release_requests import access
-from release_requests.audit.service import Actor, record
+from release_requests.audit.service import Actor, record, record_now
 from release_requests.clock import db_now
 from release_requests.config import AppConfig
 from release_requests.customers.models import Customer
@@ -559,7 +559,7 @@ def _add_to_request(
         session, actor=actor, request_id=request.id, files=unpacked.samples, config=config, samples_dir=samples_dir
     )
     message = _text_with_notes(parsed.text, notes) or "(an e-mail without text)"
-    event = record(
+    event = record_now(
         session,
         actor=actor_of(actor),
         action=CUSTOMER_MESSAGE_EVENT,

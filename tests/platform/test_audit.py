@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from release_requests import db
@@ -26,6 +27,7 @@ from release_requests.audit.service import (
     compute_hash,
     jsonable,
     record,
+    record_now,
     verify_chain,
 )
 from release_requests.config import load_config
@@ -52,28 +54,97 @@ def _seed(sessions):
         return customer.id, tam
 
 
-def test_many_parallel_submitters_keep_one_linear_chain(committed_db):
-    engine = db.make_engine(committed_db, pool_size=12)
+def test_many_parallel_submitters_keep_one_linear_chain_and_lose_nothing(committed_db):
+    """8 threads x 200 submissions: the chain is written at each commit, under a lock held only for that."""
+    engine = db.make_engine(committed_db, pool_size=8)
     sessions = db.make_sessionmaker(engine)
     customer_id, person = _seed(sessions)
 
-    def submit(i: int) -> str:
-        with db.transaction(sessions) as s:
-            data = SubmitRequest(
-                kind="false_positive", severity=1 + i % 4, channel="portal", title=f"FP {i}", customer_id=customer_id
-            )
-            return service.submit_request(s, actor=person, data=data, config=CONFIG).id
+    def submit(thread: int) -> list[str]:
+        filed = []
+        for n in range(200):
+            with db.transaction(sessions) as s:
+                data = SubmitRequest(
+                    kind="false_positive",
+                    severity=3 + n % 2,
+                    channel="portal",
+                    title=f"FP {thread}-{n}",
+                    customer_id=customer_id,
+                )
+                filed.append(service.submit_request(s, actor=person, data=data, config=CONFIG).id)
+        return filed
 
-    with ThreadPoolExecutor(max_workers=10) as pool:
-        ids = list(pool.map(submit, range(80)))
-    assert len(set(ids)) == 80
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = [i for filed in pool.map(submit, range(8)) for i in filed]
+    assert len(set(ids)) == 1600
     with db.transaction(sessions) as s:
         report = verify_chain(s)
-        seqs = s.execute(text("SELECT seq FROM audit_events ORDER BY seq")).scalars().all()
+        rows = s.execute(text("SELECT seq, occurred_at FROM audit_events ORDER BY seq")).all()
         prev_hashes = s.execute(text("SELECT count(DISTINCT prev_hash) FROM audit_events")).scalar()
+        submitted = s.execute(
+            text("SELECT count(DISTINCT request_id) FROM audit_events WHERE action = 'request.submitted'")
+        ).scalar()
+        stored = s.execute(text("SELECT count(*) FROM release_requests")).scalar()
     assert report.ok, report.problem
-    assert seqs == list(range(1, len(seqs) + 1))
-    assert prev_hashes == len(seqs)  # no fork: every row has a distinct predecessor
+    assert [seq for seq, _ in rows] == list(range(1, len(rows) + 1))
+    assert prev_hashes == len(rows)  # no fork: every row has a distinct predecessor
+    assert all(a < b for (_, a), (_, b) in itertools.pairwise(rows))  # time follows the chain
+    assert submitted == stored == 1600
+    engine.dispose()
+
+
+def _event(s, name: str):
+    return record(s, actor=Actor.system("tests"), action=f"test.{name}", entity_type="test", entity_id=name)
+
+
+def _actions(sessions) -> list[str]:
+    with db.transaction(sessions) as s:
+        return (
+            s.execute(text("SELECT action FROM audit_events WHERE entity_type = 'test' ORDER BY seq")).scalars().all()
+        )
+
+
+def test_events_wait_for_the_commit_and_go_with_a_rollback(committed_db):
+    engine = db.make_engine(committed_db)
+    sessions = db.make_sessionmaker(engine)
+    _seed(sessions)
+    with db.transaction(sessions) as s:
+        first = _event(s, "kept")
+        assert first.seq is None and first.occurred_at is None  # chained only when the transaction commits
+        try:
+            with s.begin_nested():
+                _event(s, "undone")
+                raise RuntimeError("a SAVEPOINT rolled back")
+        except RuntimeError:
+            pass
+        with s.begin_nested():  # a released SAVEPOINT keeps its events, still for the commit
+            _event(s, "released")
+        assert s.info["audit.pending"] and first.seq is None
+    assert first.seq is not None and first.hash
+    with pytest.raises(RuntimeError), db.transaction(sessions) as s:
+        _event(s, "rolled-back")
+        raise RuntimeError("the whole transaction fails")
+    assert _actions(sessions) == ["test.kept", "test.released"]
+    with db.transaction(sessions) as s:
+        assert verify_chain(s).ok
+    engine.dispose()
+
+
+def test_a_transaction_reading_the_log_sees_its_own_events_in_order(committed_db):
+    engine = db.make_engine(committed_db)
+    sessions = db.make_sessionmaker(engine)
+    _seed(sessions)
+    with db.transaction(sessions) as s:
+        _event(s, "one")
+        now = record_now(s, actor=Actor.system("tests"), action="test.two", entity_type="test", entity_id="two")
+        assert now.seq is not None and now.occurred_at is not None  # for callers that key something on it
+        _event(s, "three")
+        seen = s.scalars(select(AuditEvent.action).where(AuditEvent.entity_type == "test").order_by(AuditEvent.seq))
+        assert list(seen) == ["test.one", "test.two", "test.three"]  # the read chained the third first
+        _event(s, "four")
+        raw = s.execute(text("SELECT count(*) FROM audit_events WHERE entity_type = 'test'")).scalar()
+        assert raw == 4
+    assert _actions(sessions) == ["test.one", "test.two", "test.three", "test.four"]
     engine.dispose()
 
 

@@ -365,6 +365,7 @@ def test_requests_received_long_before_count_where_they_were_answered(session, c
     session.execute(update(R).where(R.id.in_(old)).values(created_at=long_ago, updated_at=long_ago))  # filed then
     requests_service.respond(session, actor=tam, request_id=answered.id, data=Respond(message="On it"), config=config)
     intake.triage(session, actor=triage, request_id=accepted.id, decision=Accept(decision="accept"), config=config)
+    session.commit()  # events are chained, and timed, at commit: before `as_of`
     as_of = datetime.now(UTC)
     today = as_of.astimezone(ZONE).date()
     report = build_customer_report(
