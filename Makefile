@@ -14,13 +14,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian packages the test suite drives for real: ClamAV (second detection engine), Chromium (the web
-# console's browser tests; Playwright's own browser download is not reachable, Debian's chromium is) and
-# Dovecot (the IMAP server the e-mail intake tests read; the tests start their own, on loopback).
+# console's browser tests; Playwright's own browser download is not reachable, Debian's chromium is),
+# Dovecot (the IMAP server the e-mail intake tests read; the tests start their own, on loopback) and nginx
+# (serving the static update tree in the update-distribution tests; also started by the tests, on loopback).
 $(APT_STAMP): $(STAMP)
 	@missing=""; \
 	command -v clamscan >/dev/null 2>&1 || missing="$$missing clamav"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium fonts-dejavu-core"; \
 	command -v dovecot >/dev/null 2>&1 || test -x /usr/sbin/dovecot || missing="$$missing dovecot-imapd"; \
+	test -x /usr/sbin/nginx || missing="$$missing nginx-light"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian packages:$$missing"; \

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     api_url: str = Field(default="http://127.0.0.1:8000", description="Where CLI commands find the API.")
     token: str | None = Field(default=None, description="API token used by CLI commands.")
     sigrepo: Path | None = Field(default=None, description="Signature repository (default RR_DATA_DIR/sigrepo).")
+    update_tree_dir: Path | None = Field(
+        default=None, description="Static update tree a web server serves (default RR_DATA_DIR/static)."
+    )
     public_url: str | None = Field(default=None, description="Base URL used in links sent to customers.")
     slack_token: str | None = None
     slack_base_url: str | None = None
@@ -87,6 +90,11 @@ class Settings(BaseSettings):
     def signature_repo(self) -> Path:
         """The git repository of signatures the pipeline fixes and builds (RR_SIGREPO)."""
         return self.sigrepo or self.data_dir / "sigrepo"
+
+    @property
+    def update_tree(self) -> Path:
+        """Where public channels are written as static files for a web server or CDN (RR_UPDATE_TREE_DIR)."""
+        return self.update_tree_dir or self.data_dir / "static"
 
     @property
     def bundles_dir(self) -> Path:

@@ -23,9 +23,8 @@ from release_requests.errors import Unauthenticated
 from release_requests.people.models import Person
 from release_requests.people.service import authenticate
 from release_requests.releases import registry, serving
-from release_requests.releases.models import Release
 from release_requests.releases.naming import CHANNEL_PATTERN, CLIENT_ID_PATTERN, SHA256_PATTERN
-from release_requests.releases.schemas import FileOut, ManifestOut
+from release_requests.releases.schemas import ManifestOut
 
 router = APIRouter(prefix="/updates", tags=["updates"])
 _bearer = HTTPBearer(auto_error=False, description="Needed only for customer and hotfix channels")
@@ -50,47 +49,6 @@ def public_key(ctx: AppContext = Depends(context)) -> PlainTextResponse:
     return PlainTextResponse(registry.server_public_key_pem(ctx.settings.data_dir), media_type="application/x-pem-file")
 
 
-_bodies: dict[tuple, bytes] = {}
-_MAX_BODIES = 1024
-
-
-def _manifest_body(session: Session, served: serving.Served, channel: str, public_key_pem: str) -> bytes:
-    """The response for one (channel, release, publication), rendered once: releases never change, and a
-    moved pointer has a new `published_at`, so a cached body is never stale."""
-    pointer = served.pointer
-    key = (channel, served.version, pointer.published_at, public_key_pem)
-    body = _bodies.get(key)
-    if body is None:
-        release = session.get(Release, served.version)
-        if len(_bodies) >= _MAX_BODIES:
-            _bodies.clear()
-        body = _bodies[key] = (
-            ManifestOut(
-                channel=channel,
-                version=release.version,
-                kind=release.kind,
-                files=[
-                    FileOut(
-                        name=name,
-                        sha256=entry["sha256"],
-                        size=entry["size"],
-                        url=f"/updates/{channel}/artifacts/{entry['sha256']}",
-                    )
-                    for name, entry in release.manifest["files"].items()
-                ],
-                manifest=release.manifest,
-                manifest_json=release.manifest_json,
-                signature=release.signature,
-                signing_key_id=release.signing_key_id,
-                public_key_pem=public_key_pem,
-                published_at=pointer.published_at,
-            )
-            .model_dump_json()
-            .encode()
-        )
-    return body
-
-
 @router.get("/{channel}/manifest.json", response_model=ManifestOut, openapi_extra=needs("update.download"))
 def manifest(
     channel: Channel,
@@ -103,7 +61,7 @@ def manifest(
     with ctx.unit_of_work() as session:
         viewer = _viewer(session, credentials)
         served = serving.served_release(session, channel=channel, client_id=x_client_id or client_id, viewer=viewer)
-        body = _manifest_body(session, served, channel, registry.server_public_key_pem(ctx.settings.data_dir))
+        body = serving.manifest_body(session, served, registry.server_public_key_pem(ctx.settings.data_dir))
     return Response(
         body,
         media_type="application/json",

@@ -1,5 +1,6 @@
-"""`relreq release …` and `relreq channels resume` (update channels, over the API) and `relreq client …`
-(enrolment over the API, and the update client: fetch, report)."""
+"""`relreq release …` and `relreq channels resume` (update channels, over the API; `release sync-tree` and
+`release nginx-config` work on this host's static update tree) and `relreq client …` (enrolment over the
+API, and the update client: fetch, report)."""
 
 from __future__ import annotations
 
@@ -109,6 +110,51 @@ def known_clean(
     """Mark a file known-clean (admin): a base that detects it counts towards an automatic halt."""
     row = api_call("POST", "/api/v1/known-clean", json={"sha256": sha256.lower(), "reason": reason})
     print_json(row) if json_out else console.print(f"{row['sha256']}: known clean (added by {row['added_by']})")
+
+
+@release_app.command("sync-tree")
+def sync_tree(json_out: JsonFlag = False) -> None:
+    """Write the static update tree (RR_UPDATE_TREE_DIR) from the database now (local admin, on the server host).
+
+    Every public channel's manifest and files; private channels and anything else taken out. Publishing
+    already does this after every move and the reconciler every minute: this is for a new tree or a check.
+    """
+    # deferred: the domain and database layers would add ~0.3 s to every `relreq` call, --help included
+    from release_requests.releases.static_tree import sync_all
+    from release_requests.runtime import session_factory
+
+    settings = get_settings()
+    try:
+        report = sync_all(session_factory(), settings)
+    except OSError as exc:
+        raise CliError(
+            f"cannot write the update tree {settings.update_tree}: {exc.strerror} ({exc.filename})"
+        ) from None
+    if json_out:
+        print_json(report.as_dict())
+    else:
+        console.print(
+            f"update tree {report.root}: {len(report.written)} channels written, {len(report.unchanged)} unchanged, "
+            f"{len(report.removed)} removed",
+            markup=False,
+        )
+        for label, channels in (("written", report.written), ("removed", report.removed)):
+            if channels:
+                console.print(f"  {label}: {', '.join(channels)}", markup=False)
+    if report.failed:
+        raise CliError(f"channels not written to the update tree: {', '.join(report.failed)} (reasons logged above)")
+
+
+@release_app.command("nginx-config")
+def nginx_config(
+    listen: Annotated[str, typer.Option(help="nginx `listen` value: a port, or address:port.")] = "80",
+    server_name: Annotated[str, typer.Option(help="nginx `server_name` (default: any).")] = "_",
+) -> None:
+    """Print an nginx `server` block that serves the static update tree (RR_UPDATE_TREE_DIR) to update clients."""
+    # deferred: the releases domain loads the database layer, which `--help` must not pay for
+    from release_requests.releases.static_tree import nginx_server_block
+
+    sys.stdout.write(nginx_server_block(root=get_settings().update_tree, listen=listen, server_name=server_name))
 
 
 @channels_app.command("resume")

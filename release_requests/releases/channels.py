@@ -2,7 +2,8 @@
 
 A channel name comes from the templates in `config/stages.toml` (`customer-{customer}`, ...); reading
 access follows the pointer's own `private_to` and `staff_only`, never a parsed name. Every pointer move
-writes a `channel_history` row through `record_move`.
+writes a `channel_history` row through `record_move`, which also has the static update tree rewritten
+after the commit (`static_tree`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from release_requests.config import AppConfig
 from release_requests.customers.models import Customer
 from release_requests.errors import InvalidInput
 from release_requests.releases.models import ChannelHistory, ChannelPointer, Release
+from release_requests.releases.static_tree import note_moved
 
 _PLACEHOLDERS = {"customer": r"(?P<customer>[a-z0-9][a-z0-9-]{1,39})", "product": r"(?P<product>[a-z0-9._-]+)"}
 
@@ -142,6 +144,7 @@ def record_move(
     )
     session.add(entry)
     session.flush()
+    note_moved(session, pointer.channel)  # the static update tree follows once this transaction commits
     return entry
 
 

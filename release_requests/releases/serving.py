@@ -21,7 +21,7 @@ from release_requests.people.models import Person
 from release_requests.people.service import actor_as_seen, public_actor
 from release_requests.releases.cohorts import in_cohort
 from release_requests.releases.models import ChannelHistory, ChannelPointer, Release
-from release_requests.releases.schemas import ChannelOut, HistoryOut
+from release_requests.releases.schemas import ChannelOut, FileOut, HistoryOut, ManifestOut
 from release_requests.releases.telemetry import HaltWatch, halt_watch
 from release_requests.requests.presentation import foreign_id_masker
 
@@ -84,6 +84,51 @@ def served_release(session: Session, *, channel: str, client_id: str | None, vie
     if not _readable(session, viewer, private_to):
         raise NotFound(f"no channel '{channel}'")
     return Served(pointer=pointer, version=version, private=pointer.private_to is not None or private_to is not None)
+
+
+_bodies: dict[tuple, bytes] = {}
+_MAX_BODIES = 1024
+
+
+def manifest_body(session: Session, served: Served, public_key_pem: str) -> bytes:
+    """The manifest response for one (channel, release, publication), byte for byte: what the API answers and
+    what the static update tree holds (`static_tree`), so both serve the same bytes.
+
+    Rendered once per process: releases never change, and a moved pointer has a new `published_at`, so a
+    cached body is never stale.
+    """
+    pointer = served.pointer
+    key = (pointer.channel, served.version, pointer.published_at, public_key_pem)
+    body = _bodies.get(key)
+    if body is None:
+        release = session.get(Release, served.version)
+        if len(_bodies) >= _MAX_BODIES:
+            _bodies.clear()
+        body = _bodies[key] = (
+            ManifestOut(
+                channel=pointer.channel,
+                version=release.version,
+                kind=release.kind,
+                files=[
+                    FileOut(
+                        name=name,
+                        sha256=entry["sha256"],
+                        size=entry["size"],
+                        url=f"/updates/{pointer.channel}/artifacts/{entry['sha256']}",
+                    )
+                    for name, entry in release.manifest["files"].items()
+                ],
+                manifest=release.manifest,
+                manifest_json=release.manifest_json,
+                signature=release.signature,
+                signing_key_id=release.signing_key_id,
+                public_key_pem=public_key_pem,
+                published_at=pointer.published_at,
+            )
+            .model_dump_json()
+            .encode()
+        )
+    return body
 
 
 def served_file(session: Session, *, channel: str, sha256: str, viewer: Person | None) -> tuple[str, bool]:

@@ -58,11 +58,12 @@ class Bundles:
     fp_sha256: str  # on v2's allowlist
     hotfix_customer: str
 
-    def build_base(self, settings) -> Path:
-        """Another base from the fixed commit (a new version, same rules): for tests that own their release."""
+    def build_base(self, settings, ref: str | None = None) -> Path:
+        """Another base, from the fixed commit unless `ref` says otherwise (a new version, same rules): for tests
+        that own their release."""
         manifest = build_base(
             repo_path=self.repo,
-            ref=f"fix/{FP_REQUEST}",
+            ref=ref or f"fix/{FP_REQUEST}",
             out_dir=self.out,
             signer=FileKeySigner.load(settings.data_dir),
             store=LocalStore(settings.artifacts_dir),
