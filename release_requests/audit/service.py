@@ -120,7 +120,9 @@ def record(
         after=jsonable(after) if after is not None else None,
         reason=reason,
     )
-    session.info.setdefault(_PENDING, []).append((event, session.get_nested_transaction() or session.get_transaction()))
+    # the transaction it belongs to (begun now if need be, so that a rollback of it takes the event along)
+    recorded_in = session.get_nested_transaction() or session.get_transaction() or session.begin()
+    session.info.setdefault(_PENDING, []).append((event, recorded_in))
     return event
 
 
@@ -145,26 +147,39 @@ def write_pending(session: Session) -> None:
     Two statements, not one: a single statement's snapshot is taken before it waits for the lock, and would
     miss the event the previous holder committed meanwhile.
     """
-    pending = session.info.pop(_PENDING, None)
+    pending = session.info.get(_PENDING)
     if not pending:
         return
-    now = session.execute(_LOCK_AND_CLOCK, {"k": _CHAIN_LOCK_KEY}, execution_options=_CHAIN_OPTIONS).scalar_one()
-    last = session.execute(_LAST, execution_options=_CHAIN_OPTIONS).first()
-    seq, prev_hash = (last.seq, last.hash) if last else (0, GENESIS_HASH)
-    # time follows the chain: each event is at least 1 µs after the one before it (a batch's events are the
-    # same moment, a clock stepped back by NTP is another), so ordering by time never contradicts the chain
-    at = max(now, last.occurred_at + _TICK) if last else now
-    rows = []
-    for event, _ in pending:
-        seq += 1
-        event.seq, event.occurred_at, event.prev_hash = seq, at.astimezone(UTC), prev_hash
-        event.hash = prev_hash = compute_hash(event)
-        at += _TICK
-        rows.append({column: getattr(event, column) for column in _COLUMNS})
-    session.execute(_INSERT, rows, execution_options=_CHAIN_OPTIONS)  # one multi-row INSERT
+    chained_in = session.get_nested_transaction() or session.get_transaction()
+    try:
+        now = session.execute(_LOCK_AND_CLOCK, {"k": _CHAIN_LOCK_KEY}, execution_options=_CHAIN_OPTIONS).scalar_one()
+        last = session.execute(_LAST, execution_options=_CHAIN_OPTIONS).first()
+        seq, prev_hash = (last.seq, last.hash) if last else (0, GENESIS_HASH)
+        # time follows the chain: each event is at least 1 µs after the one before it (a batch's events are the
+        # same moment, a clock stepped back by NTP is another), so ordering by time never contradicts the chain
+        at = max(now, last.occurred_at + _TICK) if last else now
+        rows = []
+        for event, _ in pending:
+            seq += 1
+            event.seq, event.occurred_at, event.prev_hash = seq, at.astimezone(UTC), prev_hash
+            event.hash = prev_hash = compute_hash(event)
+            at += _TICK
+            rows.append({column: getattr(event, column) for column in _COLUMNS})
+        session.execute(_INSERT, rows, execution_options=_CHAIN_OPTIONS)  # one multi-row INSERT
+    except BaseException:
+        _unchain(event for event, _ in pending)  # still pending, as if never tried
+        raise
+    session.info[_PENDING] = []
+    session.info.setdefault(_CHAINED, []).extend((event, recorded, chained_in) for event, recorded in pending)
+
+
+def _unchain(events: Iterable[AuditEvent]) -> None:
+    for event in events:
+        event.seq = event.occurred_at = event.prev_hash = event.hash = None
 
 
 _PENDING = "audit.pending"  # session.info: [(event, the (nested) transaction it was recorded in)]
+_CHAINED = "audit.chained"  # session.info: [(event, recorded in, chained in)] of the transaction under way
 _CHAIN_OPTIONS = {"audit_chain": True}  # the chain's own statements: the read hook below leaves them alone
 _LOCK_AND_CLOCK = text("SELECT clock_timestamp() FROM (SELECT pg_advisory_xact_lock(:k)) AS locked")
 _LAST = select(AuditEvent.seq, AuditEvent.hash, AuditEvent.occurred_at).order_by(AuditEvent.seq.desc()).limit(1)
@@ -182,10 +197,9 @@ def _chain_at_commit(session: Session) -> None:
 
 @listens_for(Session, "after_soft_rollback")
 def _drop_rolled_back(session: Session, previous_transaction) -> None:
-    """Events recorded inside the transaction (or SAVEPOINT) just rolled back never happened."""
-    pending = session.info.get(_PENDING)
-    if not pending:
-        return
+    """Events recorded inside the transaction (or SAVEPOINT) just rolled back never happened. Events recorded
+    before it but chained inside it (a read of the log in the SAVEPOINT) lost their rows with it: they are
+    pending again, ahead of those recorded since, and are chained at the commit like the others."""
 
     def inside(transaction) -> bool:
         while transaction is not None:
@@ -194,7 +208,20 @@ def _drop_rolled_back(session: Session, previous_transaction) -> None:
             transaction = transaction.parent
         return previous_transaction.parent is None  # the whole transaction: everything goes
 
-    session.info[_PENDING] = [(e, t) for e, t in pending if not inside(t)]
+    chained, pending = session.info.get(_CHAINED, []), session.info.get(_PENDING, [])
+    undone = [(event, recorded) for event, recorded, chained_in in chained if inside(chained_in)]
+    _unchain(event for event, _ in undone)
+    session.info[_CHAINED] = [entry for entry in chained if not inside(entry[2])]
+    session.info[_PENDING] = [(e, t) for e, t in undone + pending if not inside(t)]
+
+
+@listens_for(Session, "after_transaction_end")
+def _forget_ended(session: Session, transaction) -> None:
+    """The session's transaction is over (committed: its events are written; rolled back or closed: they
+    never happened): nothing of it waits for the next one."""
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
+        session.info.pop(_CHAINED, None)
 
 
 @listens_for(Session, "do_orm_execute")

@@ -34,6 +34,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 UPDATES, MANIFEST, ARTIFACTS, PUBLIC_KEY = "updates", "manifest.json", "artifacts", "public-key.pem"
 _MOVED = "rr_static_tree_channels"  # Session.info: channels whose pointer moved in this transaction
 _LOCK = ".lock"
+_HOOK_WAIT = 5.0  # seconds a commit's own tree write waits for another writer before leaving it to sync_all
 
 
 @dataclass
@@ -87,13 +89,13 @@ def _write_moved(session: Session) -> None:
     channels = session.info.pop(_MOVED, None)
     if not channels:
         return
-    settings = get_settings()  # the process's own tree: the API, the flows and `relreq` share RR_* settings
     try:
-        sync_channels(session.get_bind(), settings, channels)
+        settings = get_settings()  # the process's own tree: the API, the flows and `relreq` share RR_* settings
+        # a commit does not wait long for a writer of the whole tree: the move stands, `sync_all` writes it later
+        sync_channels(session.get_bind(), settings, channels, wait=_HOOK_WAIT)
     except Exception as exc:
         log.error(
-            "static update tree %s not updated for %s (%s); the move stands, the next sync_all writes it",
-            settings.update_tree,
+            "static update tree not updated for %s (%s); the move stands, the next sync_all writes it",
             ", ".join(sorted(channels)),
             exc,
             # a disk or a store problem says it all in one line; anything else is a bug: its traceback
@@ -107,10 +109,13 @@ def _forget_moved(session: Session, transaction: SessionTransaction) -> None:
         session.info.pop(_MOVED, None)  # rolled back (a commit has taken them already)
 
 
-def sync_channels(bind: Engine | Connection, settings: Settings, channels: Iterable[str]) -> TreeSync:
-    """Rewrite these channels in the tree from the committed state read through `bind`; idempotent."""
+def sync_channels(
+    bind: Engine | Connection, settings: Settings, channels: Iterable[str], *, wait: float | None = None
+) -> TreeSync:
+    """Rewrite these channels in the tree from the committed state read through `bind`; idempotent. `wait`:
+    give up (TimeoutError) when another writer holds the tree longer than that many seconds."""
     tree = _Tree(settings)
-    with tree.locked(), Session(bind=bind, join_transaction_mode="create_savepoint") as session:
+    with tree.locked(wait=wait), Session(bind=bind, join_transaction_mode="create_savepoint") as session:
         tree.write_key()
         return tree.sync(session, channels)
 
@@ -147,12 +152,20 @@ class _Tree:
         self.store = LocalStore(settings.artifacts_dir)
 
     @contextmanager
-    def locked(self) -> Iterator[None]:
-        """One writer per tree at a time (threads and processes of this host)."""
+    def locked(self, *, wait: float | None = None) -> Iterator[None]:
+        """One writer per tree at a time (threads and processes of this host); `wait` bounds the wait."""
         _public_dir(self.updates)
         fd = os.open(self.root / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            deadline = None if wait is None else time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if deadline is not None else 0))
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise TimeoutError(f"another writer holds {self.root / _LOCK}") from None
+                    time.sleep(0.05)
             yield
         finally:
             os.close(fd)  # releases the lock
@@ -316,7 +329,7 @@ NGINX_SERVER = """\
 server {{
     listen {listen};
     server_name {server_name};
-    root {root};
+    root "{root}";
     autoindex off;
     log_not_found off;
     sendfile on;

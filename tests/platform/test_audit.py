@@ -130,6 +130,46 @@ def test_events_wait_for_the_commit_and_go_with_a_rollback(committed_db):
     engine.dispose()
 
 
+def test_events_chained_inside_a_savepoint_that_rolls_back_are_chained_again_at_commit(committed_db):
+    """A read of the log inside a SAVEPOINT chains what waits; if the SAVEPOINT rolls back, the rows go with it
+    but the events recorded before it did happen: they are written at the commit, in their order."""
+    engine = db.make_engine(committed_db)
+    sessions = db.make_sessionmaker(engine)
+    _seed(sessions)
+    with db.transaction(sessions) as s:
+        outer = _event(s, "before-savepoint")
+        try:
+            with s.begin_nested():
+                _event(s, "inside")
+                s.scalar(select(AuditEvent.seq).order_by(AuditEvent.seq.desc()).limit(1))  # chains both
+                assert outer.seq is not None
+                raise RuntimeError("git refused: the SAVEPOINT rolls back")
+        except RuntimeError:
+            pass
+        assert outer.seq is None  # pending again
+        _event(s, "after")
+    assert _actions(sessions) == ["test.before-savepoint", "test.after"]
+    with db.transaction(sessions) as s:
+        assert verify_chain(s).ok
+    engine.dispose()
+
+
+def test_an_abandoned_session_writes_nothing_later(committed_db):
+    engine = db.make_engine(committed_db)
+    sessions = db.make_sessionmaker(engine)
+    _seed(sessions)
+    session = sessions()
+    _event(session, "recorded-then-rolled-back")  # before any SQL: the event still belongs to a transaction
+    session.rollback()
+    _event(session, "recorded-then-closed")
+    session.close()
+    with session.begin():  # the same session, reused
+        _event(session, "committed")
+    session.close()
+    assert _actions(sessions) == ["test.committed"]
+    engine.dispose()
+
+
 def test_a_transaction_reading_the_log_sees_its_own_events_in_order(committed_db):
     engine = db.make_engine(committed_db)
     sessions = db.make_sessionmaker(engine)
