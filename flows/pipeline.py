@@ -25,6 +25,7 @@ from release_requests.installation import installation_name
 from release_requests.listening import listen_forever
 from release_requests.pipeline import line, segments, sharing, triggers
 from release_requests.pipeline.queue import SEGMENTS_CHANNEL
+from release_requests.releases import static_tree
 from release_requests.runtime import migrated_url, session_factory
 from release_requests.settings import get_settings
 from release_requests.workflows.rollout import watch_rollouts
@@ -102,6 +103,13 @@ def reconcile() -> dict:
     with transaction(sessions) as session:
         joined = sharing.sweep_unjoined(session, config=config)
     dispatched = dispatch_pending()
+    # the static update tree follows every move after its commit; this heals what a crash in between (or a
+    # busy or failing disk) left behind. A tree that cannot be written must not stop the pipeline's work.
+    try:
+        tree = static_tree.sync_all(sessions, settings).as_dict()
+    except OSError as exc:
+        log.error("static update tree not synced: %s", exc)
+        tree = {"failed": ["*"]}
     summary = {
         "redispatched": redispatched,
         "soaked": soaked,
@@ -109,6 +117,7 @@ def reconcile() -> dict:
         "joined": joined,
         **rollouts.as_dict(),
         **line_kept,
+        "tree": {key: tree.get(key, []) for key in ("written", "removed", "failed")},
     }
     logger.info("reconcile: %s", summary)
     return summary

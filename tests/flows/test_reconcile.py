@@ -49,6 +49,9 @@ def test_lost_segment_runs_are_dispatched_again_with_a_fresh_idempotency_key(
 
     summary = reconcile()
     assert summary["redispatched"] == [key] and summary["dispatched"] == [key]
+    # and the static update tree is made to match the database (here: no public channel yet, the key)
+    assert summary["tree"]["failed"] == []
+    assert (get_settings().update_tree / "updates" / "public-key.pem").is_file()
     with db.transaction(sessions) as s:
         again = s.scalar(select(SegmentTrigger).where(SegmentTrigger.key == key))
         assert again.dispatches == 2 and again.flow_run_id != first_run and again.status == "dispatched"
