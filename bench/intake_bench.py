@@ -38,6 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.updates_bench import wait_for  # noqa: E402
 from devservers import free_port  # noqa: E402
 
 
@@ -58,20 +59,6 @@ def build_app():
     settings = Settings()
     sessions = db.make_sessionmaker(db.make_engine(settings.database_url))
     return create_app(settings=settings, config=load_config(settings.config_dir), sessions=sessions)
-
-
-def wait_for(port: int, path: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", path)
-            if conn.getresponse().status < 500:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"server on port {port} did not answer {path}")
 
 
 def floor(url: str, *, clients: int, count: int) -> dict:

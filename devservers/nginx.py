@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from devservers.daemon import LocalDaemon
+
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 
 _MAIN = """\
@@ -42,7 +44,7 @@ http {{
 
 
 @dataclass
-class LocalNginx:
+class LocalNginx(LocalDaemon):
     server: str  # one or more `server {}` blocks, listening on `host`:`port`
     port: int
     host: str = "127.0.0.1"
@@ -100,24 +102,3 @@ class LocalNginx:
         log = self.log_text()
         self.cleanup()
         raise RuntimeError(f"nginx did not start on {self.host}:{self.port}:\n{stderr}\n{log}")
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()  # SIGTERM: a fast shutdown of the master and its workers
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
-
-    def cleanup(self) -> None:
-        self.stop()
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> LocalNginx:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.cleanup()

@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from artifacts.bundle import MANIFEST, SIGNATURE, BaseManifest, HotfixManifest, read_verified
 from artifacts.errors import ArtifactError
+from artifacts.files import fsync_dir, write_atomically
 from artifacts.progress import Progress, silent
 from artifacts.signing import load_public_key, verify
 from release_requests.releases.naming import CLIENT_ID_PATTERN, release_key
@@ -83,7 +84,7 @@ def save_credential(dest: Path, credential: Credential) -> Path:
         os.link(tmp, path)  # fails if a credential appeared meanwhile: one install, one identity
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(dest)
+    fsync_dir(dest)
     return path
 
 
@@ -161,7 +162,7 @@ def fetch(
         raise UpdateFailed(f"cannot talk to {api_url}: {exc}") from exc
     saved = dest / TRUSTED_KEY
     if public_key_pem is not None and (not saved.exists() or saved.read_bytes() != public_key_pem):
-        _atomic_write(saved, public_key_pem)  # a pin that verified is what this install trusts from now on
+        write_atomically(saved, public_key_pem)  # a pin that verified is what this install trusts from now on
     return installed
 
 
@@ -229,7 +230,7 @@ def _trusted_key(http: httpx.Client, dest: Path, pinned: bytes | None) -> Ed2551
     if response.status_code != 200:
         raise UpdateFailed(f"GET /updates/public-key.pem: HTTP {response.status_code}")
     key = _load_key(response.content, origin="/updates/public-key.pem")
-    _atomic_write(saved, response.content)
+    write_atomically(saved, response.content)
     return key
 
 
@@ -327,7 +328,7 @@ def _install(
         link = dest / f".current-{uuid.uuid4().hex}"
         os.symlink(f"versions/{dir_name}", link)
         os.replace(link, current)
-        _fsync_dir(dest)
+        fsync_dir(dest)
     _prune(versions, keep={dir_name, previous and Path(previous).name})
     progress(total, total, f"installed {version}")
     return InstallResult(**{**result.as_dict(), "installed": True})
@@ -366,20 +367,6 @@ def _download(
     if digest.hexdigest() != sha256:
         raise UpdateFailed(f"refused: {path.name} has sha256 {digest.hexdigest()}, the manifest signs {sha256}")
     return done + written
-
-
-def _atomic_write(path: Path, content: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    tmp.write_bytes(content)
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _prune(versions: Path, *, keep: set[str | None]) -> None:

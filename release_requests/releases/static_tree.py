@@ -45,6 +45,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from artifacts.errors import ArtifactError
+from artifacts.files import fsync_dir, write_atomically
 from artifacts.store import LocalStore
 from release_requests.errors import NotFound
 from release_requests.releases import registry, serving
@@ -174,7 +175,7 @@ class _Tree:
         pem = registry.server_public_key_pem(self.data_dir).encode()
         path = self.updates / PUBLIC_KEY
         if not path.is_file() or path.read_bytes() != pem:
-            _atomic_write(path, pem)
+            write_atomically(path, pem)
 
     def sync(self, session: Session, channels: Iterable[str]) -> TreeSync:
         report = TreeSync(root=str(self.root))
@@ -210,8 +211,8 @@ class _Tree:
         old = manifest.read_bytes() if manifest.is_file() else None
         if old == body:
             return False
-        _fsync_dir(artifacts)  # the files are durable before a manifest names them
-        _atomic_write(manifest, body)
+        fsync_dir(artifacts)  # the files are durable before a manifest names them
+        write_atomically(manifest, body)
         keep = set(files) | _files_named(old)
         for child in artifacts.iterdir():
             if child.name not in keep:
@@ -250,7 +251,7 @@ class _Tree:
         if not directory.exists():
             return False
         (directory / MANIFEST).unlink(missing_ok=True)
-        _fsync_dir(directory)
+        fsync_dir(directory)
         shutil.rmtree(directory)
         return True
 
@@ -296,30 +297,6 @@ def _remove_temporaries(*directories: Path) -> None:
         for child in directory.iterdir():
             if child.name.startswith(".") and child.is_file():
                 child.unlink()
-
-
-def _atomic_write(path: Path, content: bytes) -> None:
-    """Readers see the old file or the new one: a temporary written and fsynced, then renamed over it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(content)
-            out.flush()
-            os.fchmod(out.fileno(), 0o644)
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 NGINX_SERVER = """\

@@ -29,12 +29,13 @@ from urllib.parse import quote
 from imapclient import IMAPClient
 
 from devservers import free_port, self_signed_certificate
+from devservers.daemon import LocalDaemon
 
 DOVECOT = shutil.which("dovecot") or next((p for p in ("/usr/sbin/dovecot",) if os.access(p, os.X_OK)), None)
 
 
 @dataclass
-class LocalDovecot:
+class LocalDovecot(LocalDaemon):
     """Dovecot on 127.0.0.1: `imaps_port` (TLS from the first byte) and `imap_port` (plain, loopback only).
     The user name and password need URL-encoding on purpose (`@`, a space, `/`, `%`)."""
 
@@ -126,27 +127,6 @@ class LocalDovecot:
         stderr = (self.root / "dovecot.stderr").read_text(errors="replace")
         self.stop()
         raise RuntimeError(f"Dovecot did not start on {self.host}:{self.imap_port}:\n{stderr}\n{self.log_text()}")
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
-
-    def cleanup(self) -> None:
-        self.stop()
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> LocalDovecot:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.cleanup()
 
     def client(self) -> IMAPClient:
         """A logged-in IMAPS client (the test's own view of the mailbox: appending, reading flags)."""
