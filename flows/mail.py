@@ -3,10 +3,10 @@
 Both only call `release_requests.workflows.mailbox`; the cursor in Postgres decides what is taken, so the
 two running at once (or a pass after a crash) take no message twice and lose none.
 
-- `mail_intake` — a flow, deployed every minute: one pass (a safety net for a listener that is down, and
-  the whole job with a server that offers no IDLE). Without RR_IMAP_URL it does nothing, and each run's
-  log says so in one line.
-- `listen_for_mail` — a long-running function for the serving process (only when RR_IMAP_URL is set):
+- `mail_intake` — a flow, swept every minute by a worker (flows/worker.py): one pass (a safety net for a
+  listener that is down, and the whole job with a server that offers no IDLE). Without RR_IMAP_URL it does
+  nothing (the workers then skip it), and a run's log says so in one line.
+- `listen_for_mail` — a long-running function for a worker's thread (only when RR_IMAP_URL is set):
   takes a new message within seconds of its arrival, over IMAP IDLE.
 """
 
@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import threading
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
+from flows import run_logger
 from release_requests.config import get_config
 from release_requests.errors import ConfigError
 from release_requests.runtime import session_factory
@@ -29,7 +30,7 @@ log = logging.getLogger("flows.mail")
 @flow(name="mail_intake", log_prints=False, retries=0)
 def mail_intake() -> dict[str, int]:
     """One pass over the mailbox; returns how many messages ended filed / threaded / held / … / duplicate."""
-    settings, logger = get_settings(), get_run_logger()
+    settings, logger = get_settings(), run_logger(__name__)
     if not settings.imap_url:
         logger.info("RR_IMAP_URL is not set: no mailbox to read")
         return {}
@@ -42,7 +43,7 @@ def mail_intake() -> dict[str, int]:
 
 
 def listen_for_mail(stop: threading.Event) -> None:
-    """Run until `stop` is set (start it in a thread of `relreq serve` when RR_IMAP_URL is set). A wrong
+    """Run until `stop` is set (a worker starts it in a thread when RR_IMAP_URL is set). A wrong
     RR_IMAP_URL is said once, at error level, and the thread ends: retrying cannot fix it."""
     try:
         listen(stop, sessions=session_factory(), settings=get_settings(), config=get_config())

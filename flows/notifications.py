@@ -3,9 +3,9 @@
 Both only call `release_requests.notifications.delivery`; the outbox in Postgres is the source of truth,
 so running either twice at once, or after a crash, delivers nothing twice (see that module).
 
-- `deliver_outbox` — a flow, deployed on `SWEEP_INTERVAL`: delivers everything due (a safety net for a
-  listener that is down, and the whole job where latency does not matter).
-- `listen_and_deliver` — a long-running function for the serving process: wakes on every committed
+- `deliver_outbox` — a flow, swept every minute by a worker (flows/worker.py): delivers everything due (a
+  safety net for a listener that is down, and the whole job where latency does not matter).
+- `listen_and_deliver` — a long-running function for a worker's thread: wakes on every committed
   outbox row (LISTEN rr_outbox) and delivers it within a fraction of a second. It logs one warning per
   transport that is not configured when it starts (its notices are skipped, never retried or alerted about).
 """
@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
+from flows import run_logger
 from release_requests.config import get_config
 from release_requests.listening import listen_forever
 from release_requests.notifications.delivery import CHANNEL, Deliverer
 from release_requests.notifications.transports import unconfigured_warnings
 from release_requests.settings import get_settings
 
-SWEEP_INTERVAL = timedelta(minutes=1)
 log = logging.getLogger("flows.notifications")
 
 
@@ -36,12 +35,12 @@ def deliver_outbox() -> dict[str, int]:
         outcomes = dict(deliverer.deliver_due())
     finally:
         deliverer.engine.dispose()
-    get_run_logger().info("outbox sweep: %s", outcomes or "nothing due")
+    run_logger(__name__).info("outbox sweep: %s", outcomes or "nothing due")
     return outcomes
 
 
 def listen_and_deliver(stop: threading.Event, *, poll_seconds: float = 2.0, deliverer: Deliverer | None = None) -> None:
-    """Run until `stop` is set (start it in a thread of `relreq serve`): deliver each row as soon as it is
+    """Run until `stop` is set (a worker starts it in a thread): deliver each row as soon as it is
     committed, and whatever falls due later (retries, quiet hours, expired leases) when it falls due or
     within `poll_seconds`. Survives database restarts (`listening.listen_forever`: it reconnects and then
     delivers what was committed meanwhile)."""

@@ -2,8 +2,8 @@
 
 A decision recorded by the API writes a segment trigger; the dispatcher (woken by Postgres NOTIFY,
 with a short poll as a fallback) turns it into a deployment run with an idempotency key; `reconcile`
-(every minute) re-dispatches triggers whose run was lost, starts stages whose soak has elapsed,
-advances canary rollouts and halts rollouts that telemetry condemns.
+(swept every minute by a worker, flows/worker.py) re-dispatches triggers whose run was lost, starts stages
+whose soak has elapsed, advances canary rollouts and halts rollouts that telemetry condemns.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import logging
 import threading
 from collections.abc import Callable
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 
+from flows import run_logger
 from release_requests.clock import db_now
 from release_requests.config import get_config
 from release_requests.db import transaction
@@ -42,7 +43,7 @@ def _segment() -> segments.Segment:
 def build_and_verify(request_id: str, attempt: int, trigger_key: str) -> str:
     """Fix commit, base or hotfix build, verification; then the first stage waits for sign-off."""
     result = segments.run_build(_segment(), request_id=request_id, attempt=attempt, trigger_key=trigger_key)
-    get_run_logger().info(result)
+    run_logger(__name__).info(result)
     return result
 
 
@@ -52,7 +53,7 @@ def publish_stage(request_id: str, stage: str, build_id: int, trigger_key: str) 
     result = segments.run_publish(
         _segment(), request_id=request_id, stage=stage, build_id=build_id, trigger_key=trigger_key
     )
-    get_run_logger().info(result)
+    run_logger(__name__).info(result)
     return result
 
 
@@ -85,7 +86,7 @@ def _lost(flow_run_id: str | None) -> bool:
 @flow(name="reconcile")
 def reconcile() -> dict:
     """Restart whatever a lost trigger, a crash or the passage of time left undone."""
-    logger = get_run_logger()
+    logger = run_logger(__name__)
     config, settings = get_config(), get_settings()
     sessions = session_factory()
     redispatched = []

@@ -7,8 +7,9 @@ as fine as a "09:00 local time" digest needs, and keeps an idle server quiet.
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
+from flows import run_logger
 from release_requests.config import get_config
 from release_requests.reports.delivery import send_due
 from release_requests.runtime import session_factory
@@ -17,7 +18,7 @@ from release_requests.runtime import session_factory
 @flow(name="reports_due", log_prints=False, retries=0)
 def reports_due() -> list[str]:
     sent = send_due(session_factory(), config=get_config())
-    logger = get_run_logger()
+    logger = run_logger(__name__)
     for item in sent:
         logger.info(
             "%s for %s (%s): %d items, %d messages",

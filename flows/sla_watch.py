@@ -7,8 +7,9 @@ the database's time; this flow schedules it.
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
+from flows import run_logger
 from release_requests.config import get_config
 from release_requests.paging.service import escalate_due
 from release_requests.runtime import session_factory
@@ -19,7 +20,7 @@ from release_requests.workflows.sla_watch import watch
 def sla_watch() -> list[str]:
     """One pass of the watcher; overlapping or repeated runs are harmless (unique crossings)."""
     crossings = watch(session_factory(), config=get_config())
-    logger = get_run_logger()
+    logger = run_logger(__name__)
     for crossing in crossings:
         logger.info(
             "%s crossed %s at %s%s",

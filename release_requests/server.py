@@ -1,20 +1,27 @@
-"""`relreq serve`: the whole system on one machine.
+"""`relreq serve`: the whole system on one machine; `relreq worker`: the flows on any machine.
 
-Embedded Postgres (unless RR_DATABASE_URL) with the app migrated; a Prefect server on the same Postgres
-in its own database `<app database>_prefect` (unless PREFECT_API_URL points at one); the flow runner
-serving this installation's deployments; the API in this process. Ctrl-C stops all of it.
+`serve`: embedded Postgres (unless RR_DATABASE_URL) with the app migrated; a Prefect server on the same
+Postgres in its own database `<app database>_prefect` (unless PREFECT_API_URL points at one); one flow worker
+(`python -m flows.worker`, see that module) as a child process (unless `--no-workers`); the API, in this
+process or in `--workers` processes of uvicorn's. Ctrl-C stops all of it.
 Prefect runs in child processes, so this module never imports prefect.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
+import runpy
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -24,8 +31,9 @@ from sqlalchemy.engine import make_url
 from artifacts.signing import KEY_RELPATH, create_signing_key, key_id
 from artifacts.starter import init_sigrepo
 from release_requests import db, embedded_pg
-from release_requests.api.app import create_app
+from release_requests.api.processes import tcp_listener
 from release_requests.config import AppConfig, get_config
+from release_requests.errors import ConfigError
 from release_requests.installation import database_name, prefect_database
 from release_requests.logs import configure_logging
 from release_requests.notifications.transports import configure, unconfigured_warnings
@@ -35,10 +43,27 @@ from release_requests.settings import Settings, get_settings
 log = logging.getLogger("release_requests.server")
 
 
+APP_FACTORY = "release_requests.server:build_app"  # what each of uvicorn's worker processes calls
+
+
 def build_app():
-    """The API wired to the configured database (migrated) and validated policy."""
+    """The API wired to the configured database (migrated) and validated policy.
+
+    Also the factory each API worker process calls (`--workers` > 1): those are spawned, fresh interpreters,
+    so each sets up its own logging and its own connection pool here.
+    """
+    # deferred: `relreq worker` and the supervising `serve` process never serve the API, and it costs them
+    # about 60 MiB and half a second to import
+    from release_requests.api.app import create_app
+
+    configure_logging()
     sessions = db.make_sessionmaker(db.make_engine(migrated_url()))
     return create_app(settings=get_settings(), config=get_config(), sessions=sessions)
+
+
+def default_api_workers() -> int:
+    """One API process per core: requests are CPU-bound Python, one process runs on one core at a time."""
+    return os.cpu_count() or 1
 
 
 def announce_database(settings: Settings) -> None:
@@ -93,16 +118,48 @@ def prefect_database_url(app_url: str) -> str:
     return url.set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
 
 
+# Defaults for flow workers (an operator's own environment wins). Heartbeats every 30 s (the least Prefect
+# accepts) let the zombie automation mark the runs of a killed worker Crashed; a worker asks for new segment
+# runs every 5 s (a segment waits at most that long to start, and an idle worker costs the Prefect server
+# twelve small queries a minute).
+WORKER_DEFAULTS = {
+    "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
+    "PREFECT_WORKER_QUERY_SECONDS": "5",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+}
+
+# The Prefect server `serve` starts runs only what this system uses, and polls no faster than it needs:
+# nothing is scheduled (the workers sweep), nothing is paused, no global concurrency leases are taken.
+# Automations (the zombie-run one) and events stay on. Two pooled connections suffice for the few requests
+# a minute of an idle installation (each idle Postgres backend holds 5–8 MiB); bursts open up to ten more.
+PREFECT_SERVER_DEFAULTS = {
+    "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "2",
+    "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_REPOSSESSOR_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS": "60",
+    "PREFECT_SERVER_SERVICES_CANCELLATION_CLEANUP_LOOP_SECONDS": "60",
+    "PREFECT_SERVER_SERVICES_FOREMAN_LOOP_SECONDS": "60",
+    "PREFECT_SERVER_SERVICES_CLEANUP_RECONCILER_LOOP_SECONDS": "60",
+}
+
+
+def absolute_paths(settings: Settings) -> dict[str, str]:
+    """The data and config dirs (and RR_SIGREPO when set), absolute: children and flow runs run elsewhere."""
+    paths = {"RR_DATA_DIR": settings.data_dir, "RR_CONFIG_DIR": settings.config_dir}
+    if settings.sigrepo:
+        paths["RR_SIGREPO"] = settings.sigrepo
+    return {name: str(path.resolve()) for name, path in paths.items()}
+
+
 def prefect_environment(settings: Settings, api_url: str) -> dict[str, str]:
-    """The children's environment: ours, with the data and config dirs made absolute (children run elsewhere)."""
+    """The children's environment: ours, with paths made absolute, Prefect at `api_url`, worker defaults."""
     return {
+        **WORKER_DEFAULTS,
         **os.environ,
-        "RR_DATA_DIR": str(settings.data_dir.resolve()),
-        "RR_CONFIG_DIR": str(settings.config_dir.resolve()),
+        **absolute_paths(settings),
         "PREFECT_API_URL": api_url,
         "PREFECT_HOME": str((settings.data_dir / "prefect").resolve()),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
         "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"),
     }
 
@@ -126,11 +183,12 @@ def start_prefect_server(
 ) -> tuple[subprocess.Popen, str]:
     """A Prefect server on our Postgres (its own database); returns the process and its API URL."""
     api_url = f"http://127.0.0.1:{port}/api"
-    env = prefect_environment(settings, api_url)
+    env = {**PREFECT_SERVER_DEFAULTS, **prefect_environment(settings, api_url)}
     env["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_database_url(app_url)
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    # Prefect's own command line, with its background services' queue checked less often (flows/prefect_server.py)
     process = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "flows.prefect_server", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         stdout=log_file.open("ab"),
         stderr=subprocess.STDOUT,
@@ -140,17 +198,152 @@ def start_prefect_server(
     return process, api_url
 
 
-def start_flow_runner(*, settings: Settings, api_url: str, log_file: Path) -> subprocess.Popen:
-    # heartbeats let the zombie automation mark runs of a killed runner Crashed (every 30 s, the least Prefect accepts)
-    env = prefect_environment(settings, api_url) | {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "flows.serve"],
-        env=env,
-        stdout=log_file.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
+# --------------------------------------------------------------------------------------------------
+# Forked children: the API processes and the flow worker
+#
+# `serve` imports the API (and with it most of the domain) once, then forks its API processes and its flow
+# worker: the pages the imports fill stay shared between them (copy-on-write; `gc.freeze` keeps the
+# collector from touching them), where spawned processes would each import everything again. Measured on
+# an idle `serve` (docs/operations.md): two spawned API processes hold about 110 MiB each, two forked ones
+# and their parent 180 MiB together. Nothing is forked while a thread runs or a database connection is
+# open in the parent: the set-up above uses unpooled connections and disposes of them.
+
+
+@dataclass
+class Child:
+    """What a forked child runs (`_forked` ends the process when `main` returns), and what it is called."""
+
+    name: str
+    main: Callable[[], None]
+    started: float = 0.0  # time.monotonic() of its last start
+
+
+START_UP_SECONDS = 10  # a child that dies sooner cannot start (a setting, the database): starting it again won't help
+
+
+class Children:
+    """Forked children, started again when one dies on its own; stopped (SIGTERM, then SIGKILL) on the way out."""
+
+    def __init__(self) -> None:
+        self.running: dict[int, Child] = {}
+
+    def start(self, child: Child) -> None:
+        child.started = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            _forked(child)
+        self.running[pid] = child
+
+    def watch(self, *, also: subprocess.Popen | None = None) -> None:
+        """Until a signal ends this process: restart children that die (and say so); end if `also` dies."""
+        while True:
+            time.sleep(1)  # a reap a second costs nothing, and a restart a second later loses nothing
+            for pid, child in list(self.running.items()):
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if not done:
+                    continue
+                del self.running[pid]
+                if time.monotonic() - child.started < START_UP_SECONDS:
+                    raise RuntimeError(f"{child.name} ended at start-up ({_wait_status(status)}); see its log")
+                log.warning("%s (pid %d) ended (%s); starting it again", child.name, pid, _wait_status(status))
+                self.start(child)
+            if also is not None and also.poll() is not None:
+                raise RuntimeError(f"the Prefect server ended (exit code {also.returncode}); stopping")
+
+    def stop(self) -> None:
+        for pid in self.running:
+            _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while self.running and time.monotonic() < deadline:
+            for pid in list(self.running):
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    del self.running[pid]
+            time.sleep(0.1)
+        for pid in self.running:
+            _signal_group(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        self.running.clear()
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    """A child that made its own process group (the flow worker, with its segment runs) gets it group-wide."""
+    with contextlib.suppress(ProcessLookupError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signum)
+        else:
+            os.kill(pid, signum)
+
+
+def _wait_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit code {os.waitstatus_to_exitcode(status)}"
+
+
+def _forked(child: Child) -> None:
+    """The child's whole life: the parent's signal handlers and clean-ups are not its own, so it never returns
+    into the parent's code and ends with `os._exit` (no atexit handlers: those would stop the embedded
+    Postgres the parent holds)."""
+    code = 0
+    try:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, signal.SIG_DFL)
+        child.main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0
+    except BaseException:
+        log.exception("%s failed", child.name)
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def api_process(sock: socket.socket) -> Child:
+    def main() -> None:
+        uvicorn.Server(uvicorn.Config(APP_FACTORY, factory=True, log_config=None)).run(sockets=[sock])
+
+    return Child("API process", main)
+
+
+def flow_worker_process(*, env: dict[str, str], log_file: Path, limit: int = 4) -> Child:
+    """The flow worker (`python -m flows.worker`) in a forked child, in a process group of its own (stopping it
+    stops its segment runs) and logging to `log_file`. Its code lives in `flows`, above this layer: it is run as
+    a program, never imported here."""
+
+    def main() -> None:
+        os.setsid()
+        out = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.environ.clear()
+        os.environ.update(env)  # before Prefect is imported: it reads its settings from the environment then
+        configure_logging()
+        sys.argv = ["flows.worker", "--limit", str(limit)]
+        runpy.run_module("flows.worker", run_name="__main__", alter_sys=True)
+
+    return Child("flow worker", main)
+
+
+def preload_api() -> None:
+    """Import the API in the parent, so the forked API processes share its pages instead of each importing it."""
+    # deferred: see `build_app`; imported here on purpose, before forking
+    import release_requests.api.app  # noqa: F401
+
+
+def run_worker(*, limit: int) -> None:
+    """`relreq worker`: become a flow worker (this process is replaced: systemd and signals see one process).
+
+    The worker's code lives in `flows`, above this layer; it is started as a program, never imported.
+    """
+    api_url = os.environ.get("PREFECT_API_URL")
+    if not api_url:
+        raise ConfigError(
+            "PREFECT_API_URL is not set: point it at the installation's Prefect server (http://HOST:4200/api)"
+        )
+    env = {**WORKER_DEFAULTS, **os.environ, **absolute_paths(get_settings())}
+    os.execve(sys.executable, [sys.executable, "-m", "flows.worker", "--limit", str(limit)], env)
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -185,10 +378,9 @@ def check_mail_intake(settings: Settings, config: AppConfig) -> None:
         )
 
 
-def run(*, host: str, port: int) -> None:
+def run(*, host: str, port: int, api_workers: int, flow_worker: bool = True) -> None:
     configure_logging()
-    # uvicorn re-raises the signal it caught after shutting down; turning SIGTERM into SystemExit lets the
-    # children below be stopped on the way out instead of being orphaned.
+    # turning SIGTERM into SystemExit lets the children below be stopped on the way out instead of orphaned
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     settings = get_settings()
     check_notifications(settings, get_config())
@@ -198,20 +390,39 @@ def run(*, host: str, port: int) -> None:
     ensure_signature_repo(settings)
     ensure_signing_key(settings)
     logs = settings.data_dir / "logs"
-    with ExitStack() as children:
+    logs.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
         if not settings.database_url:
             # runs last: children killed above may have left their pids in the embedded server's handle list,
             # which would keep it from stopping when this process exits
-            children.callback(embedded_pg.prune_dead_handles, settings.postgres_dir.resolve())
-        api_url = os.environ.get("PREFECT_API_URL")
+            stack.callback(embedded_pg.prune_dead_handles, settings.postgres_dir.resolve())
+        api_url, prefect = os.environ.get("PREFECT_API_URL"), None
         if not api_url:
             log.info("starting Prefect server on Postgres (database %s)", prefect_database(database_name(app_url)))
             prefect, api_url = start_prefect_server(
                 settings=settings, app_url=app_url, port=settings.prefect_port, log_file=logs / "prefect-server.log"
             )
-            children.callback(_stop, prefect)
-        runner = start_flow_runner(settings=settings, api_url=api_url, log_file=logs / "flows.log")
-        children.callback(_stop, runner)
-        log.info("Prefect API %s; flows served; logs in %s", api_url, logs)
-        log.info("serving the API on http://%s:%d (API docs at /docs)", host, port)
-        uvicorn.run(build_app(), host=host, port=port, log_config=None)
+            stack.callback(_stop, prefect)
+        sock = tcp_listener(uvicorn.Config(APP_FACTORY, host=host, port=port))  # TCP_NODELAY kept: see api/processes
+        preload_api()
+        gc.collect()
+        gc.freeze()
+        children = Children()
+        stack.callback(children.stop)
+        if flow_worker:
+            env = prefect_environment(settings, api_url)
+            children.start(flow_worker_process(env=env, log_file=logs / "flows.log"))
+            log.info("Prefect API %s; a flow worker runs the flows; logs in %s", api_url, logs)
+        else:
+            log.info("Prefect API %s; no flow worker here (--no-workers): start `relreq worker`s", api_url)
+        for _ in range(api_workers):
+            children.start(api_process(sock))
+        log.info(
+            "serving the API on http://%s:%d in %d process%s (API docs at /docs)",
+            host,
+            port,
+            api_workers,
+            "" if api_workers == 1 else "es",
+        )
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the way out, through the clean-ups above
+            children.watch(also=prefect)

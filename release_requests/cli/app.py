@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from release_requests.cli import local, pipeline, remote, report_settings, sla
+from release_requests.cli import local, pipeline, remote, report_settings, serving, sla
 from release_requests.cli.artifacts import artifacts_app, sigrepo_app
 from release_requests.cli.healthchecks import healthcheck_app
 from release_requests.cli.intake import intake_app
@@ -53,7 +53,8 @@ for command in (
 ):
     app.command(command.__name__)(command)
 app.command("revert-fix")(pipeline.revert_fix)
-app.command("serve")(local.serve)
+app.command("serve")(serving.serve)
+app.command("worker")(serving.worker)
 app.command("demo")(local.demo)
 for command in (
     remote.submit,

@@ -392,14 +392,3 @@ def demo() -> None:
     from release_requests.demo import run
 
     run()
-
-
-def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port of the API.")] = 8000,
-) -> None:
-    """Run everything on this machine: Postgres (embedded unless RR_DATABASE_URL), migrations, the API."""
-    # deferred: the domain and database layers would add ~0.3 s to every `relreq` call, --help included
-    from release_requests.server import run
-
-    run(host=host, port=port)

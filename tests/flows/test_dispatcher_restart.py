@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextvars
 import threading
-import time
 
 from sqlalchemy import select
 
@@ -17,6 +16,7 @@ from release_requests.pipeline.service import enqueue
 from release_requests.settings import get_settings
 from tests.conftest import Builder
 from tests.flows.dedicated_pg import Recorded, dedicated_postgres
+from tests.flows.workers import wait_for
 
 CACHES = (get_settings, runtime.session_factory, get_config)
 
@@ -31,14 +31,6 @@ def new_trigger(sessions) -> str:
 def dispatched(sessions, key: str) -> bool:
     with db.transaction(sessions) as s:
         return s.scalar(select(SegmentTrigger.status).where(SegmentTrigger.key == key)) == "dispatched"
-
-
-def wait_for(condition, *, timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < timeout, f"{what}: not within {timeout} s"
-        time.sleep(0.05)
-    return time.monotonic() - started
 
 
 def test_dispatcher_reconnects_after_a_postgres_restart_and_dispatches_at_once(prefect_client_env, monkeypatch, caplog):

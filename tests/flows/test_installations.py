@@ -33,7 +33,7 @@ def test_each_installation_dispatches_to_its_own_deployment_with_its_own_keys(
     pg_server, admin_url, template_db, prefect_client_env, monkeypatch
 ):
     from flows.pipeline import dispatch_pending
-    from flows.serve import deployments
+    from flows.worker import register
 
     production, staging = (clone_database(pg_server, admin_url, template_db) for _ in range(2))
     seen = {}
@@ -41,9 +41,7 @@ def test_each_installation_dispatches_to_its_own_deployment_with_its_own_keys(
         for url in (production, staging):
             _use(monkeypatch, url)
             installation = installation_name(url)
-            for deployment in deployments(installation):
-                if deployment.flow_name == "build_and_verify":
-                    deployment.apply()  # registered; no runner: the run stays scheduled where we can look at it
+            pool = register(url)  # no worker polls the pool: the run stays scheduled where we can look at it
             with db.transaction(runtime.session_factory()) as s:
                 b = Builder(s, get_config())
                 request = b.request(by=b.person("duty_manager"), customer=b.customer(), severity=2)
@@ -53,7 +51,7 @@ def test_each_installation_dispatches_to_its_own_deployment_with_its_own_keys(
                 run_id = s.scalar(select(SegmentTrigger.flow_run_id).where(SegmentTrigger.key == key))
             run = httpx.get(f"{prefect_client_env}/flow_runs/{run_id}").json()
             deployment = httpx.get(f"{prefect_client_env}/deployments/{run['deployment_id']}").json()
-            seen[installation] = {"key": key, "run": run, "deployment": deployment["name"]}
+            seen[installation] = {"key": key, "run": run, "deployment": deployment["name"], "pool": pool}
     finally:
         for cache in CACHES:
             cache.cache_clear()
@@ -64,6 +62,7 @@ def test_each_installation_dispatches_to_its_own_deployment_with_its_own_keys(
     assert prod_seen["run"]["id"] != stag_seen["run"]["id"]  # … and still two runs, one each
     for installation, what in seen.items():
         assert what["deployment"] == f"segment@{installation}"
+        assert what["run"]["work_pool_name"] == what["pool"] == f"release-requests@{installation}"
         assert what["run"]["idempotency_key"] == f"{installation}:{what['key']}#1"
         assert what["run"]["parameters"]["trigger_key"] == what["key"]
 
