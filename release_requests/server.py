@@ -2,13 +2,14 @@
 
 `serve`: embedded Postgres (unless RR_DATABASE_URL) with the app migrated; a Prefect server on the same
 Postgres in its own database `<app database>_prefect` (unless PREFECT_API_URL points at one); one flow worker
-(`python -m flows.worker`, see that module) as a child process (unless `--no-workers`); the API, in this
-process or in `--workers` processes of uvicorn's. Ctrl-C stops all of it.
+(`flows/worker.py`, see that module) as a forked child (unless `--no-workers`); the API in `--workers` forked
+children. Ctrl-C stops all of it. `worker`: becomes `python -m flows.worker`.
 Prefect runs in child processes, so this module never imports prefect.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import httpx
 import uvicorn
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 
 from artifacts.signing import KEY_RELPATH, create_signing_key, key_id
 from artifacts.starter import init_sigrepo
@@ -43,22 +44,21 @@ from release_requests.settings import Settings, get_settings
 log = logging.getLogger("release_requests.server")
 
 
-APP_FACTORY = "release_requests.server:build_app"  # what each of uvicorn's worker processes calls
+APP_FACTORY = "release_requests.server:build_app"  # for servers that build the app in each process
 
 
-def build_app():
-    """The API wired to the configured database (migrated) and validated policy.
+def build_app(engine: Engine | None = None):
+    """The API wired to the configured database (migrated, or `engine`) and validated policy.
 
-    Also the factory each API worker process calls (`--workers` > 1): those are spawned, fresh interpreters,
-    so each sets up its own logging and its own connection pool here.
+    `serve` builds it once, before forking its API processes, which then share it (each with a pool of its
+    own: `api_process`); `APP_FACTORY` names it for servers that build it per process.
     """
-    # deferred: `relreq worker` and the supervising `serve` process never serve the API, and it costs them
-    # about 60 MiB and half a second to import
+    # deferred: `relreq worker` never serves the API, and it costs about 60 MiB and half a second to import
     from release_requests.api.app import create_app
 
     configure_logging()
-    sessions = db.make_sessionmaker(db.make_engine(migrated_url()))
-    return create_app(settings=get_settings(), config=get_config(), sessions=sessions)
+    engine = engine if engine is not None else db.make_engine(migrated_url())
+    return create_app(settings=get_settings(), config=get_config(), sessions=db.make_sessionmaker(engine))
 
 
 def default_api_workers() -> int:
@@ -119,12 +119,11 @@ def prefect_database_url(app_url: str) -> str:
 
 
 # Defaults for flow workers (an operator's own environment wins). Heartbeats every 30 s (the least Prefect
-# accepts) let the zombie automation mark the runs of a killed worker Crashed; a worker asks for new segment
-# runs every 5 s (a segment waits at most that long to start, and an idle worker costs the Prefect server
-# twelve small queries a minute).
+# accepts) let the zombie automation mark the runs of a killed worker Crashed. A worker asks for new segment
+# runs every PREFECT_WORKER_QUERY_SECONDS, Prefect's 10 s: a segment follows a human decision, so seconds
+# more before it starts matter to nobody, and an idle worker costs the Prefect server six queries a minute.
 WORKER_DEFAULTS = {
     "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
-    "PREFECT_WORKER_QUERY_SECONDS": "5",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
 }
 
@@ -201,9 +200,9 @@ def start_prefect_server(
 # --------------------------------------------------------------------------------------------------
 # Forked children: the API processes and the flow worker
 #
-# `serve` imports the API (and with it most of the domain) once, then forks its API processes and its flow
-# worker: the pages the imports fill stay shared between them (copy-on-write; `gc.freeze` keeps the
-# collector from touching them), where spawned processes would each import everything again. Measured on
+# `serve` imports and builds the API (and with it most of the domain) once, then forks its API processes and
+# its flow worker: the pages that filled stay shared between them (copy-on-write; `gc.freeze` keeps the
+# collector from touching them), where spawned processes would each import and build everything again. Measured on
 # an idle `serve` (docs/operations.md): two spawned API processes hold about 110 MiB each, two forked ones
 # and their parent 180 MiB together. Nothing is forked while a thread runs or a database connection is
 # open in the parent: the set-up above uses unpooled connections and disposes of them.
@@ -300,9 +299,25 @@ def _forked(child: Child) -> None:
         os._exit(code)
 
 
-def api_process(sock: socket.socket) -> Child:
+class QuietServer(uvicorn.Server):
+    """uvicorn wakes ten times a second to refresh its Date header and to see whether it should stop; once a
+    second does both (the header has a resolution of a second; a stop starts at most a second later). Measured
+    on an idle API process: about a tenth of a per cent of this machine less, per process."""
+
+    async def main_loop(self) -> None:
+        counter = 0
+        while not await self.on_tick(counter):
+            counter += 10  # `on_tick` does its once-a-second work when `counter % 10 == 0`
+            await asyncio.sleep(1)
+
+
+def api_process(sock: socket.socket, app, engine: Engine) -> Child:
+    """An API process serving `app`, built in the parent before the fork (its routes, models and templates
+    are then shared pages), on a connection pool of its own."""
+
     def main() -> None:
-        uvicorn.Server(uvicorn.Config(APP_FACTORY, factory=True, log_config=None)).run(sockets=[sock])
+        engine.dispose(close=False)  # connections are never shared between processes: start with none
+        QuietServer(uvicorn.Config(app, log_config=None)).run(sockets=[sock])
 
     return Child("API process", main)
 
@@ -324,12 +339,6 @@ def flow_worker_process(*, env: dict[str, str], log_file: Path, limit: int = 4) 
         runpy.run_module("flows.worker", run_name="__main__", alter_sys=True)
 
     return Child("flow worker", main)
-
-
-def preload_api() -> None:
-    """Import the API in the parent, so the forked API processes share its pages instead of each importing it."""
-    # deferred: see `build_app`; imported here on purpose, before forking
-    import release_requests.api.app  # noqa: F401
 
 
 def run_worker(*, limit: int) -> None:
@@ -404,7 +413,8 @@ def run(*, host: str, port: int, api_workers: int, flow_worker: bool = True) -> 
             )
             stack.callback(_stop, prefect)
         sock = tcp_listener(uvicorn.Config(APP_FACTORY, host=host, port=port))  # TCP_NODELAY kept: see api/processes
-        preload_api()
+        engine = db.make_engine(app_url)
+        app = build_app(engine)  # before forking: the API processes share what building it filled
         gc.collect()
         gc.freeze()
         children = Children()
@@ -416,7 +426,7 @@ def run(*, host: str, port: int, api_workers: int, flow_worker: bool = True) -> 
         else:
             log.info("Prefect API %s; no flow worker here (--no-workers): start `relreq worker`s", api_url)
         for _ in range(api_workers):
-            children.start(api_process(sock))
+            children.start(api_process(sock, app, engine))
         log.info(
             "serving the API on http://%s:%d in %d process%s (API docs at /docs)",
             host,
