@@ -7,12 +7,13 @@ Migrations run as the connecting (administrative) user.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import MetaData, create_engine, event, select, text
+from sqlalchemy import MetaData, bindparam, create_engine, event, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.orm.util import identity_key
@@ -152,10 +153,15 @@ def get_many(session: Session, model: type[Base], ids) -> dict:
             found[key] = row
     if missing:
         (column,) = model.__mapper__.primary_key
-        found.update(
-            (getattr(row, column.key), row) for row in session.scalars(select(model).where(column.in_(missing)))
-        )
+        found.update((getattr(row, column.key), row) for row in session.scalars(_by_keys(model), {"keys": missing}))
     return found
+
+
+@functools.cache
+def _by_keys(model: type[Base]):
+    """`model`'s rows by primary key, built once per model (building a statement costs more than running it)."""
+    (column,) = model.__mapper__.primary_key
+    return select(model).where(column.in_(bindparam("keys", expanding=True)))
 
 
 @contextmanager

@@ -35,7 +35,8 @@ class AppContext:
         return self.settings.samples_dir
 
 
-def context(request: Request) -> AppContext:
+async def context(request: Request) -> AppContext:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a hop that costs more than this does
     return request.app.state.context
 
 

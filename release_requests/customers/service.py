@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from release_requests import access
@@ -154,12 +154,13 @@ def create_customer_as(session: Session, *, actor: Person, data: CustomerCreate)
     return create_customer(session, actor=actor_of(actor), data=data)
 
 
+_TAMS = (  # built once: every filing asks (routing)
+    select(Person)
+    .join(TamAssignment, TamAssignment.person_id == Person.id)
+    .where(TamAssignment.customer_id == bindparam("customer_id"), Person.active.is_(True))
+    .order_by(TamAssignment.created_at)
+)
+
+
 def tams_of(session: Session, *, customer_id: str) -> list[Person]:
-    return list(
-        session.scalars(
-            select(Person)
-            .join(TamAssignment, TamAssignment.person_id == Person.id)
-            .where(TamAssignment.customer_id == customer_id, Person.active.is_(True))
-            .order_by(TamAssignment.created_at)
-        )
-    )
+    return list(session.scalars(_TAMS, {"customer_id": customer_id}))

@@ -131,6 +131,14 @@ _QUEUE = select(Notification).from_statement(
     .returning(*Notification.__table__.columns)
 )
 _OUTBOX = Notification.__table__
+# A notice's rows: built once and so compiled once; given a list of rows, SQLAlchemy sends them as one
+# multi-row INSERT ("insertmanyvalues"). A `.values([...])` statement would be compiled again on every call.
+_QUEUE_MANY = (
+    insert(_OUTBOX)
+    .values(created_at=func.clock_timestamp())
+    .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    .returning(_OUTBOX.c.id)
+)
 
 
 def _outbox_row(
@@ -237,14 +245,7 @@ def notify(
         )
     if not rows:
         return []
-    written = set(
-        session.scalars(
-            insert(_OUTBOX)
-            .values([row | {"created_at": func.clock_timestamp()} for row in rows])
-            .on_conflict_do_nothing(index_elements=["dedupe_key"])
-            .returning(_OUTBOX.c.id)
-        )
-    )
+    written = set(session.scalars(_QUEUE_MANY, rows))
     queued = [row for row in rows if row["id"] in written]
     for row in queued:  # in the order of the recipients, as the events were when each row had its own INSERT
         _record_queued(session, row, actor=OUTBOX)

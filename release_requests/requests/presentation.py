@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import bindparam, exists, func, select
 from sqlalchemy.orm import Session
 
 from release_requests import access
@@ -63,6 +63,10 @@ def list_requests(session: Session, *, actor: Person, filters: RequestFilters) -
     return list(rows), total
 
 
+# built once: every answer that shows a request asks
+_SAMPLES_OF = select(Sample).where(Sample.request_id.in_(bindparam("ids", expanding=True))).order_by(Sample.id)
+
+
 def present(
     session: Session, *, requests: list[ReleaseRequest], config: AppConfig, viewer: Person | None = None
 ) -> list[RequestOut]:
@@ -75,7 +79,7 @@ def present(
     customers = get_many(session, Customer, [r.customer_id for r in requests])
     slas = status_of_many(session, requests=requests, config=config, now=db_now(session), customers=customers)
     samples: dict[str, list[Sample]] = {i: [] for i in ids}
-    for sample in session.scalars(select(Sample).where(Sample.request_id.in_(ids)).order_by(Sample.id)):
+    for sample in session.scalars(_SAMPLES_OF, {"ids": ids}):
         samples[sample.request_id].append(sample)
     person_ids = [p for r in requests for p in (r.owner_id, r.assignee_id, r.submitted_by_id) if p is not None]
     names = {i: label(p) for i, p in get_many(session, Person, person_ids).items()}

@@ -45,8 +45,11 @@ from release_requests.sla.service import status_of
 ROUTER = Actor.system("routing")
 
 
+_NEXT_NUMBER = text("SELECT nextval('release_request_number_seq')")
+
+
 def _next_id(session: Session, *, prefix: str, year: int) -> str:
-    number = session.execute(text("SELECT nextval('release_request_number_seq')")).scalar_one()
+    number = session.execute(_NEXT_NUMBER).scalar_one()
     return f"{prefix}-{year}-{number:06d}"
 
 
@@ -97,8 +100,6 @@ def file_request(session: Session, *, actor: Person, data: SubmitRequest, config
     if customer is None or not access.can_see_customer(session, actor, customer_id):
         raise InvalidInput(f"unknown customer '{customer_id}'", field="customer_id")
     key = data.submission_key
-    if key is not None and (earlier := _filed_with_key(session, actor=actor, key=key)) is not None:
-        return Submission(earlier, replayed=True)
     now = db_now(session)
     received_at = data.received_at or now
     if received_at > now:
@@ -112,8 +113,10 @@ def file_request(session: Session, *, actor: Person, data: SubmitRequest, config
     # Routing looks at who was available when the customer reached us (a call at 02:00 on Sunday goes to the
     # manager on duty even if it is typed in later); the SLA watcher re-routes if that person is away later.
     decision = choose_owner(session, customer_id=customer.id, at=received_at)
-    # One statement, and no SAVEPOINT: a concurrent submission of the same person with the same key that
-    # committed first makes this insert do nothing (the unique constraint waits for it), and we return its request
+    # One statement, and no SAVEPOINT, and no look for the key first (a replay is rare, a filing is not): a
+    # submission of the same person with the same key, committed earlier or concurrently, makes this insert do
+    # nothing (the unique constraint waits for a concurrent one), and we return its request. A replay costs a
+    # number of the id sequence, as a rolled-back filing does.
     request = session.scalar(
         _FILE,
         {

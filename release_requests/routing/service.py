@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import and_, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from release_requests import access
@@ -136,13 +136,13 @@ def add_leave(session: Session, *, actor: Actor, person: Person, data: LeaveCrea
     return leave
 
 
+_LEAVE_SINCE = select(Leave.first_day, Leave.last_day).where(  # built once: every filing asks (routing)
+    Leave.person_id == bindparam("person_id"), Leave.last_day >= bindparam("since")
+)
+
+
 def _leave_of(session: Session, person: Person, around: datetime) -> list[tuple[date, date]]:
-    day = around.date()
-    rows = session.execute(
-        select(Leave.first_day, Leave.last_day).where(
-            and_(Leave.person_id == person.id, Leave.last_day >= day - timedelta(days=2))
-        )
-    )
+    rows = session.execute(_LEAVE_SINCE, {"person_id": person.id, "since": around.date() - timedelta(days=2)})
     return [(r.first_day, r.last_day) for r in rows]
 
 
