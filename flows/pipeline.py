@@ -127,7 +127,7 @@ def reconcile() -> dict:
 def _dispatch_logged() -> None:
     try:
         dispatch_pending()
-    except ObjectNotFound:  # at start-up, before `serve` has registered the deployments
+    except ObjectNotFound:  # at start-up, before a worker has registered the deployments
         log.warning("segment deployments not registered yet; retrying at the next wake-up")
 
 

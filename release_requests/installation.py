@@ -1,7 +1,7 @@
 """Which installation this is, for everything that several installations may share.
 
 Staging beside production on one Postgres cluster, or several installations on one Prefect server,
-must not see each other's work: Prefect's own database, the deployments a runner serves and the
+must not see each other's work: Prefect's own database, the deployments and work pool its workers serve and the
 idempotency keys of segment runs are all scoped by the installation's name. The name is the app
 database's (`release_requests` for the embedded default, the database of `RR_DATABASE_URL` otherwise):
 unique within a cluster by construction, stable across restarts, needing no extra setting or table,
@@ -62,7 +62,7 @@ def prefect_database(app_database: str) -> str:
 
 
 def deployment_name(base: str, installation: str) -> str:
-    """`segment` → `segment@rr_staging`: each installation's runner serves only its own deployments."""
+    """`segment` → `segment@rr_staging`: each installation's workers run only its own deployments."""
     return f"{base}@{installation}"
 
 
