@@ -6,9 +6,15 @@ Sets up an embedded Postgres (migrated) with `--customers` customers, each with 
 serves the real API under uvicorn in child processes (`--api-workers`, default the core count, as
 `relreq serve --workers` does). Then, for each client count in `--clients`, `--requests` reports are filed
 through `POST /api/v1/requests` (keep-alive connections, one thread per client, severity 3 so no page goes
-out): requests/s, latency p50 / p95 / max. The floor, measured in the same run on the same Postgres: one
-`INSERT … ; COMMIT` of a row of the same size (p50 with one connection, commits/s with as many
-connections as clients).
+out): requests/s, latency p50 / p95 / max. Three floors, measured in the same run on the same Postgres:
+
+- one `INSERT … ; COMMIT` of a row of the same size (p50 with one connection, commits/s with as many
+  connections as clients);
+- the filing's own writes (`filing_writes_floor`): a copy of a filed request with its outbox rows and its audit
+  events, chained under the chain's lock, five prepared statements and a commit: what the database needs for a
+  filing, without the ORM or HTTP;
+- the web stack (`build_floor_app`): the same server processes, FastAPI, body validation and clients, with a
+  handler that only inserts the body: what a filing costs before it does anything of its own.
 
 Checked afterwards from the database: every acknowledged request (201) is stored once, with its SLA due
 time, its `request.received` notice queued and its `request.submitted` audit event; the audit chain verifies.
@@ -40,13 +46,14 @@ sys.path.insert(0, str(REPO))
 
 from bench.updates_bench import wait_for  # noqa: E402
 from devservers import free_port  # noqa: E402
+from release_requests.requests.schemas import SubmitRequest  # noqa: E402  (module-level: FastAPI resolves it there)
 
 
-def serve_api(port: int, workers: int) -> None:
-    """Child process: the real app in `workers` processes, as `relreq serve --workers` runs it."""
+def serve_api(port: int, workers: int, app: str = "build_app") -> None:
+    """Child process: the real app (or the floor's) in `workers` processes, as `relreq serve --workers` runs it."""
     from release_requests.api.processes import serve
 
-    serve("bench.intake_bench:build_app", host="127.0.0.1", port=port, workers=workers, log_level="warning",
+    serve(f"bench.intake_bench:{app}", host="127.0.0.1", port=port, workers=workers, log_level="warning",
           access_log=False)  # fmt: skip
 
 
@@ -59,6 +66,64 @@ def build_app():
     settings = Settings()
     sessions = db.make_sessionmaker(db.make_engine(settings.database_url))
     return create_app(settings=settings, config=load_config(settings.config_dir), sessions=sessions)
+
+
+def build_floor_app():
+    """The web stack's floor: the same server, framework, body validation (`SubmitRequest`) and bearer header as
+    `POST /api/v1/requests`, and one INSERT + COMMIT of the body; no token check, no routing, no chain. What any
+    filing costs before it does anything of its own."""
+    import threading
+
+    import psycopg
+    from fastapi import FastAPI, Header
+
+    app = FastAPI()
+    conn = psycopg.connect(os.environ["RR_DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://"))
+    lock = threading.Lock()  # one connection per process, used by one request at a time
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.post("/api/v1/requests", status_code=201)
+    def submit(body: SubmitRequest, authorization: str = Header()) -> dict:
+        with lock:
+            number, at = conn.execute(
+                "INSERT INTO bench_floor (body, at) VALUES (%s, now()) RETURNING id, at", (body.model_dump_json(),)
+            ).fetchone()
+            conn.commit()
+        return {"id": f"FLOOR-{number}", "title": body.title, "sla": {"due_at": at.isoformat()}}
+
+    return app
+
+
+def framework_floor(env: dict, *, workers: int, tokens: list[str], clients_counts: list[int], count: int) -> dict:
+    """`build_floor_app` served like the API, filed by the same clients: requests/s and p50 per client count."""
+    port = free_port()
+    floor_api = subprocess.Popen(
+        [sys.executable, __file__, "--serve-api", str(port), "--api-workers", str(workers), "--app", "build_floor_app"],
+        env=env,
+        cwd=REPO,
+        start_new_session=True,
+    )
+    try:
+        wait_for(port, "/healthz")
+        run_clients(port, tokens, clients=1, count=50, label="floor-warm-up")
+        result = {}
+        for clients in clients_counts:
+            run = run_clients(port, tokens, clients=clients, count=count, label=f"floor-c{clients}")
+            if run["answers"] != {"201": count}:
+                raise RuntimeError(
+                    f"the web stack's floor did not answer 201: {run['answers']}, {run.get('first_failure')}"
+                )
+            result[f"web_stack_{clients}_clients"] = {
+                "requests_per_second": run["requests_per_second"],
+                "p50_ms": run["latency_ms"]["p50"],
+            }
+        return result
+    finally:
+        os.killpg(floor_api.pid, 15)
+        floor_api.wait(15)
 
 
 def floor(url: str, *, clients: int, count: int) -> dict:
@@ -348,9 +413,10 @@ def main() -> None:
     parser.add_argument("--api-workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--restart", action="store_true", help="restart Postgres during the largest run")
     parser.add_argument("--serve-api", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--app", default="build_app", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_api:
-        serve_api(args.serve_api, args.api_workers)
+        serve_api(args.serve_api, args.api_workers, args.app)
         return
 
     from sqlalchemy import func, select
@@ -453,6 +519,11 @@ def main() -> None:
         floors = {}
         for clients in sorted(set(args.clients)):
             floors.update(floor(url, clients=clients, count=args.requests))
+        floors.update(
+            framework_floor(
+                env, workers=args.api_workers, tokens=tokens, clients_counts=args.clients, count=args.requests
+            )
+        )
         floors.update(
             filing_writes_floor(
                 url,
