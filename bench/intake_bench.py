@@ -126,6 +126,17 @@ def framework_floor(env: dict, *, workers: int, tokens: list[str], clients_count
         floor_api.wait(15)
 
 
+def in_threads(target, args: list[tuple]) -> float:
+    """Run `target(*a)` for every `a` in `args`, each in a thread of its own, all at once: seconds taken."""
+    threads = [threading.Thread(target=target, args=a) for a in args]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started
+
+
 def floor(url: str, *, clients: int, count: int) -> dict:
     """INSERT + COMMIT of a request-sized row: p50 on one connection, commits/s on `clients` connections."""
     import psycopg
@@ -146,13 +157,7 @@ def floor(url: str, *, clients: int, count: int) -> dict:
     single: list[float] = []
     insert(min(count, 1000), single)
     per_client = [[] for _ in range(clients)]
-    threads = [threading.Thread(target=insert, args=(count // clients, per_client[i])) for i in range(clients)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
+    elapsed = in_threads(insert, [(count // clients, per_client[i]) for i in range(clients)])
     return {
         "insert_commit_p50_ms": round(statistics.median(single) * 1000, 2),
         f"commits_per_second_{clients}_connections": round(sum(map(len, per_client)) / elapsed),
@@ -233,16 +238,8 @@ def filing_writes_floor(url: str, *, template_id: str, clients: int, count: int,
         single: list[float] = []
         run(connections[0], min(count, 500), single)
         per_client: list[list[float]] = [[] for _ in range(clients)]
-        threads = [
-            threading.Thread(target=run, args=(connections[i], count // clients, per_client[i])) for i in range(clients)
-        ]
         cpu_before = cpu_seconds(postgres())
-        started = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - started
+        elapsed = in_threads(run, [(connections[i], count // clients, per_client[i]) for i in range(clients)])
         cpu_used = cpu_seconds(postgres()) - cpu_before
     finally:
         for conn in connections:
