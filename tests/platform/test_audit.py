@@ -454,3 +454,19 @@ def test_fast_canonical_form_is_byte_identical_to_json_dumps(strings, ids, befor
         "prev_hash": prev,
     }
     assert _row_canonical(row) == _canonical(fields)
+
+
+def test_a_commit_with_a_savepoint_still_open_writes_its_events(committed_db):
+    """`session.commit()` inside an open SAVEPOINT commits the whole transaction: the SAVEPOINT is released
+    first, so the commit's hook finds no SAVEPOINT open and chains everything that waits."""
+    engine = db.make_engine(committed_db)
+    sessions = db.make_sessionmaker(engine)
+    _seed(sessions)
+    s = sessions()
+    _event(s, "outer")
+    s.begin_nested()
+    _event(s, "in-open-savepoint")
+    s.commit()
+    s.close()
+    assert _actions(sessions) == ["test.outer", "test.in-open-savepoint"]
+    engine.dispose()
