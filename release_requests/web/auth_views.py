@@ -79,7 +79,7 @@ def _login_csrf_ok(request: Request, sent: str) -> bool:
 def _over_https(request: Request) -> bool:
     """Cookies are `Secure` when this request came over https, or the console's public address is https (a proxy
     terminating TLS in front of it)."""
-    public = context(request).settings.public_url or ""
+    public = request.app.state.context.settings.public_url or ""  # (the `context` dependency is async)
     return request.url.scheme == "https" or public.startswith("https://")
 
 
