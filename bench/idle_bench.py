@@ -100,6 +100,16 @@ def _session(pid: int) -> int | None:
         return None
 
 
+def forked_kind(pid: int) -> str:
+    if _session(pid) != pid:
+        return "API process"
+    try:
+        log = Path(os.readlink(f"/proc/{pid}/fd/2")).name
+    except OSError:
+        return "?"
+    return {"prefect-server.log": "Prefect server", "flows.log": "flow worker"}.get(log, log)
+
+
 def memory_kib(pid: int) -> tuple[int, int]:
     """(PSS, RSS) in KiB; (0, 0) for a process that is gone or not readable."""
     try:
@@ -141,9 +151,9 @@ def measure(roots, *, seconds: float, interval: float) -> dict:
             if stat:
                 name = kind(pid)
                 if pid not in top and name == kind(top[0]):
-                    # `serve` forks its API processes and its flow worker (which starts a session of its own):
-                    # same command line, told apart here
-                    name = "flow worker (forked by serve)" if _session(pid) == pid else "API process (forked by serve)"
+                    # `serve` forks its API processes, the Prefect server and its flow worker: same command line,
+                    # told apart here (the last two start a session of their own and log to a file of their own)
+                    name = f"{forked_kind(pid)} (forked by serve)"
                 out[pid] = (stat[1], name, *memory_kib(pid))
         return out
 

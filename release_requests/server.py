@@ -2,19 +2,20 @@
 
 `serve`: embedded Postgres (unless RR_DATABASE_URL) with the app migrated; a Prefect server on the same
 Postgres in its own database `<app database>_prefect` (unless PREFECT_API_URL points at one); one flow worker
-(`flows/worker.py`, see that module) as a forked child (unless `--no-workers`); the API in `--workers` forked
-children. Ctrl-C stops all of it. `worker`: becomes `python -m flows.worker`.
-Prefect runs in child processes, so this module never imports prefect.
+(`flows/worker.py`, see that module) (unless `--no-workers`); the API in `--workers` processes: all of them
+forked children. Ctrl-C stops all of it. `worker`: becomes `python -m flows.worker`.
+Prefect runs in the children: `serve` only imports it for them to share (`preload`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
+import importlib
 import logging
 import os
-import runpy
 import signal
 import socket
 import subprocess
@@ -163,11 +164,16 @@ def prefect_environment(settings: Settings, api_url: str) -> dict[str, str]:
     }
 
 
-def wait_until_healthy(url: str, *, timeout: float, process: subprocess.Popen | None = None) -> None:
+def wait_until_healthy(
+    url: str, *, timeout: float, process: subprocess.Popen | None = None, pid: int | None = None
+) -> None:
+    """Until `url` answers 200; RuntimeError after `timeout`, or as soon as `process` (or forked child `pid`) ends."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"process exited with code {process.returncode} before {url} became healthy")
+        if pid is not None and os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):  # left to reap
+            raise RuntimeError(f"process {pid} ended before {url} became healthy")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
@@ -177,17 +183,33 @@ def wait_until_healthy(url: str, *, timeout: float, process: subprocess.Popen | 
     raise RuntimeError(f"{url} not healthy after {timeout:.0f} s")
 
 
+def prefect_server_environment(settings: Settings, app_url: str, api_url: str) -> dict[str, str]:
+    """The Prefect server's environment: the children's, its service defaults, its database (created if missing)."""
+    env = {**PREFECT_SERVER_DEFAULTS, **prefect_environment(settings, api_url)}
+    env["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_database_url(app_url)
+    return env
+
+
+# Prefect's own command line, with its background services' queue checked less often (flows/prefect_server.py)
+PREFECT_SERVER_MODULE = "flows.prefect_server"
+FLOW_WORKER_MODULE = "flows.worker"
+
+
+def prefect_server_argv(port: int) -> list[str]:
+    return ["server", "start", "--host", "127.0.0.1", "--port", str(port)]
+
+
 def start_prefect_server(
     *, settings: Settings, app_url: str, port: int, log_file: Path
 ) -> tuple[subprocess.Popen, str]:
-    """A Prefect server on our Postgres (its own database); returns the process and its API URL."""
+    """A Prefect server on our Postgres (its own database) in a process of its own; returns it and its API URL.
+
+    For a Prefect server beside tests; `serve` forks its own (`prefect_server_processes`)."""
     api_url = f"http://127.0.0.1:{port}/api"
-    env = {**PREFECT_SERVER_DEFAULTS, **prefect_environment(settings, api_url)}
-    env["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_database_url(app_url)
+    env = prefect_server_environment(settings, app_url, api_url)
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    # Prefect's own command line, with its background services' queue checked less often (flows/prefect_server.py)
     process = subprocess.Popen(
-        [sys.executable, "-m", "flows.prefect_server", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", PREFECT_SERVER_MODULE, *prefect_server_argv(port)],
         env=env,
         stdout=log_file.open("ab"),
         stderr=subprocess.STDOUT,
@@ -198,14 +220,30 @@ def start_prefect_server(
 
 
 # --------------------------------------------------------------------------------------------------
-# Forked children: the API processes and the flow worker
+# Forked children: the Prefect server, the API processes and the flow worker
 #
-# `serve` imports and builds the API (and with it most of the domain) once, then forks its API processes and
-# its flow worker: the pages that filled stay shared between them (copy-on-write; `gc.freeze` keeps the
-# collector from touching them), where spawned processes would each import and build everything again. Measured on
-# an idle `serve` (docs/operations.md): two spawned API processes hold about 110 MiB each, two forked ones
-# and their parent 180 MiB together. Nothing is forked while a thread runs or a database connection is
-# open in the parent: the set-up above uses unpooled connections and disposes of them.
+# `serve` imports and builds the API (and with it most of the domain) once, imports Prefect's server and the
+# flow worker (`preload`), then forks the Prefect server, its API processes and its flow worker: the pages that
+# filled stay shared between them (copy-on-write; `gc.freeze` keeps the collector from touching them), where
+# spawned processes would each import and build everything again. Measured on an idle `serve`
+# (docs/operations.md, "Idle cost"): two spawned API processes hold about 110 MiB each, two forked ones and
+# their parent 150 MiB together; forking the Prefect server too, after `preload`, took the Python processes
+# from 445 to 407 MiB (with the migration and malloc changes below). Nothing is forked while a thread runs or
+# a database connection is open in the parent: the set-up above uses unpooled connections and disposes of them.
+
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
+
+
+def fewer_malloc_arenas(arenas: int = 2) -> None:
+    """Let malloc keep at most `arenas` arenas in this process and the children it forks (they inherit it), as
+    MALLOC_ARENA_MAX would: glibc gives threads arenas of their own (up to eight per core), each keeping
+    freed memory of its own, and the Prefect server and the flow worker run about ten threads. Measured on an
+    idle `serve`: the flow worker's thread arenas 4.9 → 2.2 MiB. An operator's MALLOC_ARENA_MAX wins; on a
+    libc without mallopt nothing changes."""
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas)
 
 
 @dataclass
@@ -221,33 +259,37 @@ START_UP_SECONDS = 10  # a child that dies sooner cannot start (a setting, the d
 
 
 class Children:
-    """Forked children, started again when one dies on its own; stopped (SIGTERM, then SIGKILL) on the way out."""
+    """Forked children, started again when one dies on its own; stopped (SIGTERM, then SIGKILL) on the way out.
+    `start` returns the child's pid."""
 
     def __init__(self) -> None:
         self.running: dict[int, Child] = {}
 
-    def start(self, child: Child) -> None:
+    def start(self, child: Child) -> int:
         child.started = time.monotonic()
         pid = os.fork()
         if pid == 0:
             _forked(child)
         self.running[pid] = child
+        return pid
 
-    def watch(self, *, also: subprocess.Popen | None = None) -> None:
-        """Until a signal ends this process: restart children that die (and say so); end if `also` dies."""
+    def watch(self, *, also: Children | None = None) -> None:
+        """Until a signal ends this process: restart children that die, ours and `also`'s (and say so)."""
         while True:
             time.sleep(1)  # a reap a second costs nothing, and a restart a second later loses nothing
-            for pid, child in list(self.running.items()):
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if not done:
-                    continue
-                del self.running[pid]
-                if time.monotonic() - child.started < START_UP_SECONDS:
-                    raise RuntimeError(f"{child.name} ended at start-up ({_wait_status(status)}); see its log")
-                log.warning("%s (pid %d) ended (%s); starting it again", child.name, pid, _wait_status(status))
-                self.start(child)
-            if also is not None and also.poll() is not None:
-                raise RuntimeError(f"the Prefect server ended (exit code {also.returncode}); stopping")
+            for group in (self, also) if also is not None else (self,):
+                group.restart_ended()
+
+    def restart_ended(self) -> None:
+        for pid, child in list(self.running.items()):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if not done:
+                continue
+            del self.running[pid]
+            if time.monotonic() - child.started < START_UP_SECONDS:
+                raise RuntimeError(f"{child.name} ended at start-up ({_wait_status(status)}); see its log")
+            log.warning("%s (pid %d) ended (%s); starting it again", child.name, pid, _wait_status(status))
+            self.start(child)
 
     def stop(self) -> None:
         for pid in self.running:
@@ -262,6 +304,16 @@ class Children:
             _signal_group(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         self.running.clear()
+
+
+def run_once(child: Child) -> None:
+    """Run `child` in a forked child, to its end; RuntimeError if it fails."""
+    pid = os.fork()
+    if pid == 0:
+        _forked(child)
+    status = os.waitpid(pid, 0)[1]
+    if status:
+        raise RuntimeError(f"{child.name} failed ({_wait_status(status)}); see its log")
 
 
 def _signal_group(pid: int, signum: int) -> None:
@@ -322,21 +374,64 @@ def api_process(sock: socket.socket, app, engine: Engine) -> Child:
     return Child("API process", main)
 
 
+def preload(modules: list[str], *, env: dict[str, str]) -> None:
+    """Import the programs the children run (and Prefect, which they use) in `serve` before it forks: the
+    children then share those pages instead of importing them each (docs/operations.md, "Idle cost").
+
+    Prefect reads some settings when its modules are imported (its services' intervals are default
+    arguments), so they are imported under `env`, the environment of the Prefect server (or, without one,
+    of the flow worker; PREFECT_HOME among it: nothing is created in the user's ~/.prefect); each child reads
+    Prefect's settings again from its own environment (`_run_program`). The programs are named, not imported
+    statically: they live in `flows`, above this layer, and only run in the children.
+    """
+    ours = dict(os.environ)
+    os.environ.update(env)
+    try:
+        for module in modules:
+            importlib.import_module(module)
+    finally:
+        os.environ.clear()
+        os.environ.update(ours)
+
+
+def _run_program(module: str, argv: list[str], *, env: dict[str, str], log_file: Path) -> None:
+    """Run program `module` (its `main()`, as `python -m module ARGV…` would) in this forked child, in a process
+    group of its own (stopping it stops what it started), with environment `env`, logging to `log_file`."""
+    os.setsid()
+    out = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.environ.clear()
+    os.environ.update(env)
+    # deferred, and imported already (`preload`): Prefect read its settings in the parent, it reads them again here
+    from prefect.context import refresh_global_settings_context
+
+    refresh_global_settings_context()
+    sys.argv = [module, *argv]
+    importlib.import_module(module).main()
+
+
+def prefect_server_processes(*, env: dict[str, str], port: int, log_file: Path) -> tuple[Child, Child]:
+    """The Prefect server (`python -m flows.prefect_server server start …`) in a forked child, and the child that
+    migrates its database first (`run_once`): Prefect's own migration on start loads its ~120 migration scripts
+    into the server, for good (measured on an idle `serve`: the server holds 9 MiB less without)."""
+
+    def program(argv: list[str], env: dict[str, str]) -> Callable[[], None]:
+        return lambda: _run_program(PREFECT_SERVER_MODULE, argv, env=env, log_file=log_file)
+
+    migrated = {**env, "PREFECT_API_DATABASE_MIGRATE_ON_START": "false"}
+    return (
+        Child("Prefect database migration", program(["server", "database", "upgrade", "--yes"], env)),
+        Child("Prefect server", program(prefect_server_argv(port), migrated)),
+    )
+
+
 def flow_worker_process(*, env: dict[str, str], log_file: Path, limit: int = 4) -> Child:
-    """The flow worker (`python -m flows.worker`) in a forked child, in a process group of its own (stopping it
-    stops its segment runs) and logging to `log_file`. Its code lives in `flows`, above this layer: it is run as
-    a program, never imported here."""
+    """The flow worker (`python -m flows.worker`) in a forked child (stopping it stops its segment runs)."""
 
     def main() -> None:
-        os.setsid()
-        out = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(out, 1)
-        os.dup2(out, 2)
-        os.environ.clear()
-        os.environ.update(env)  # before Prefect is imported: it reads its settings from the environment then
         configure_logging()
-        sys.argv = ["flows.worker", "--limit", str(limit)]
-        runpy.run_module("flows.worker", run_name="__main__", alter_sys=True)
+        _run_program(FLOW_WORKER_MODULE, ["--limit", str(limit)], env=env, log_file=log_file)
 
     return Child("flow worker", main)
 
@@ -352,7 +447,7 @@ def run_worker(*, limit: int) -> None:
             "PREFECT_API_URL is not set: point it at the installation's Prefect server (http://HOST:4200/api)"
         )
     env = {**WORKER_DEFAULTS, **os.environ, **absolute_paths(get_settings())}
-    os.execve(sys.executable, [sys.executable, "-m", "flows.worker", "--limit", str(limit)], env)
+    os.execve(sys.executable, [sys.executable, "-m", FLOW_WORKER_MODULE, "--limit", str(limit)], env)
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -405,22 +500,37 @@ def run(*, host: str, port: int, api_workers: int, flow_worker: bool = True) -> 
             # runs last: children killed above may have left their pids in the embedded server's handle list,
             # which would keep it from stopping when this process exits
             stack.callback(embedded_pg.prune_dead_handles, settings.postgres_dir.resolve())
-        api_url, prefect = os.environ.get("PREFECT_API_URL"), None
-        if not api_url:
-            log.info("starting Prefect server on Postgres (database %s)", prefect_database(database_name(app_url)))
-            prefect, api_url = start_prefect_server(
-                settings=settings, app_url=app_url, port=settings.prefect_port, log_file=logs / "prefect-server.log"
-            )
-            stack.callback(_stop, prefect)
+        api_url, server_env = os.environ.get("PREFECT_API_URL"), None
+        if not api_url:  # we start the Prefect server
+            api_url = f"http://127.0.0.1:{settings.prefect_port}/api"
+            server_env = prefect_server_environment(settings, app_url, api_url)
+        env = prefect_environment(settings, api_url)
         sock = tcp_listener(uvicorn.Config(APP_FACTORY, host=host, port=port))  # TCP_NODELAY kept: see api/processes
         engine = db.make_engine(app_url)
         app = build_app(engine)  # before forking: the API processes share what building it filled
+        # before forking too: the Prefect server and the flow worker share what importing them filled
+        preload(
+            [
+                *(["prefect.server.api.server", PREFECT_SERVER_MODULE] if server_env else []),
+                *([FLOW_WORKER_MODULE] if flow_worker else []),
+            ],
+            env=server_env or env,
+        )
         gc.collect()
         gc.freeze()
+        fewer_malloc_arenas()
+        prefect = Children()  # stopped after the others: the flow worker talks to it on its way out
+        stack.callback(prefect.stop)
+        if server_env:
+            log.info("starting Prefect server on Postgres (database %s)", prefect_database(database_name(app_url)))
+            migration, server = prefect_server_processes(
+                env=server_env, port=settings.prefect_port, log_file=logs / "prefect-server.log"
+            )
+            run_once(migration)
+            wait_until_healthy(f"{api_url}/health", timeout=90, pid=prefect.start(server))
         children = Children()
         stack.callback(children.stop)
         if flow_worker:
-            env = prefect_environment(settings, api_url)
             children.start(flow_worker_process(env=env, log_file=logs / "flows.log"))
             log.info("Prefect API %s; a flow worker runs the flows; logs in %s", api_url, logs)
         else:

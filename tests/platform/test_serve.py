@@ -1,0 +1,84 @@
+"""`relreq serve` as a newcomer starts it (`make serve`): everything comes up, answers, and goes away on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from devservers import free_port
+from tests.platform.test_first_run import RELREQ, _env
+
+
+def _wait_for(url: str, serve: subprocess.Popen, log: Path, *, timeout: float = 180) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        assert serve.poll() is None, f"relreq serve exited with {serve.returncode}:\n{log.read_text()[-3000:]}"
+        try:
+            answer = httpx.get(url, timeout=2)
+            if answer.status_code == 200:
+                return answer
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not answer 200:\n{log.read_text()[-3000:]}"
+        time.sleep(0.5)
+
+
+def _in_session(sid: int) -> list[str]:
+    """Processes still in session `sid` (serve's and everything it forked without a session of its own)."""
+    left = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(stat[3]) == sid:
+                    command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                    left.append(f"{entry.name}: {command}")
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    return left
+
+
+def test_serve_starts_the_api_the_prefect_server_and_a_flow_worker_and_stops_them_all():
+    # not under pytest's tmp dirs: those are 0700 for root, and the embedded server runs as its own system user
+    root = Path(tempfile.mkdtemp(prefix="rr-test-serve-"))
+    port, prefect_port = free_port(), free_port()
+    log = root / "serve.log"
+    env = _env(RR_DATA_DIR=str(root / "data"), RR_PREFECT_PORT=str(prefect_port))
+    serve = subprocess.Popen(
+        [RELREQ, "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        health = _wait_for(f"http://127.0.0.1:{port}/healthz", serve, log).json()
+        assert health["status"] == "ok"
+        # the API answers from its processes, and checks the caller there
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/requests", timeout=10).status_code == 401
+        _wait_for(f"http://127.0.0.1:{prefect_port}/api/health", serve, log)
+        # the flow worker registered the installation's work pool on the Prefect server serve started
+        pool = _wait_for(
+            f"http://127.0.0.1:{prefect_port}/api/work_pools/release-requests@release_requests", serve, log
+        )
+        assert pool.json()["type"] == "process"
+
+        serve.send_signal(signal.SIGTERM)  # as systemd or Ctrl-C would: serve stops what it started
+        assert serve.wait(90) == 0, log.read_text()[-3000:]
+        deadline = time.monotonic() + 10
+        while (left := _in_session(serve.pid)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not left, left
+        assert not (root / "data" / "postgres" / "postmaster.pid").exists(), "the embedded Postgres still runs"
+    finally:
+        if serve.poll() is None:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait(10)
+        shutil.rmtree(root, ignore_errors=True)
