@@ -307,11 +307,17 @@ class Children:
 
 
 def run_once(child: Child) -> None:
-    """Run `child` in a forked child, to its end; RuntimeError if it fails."""
+    """Run `child` in a forked child, to its end; RuntimeError if it fails. Stopped with us: a signal that ends
+    `serve` meanwhile stops it too (it runs in a process group of its own, out of reach of Ctrl-C)."""
     pid = os.fork()
     if pid == 0:
         _forked(child)
-    status = os.waitpid(pid, 0)[1]
+    try:
+        status = os.waitpid(pid, 0)[1]
+    except BaseException:
+        _signal_group(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+        raise
     if status:
         raise RuntimeError(f"{child.name} failed ({_wait_status(status)}); see its log")
 
@@ -394,9 +400,11 @@ def preload(modules: list[str], *, env: dict[str, str]) -> None:
         os.environ.update(ours)
 
 
-def _run_program(module: str, argv: list[str], *, env: dict[str, str], log_file: Path) -> None:
+def _run_program(module: str, argv: list[str], *, env: dict[str, str], log_file: Path, listener: socket.socket) -> None:
     """Run program `module` (its `main()`, as `python -m module ARGV…` would) in this forked child, in a process
-    group of its own (stopping it stops what it started), with environment `env`, logging to `log_file`."""
+    group of its own (stopping it stops what it started), with environment `env`, logging to `log_file`. The
+    API's `listener` is closed first: a program left running after `serve` was killed must not hold its port."""
+    listener.close()
     os.setsid()
     out = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(out, 1)
@@ -411,13 +419,15 @@ def _run_program(module: str, argv: list[str], *, env: dict[str, str], log_file:
     importlib.import_module(module).main()
 
 
-def prefect_server_processes(*, env: dict[str, str], port: int, log_file: Path) -> tuple[Child, Child]:
+def prefect_server_processes(
+    *, env: dict[str, str], port: int, log_file: Path, listener: socket.socket
+) -> tuple[Child, Child]:
     """The Prefect server (`python -m flows.prefect_server server start …`) in a forked child, and the child that
     migrates its database first (`run_once`): Prefect's own migration on start loads its ~120 migration scripts
     into the server, for good (measured on an idle `serve`: the server holds 9 MiB less without)."""
 
     def program(argv: list[str], env: dict[str, str]) -> Callable[[], None]:
-        return lambda: _run_program(PREFECT_SERVER_MODULE, argv, env=env, log_file=log_file)
+        return lambda: _run_program(PREFECT_SERVER_MODULE, argv, env=env, log_file=log_file, listener=listener)
 
     migrated = {**env, "PREFECT_API_DATABASE_MIGRATE_ON_START": "false"}
     return (
@@ -426,12 +436,12 @@ def prefect_server_processes(*, env: dict[str, str], port: int, log_file: Path) 
     )
 
 
-def flow_worker_process(*, env: dict[str, str], log_file: Path, limit: int = 4) -> Child:
+def flow_worker_process(*, env: dict[str, str], log_file: Path, listener: socket.socket, limit: int = 4) -> Child:
     """The flow worker (`python -m flows.worker`) in a forked child (stopping it stops its segment runs)."""
 
     def main() -> None:
         configure_logging()
-        _run_program(FLOW_WORKER_MODULE, ["--limit", str(limit)], env=env, log_file=log_file)
+        _run_program(FLOW_WORKER_MODULE, ["--limit", str(limit)], env=env, log_file=log_file, listener=listener)
 
     return Child("flow worker", main)
 
@@ -523,15 +533,19 @@ def run(*, host: str, port: int, api_workers: int, flow_worker: bool = True) -> 
         stack.callback(prefect.stop)
         if server_env:
             log.info("starting Prefect server on Postgres (database %s)", prefect_database(database_name(app_url)))
+            server_log = logs / "prefect-server.log"
             migration, server = prefect_server_processes(
-                env=server_env, port=settings.prefect_port, log_file=logs / "prefect-server.log"
+                env=server_env, port=settings.prefect_port, log_file=server_log, listener=sock
             )
             run_once(migration)
-            wait_until_healthy(f"{api_url}/health", timeout=90, pid=prefect.start(server))
+            try:
+                wait_until_healthy(f"{api_url}/health", timeout=90, pid=prefect.start(server))
+            except RuntimeError as exc:
+                raise RuntimeError(f"the Prefect server did not start ({exc}); see {server_log}") from None
         children = Children()
         stack.callback(children.stop)
         if flow_worker:
-            children.start(flow_worker_process(env=env, log_file=logs / "flows.log"))
+            children.start(flow_worker_process(env=env, log_file=logs / "flows.log", listener=sock))
             log.info("Prefect API %s; a flow worker runs the flows; logs in %s", api_url, logs)
         else:
             log.info("Prefect API %s; no flow worker here (--no-workers): start `relreq worker`s", api_url)

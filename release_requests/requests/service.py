@@ -89,6 +89,17 @@ _FILE = select(ReleaseRequest).from_statement(
 )
 
 
+def _received_at_problem(received_at: datetime, *, now: datetime, config: AppConfig) -> InvalidInput | None:
+    if received_at > now:
+        return InvalidInput("received_at is in the future", field="received_at")
+    if received_at < now - timedelta(hours=config.intake.requests.max_backdate_hours):
+        return InvalidInput(
+            f"received_at is more than {config.intake.requests.max_backdate_hours} h ago; check the date",
+            field="received_at",
+        )
+    return None
+
+
 def file_request(session: Session, *, actor: Person, data: SubmitRequest, config: AppConfig) -> Submission:
     """File a request, once per `submission_key`: the same person sending a key again (a double click, a retry
     after a lost answer, two at the same moment) gets the request filed with it and files nothing new."""
@@ -102,14 +113,11 @@ def file_request(session: Session, *, actor: Person, data: SubmitRequest, config
     key = data.submission_key
     now = db_now(session)
     received_at = data.received_at or now
-    if received_at > now:
-        raise InvalidInput("received_at is in the future", field="received_at")
-    oldest = now - timedelta(hours=config.intake.requests.max_backdate_hours)
-    if received_at < oldest:
-        raise InvalidInput(
-            f"received_at is more than {config.intake.requests.max_backdate_hours} h ago; check the date",
-            field="received_at",
-        )
+    if (problem := _received_at_problem(received_at, now=now, config=config)) is not None:
+        # a retry of a call logged just inside the limit, now just outside it, still gets the request filed then
+        if key is not None and (earlier := _filed_with_key(session, actor=actor, key=key)) is not None:
+            return Submission(earlier, replayed=True)
+        raise problem
     # Routing looks at who was available when the customer reached us (a call at 02:00 on Sunday goes to the
     # manager on duty even if it is typed in later); the SLA watcher re-routes if that person is away later.
     decision = choose_owner(session, customer_id=customer.id, at=received_at)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
 
 from release_requests import db
+from release_requests.errors import InvalidInput
 from release_requests.people.models import Person
 from release_requests.requests.schemas import SubmitRequest
 from release_requests.workflows import intake
@@ -353,6 +355,24 @@ def test_two_threads_sending_one_key_at_once_file_one_request(world, cast):
         assert len({a.json()["id"] for a in answers[key]}) == 1
     with world.client(cast.customer_user) as c:
         assert c.get("/api/v1/requests").json()["total"] == len(keys)
+
+
+def test_a_retry_whose_received_at_has_left_the_limit_since_gets_the_request_filed_then(world, cast, config):
+    """A call logged near the back-dating limit whose answer was lost: its retry, now past the limit (or under a
+    lower limit), is the same submission and gets its request; without the key the date is refused."""
+    data = SubmitRequest(
+        **_keyed_body(cast.customer_id, f"late-{uuid.uuid4().hex}", received_at=datetime.now(UTC) - timedelta(hours=2))
+    )
+    with db.transaction(world.sessions) as s:
+        first = intake.file_request(s, actor=s.get(Person, cast.tam.id), data=data, config=config)
+    requests = config.intake.requests.model_copy(update={"max_backdate_hours": 1})
+    stricter = config.model_copy(update={"intake": config.intake.model_copy(update={"requests": requests})})
+    with db.transaction(world.sessions) as s:
+        again = intake.file_request(s, actor=s.get(Person, cast.tam.id), data=data, config=stricter)
+        assert again.replayed and again.request.id == first.request.id
+    unkeyed = data.model_copy(update={"submission_key": None})
+    with pytest.raises(InvalidInput, match="received_at is more than 1 h ago"), db.transaction(world.sessions) as s:
+        intake.file_request(s, actor=s.get(Person, cast.tam.id), data=unkeyed, config=stricter)
 
 
 def test_a_key_racing_an_uncommitted_filing_waits_for_it_and_gets_that_request(world, cast, config):

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from devservers import free_port
 from tests.platform.test_first_run import RELREQ, _env
@@ -30,19 +31,29 @@ def _wait_for(url: str, serve: subprocess.Popen, log: Path, *, timeout: float = 
         time.sleep(0.5)
 
 
-def _in_session(sid: int) -> list[str]:
-    """Processes still in session `sid` (serve's and everything it forked without a session of its own)."""
-    left = []
+def _descendants(root: int) -> dict[int, str]:
+    """Every process `root` started, however deep and whatever session it made: {pid: command line}."""
+    children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(stat[3]) == sid:
-                    command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                    left.append(f"{entry.name}: {command}")
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
             except (FileNotFoundError, ProcessLookupError):
                 continue
-    return left
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = {}, list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        try:
+            found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        todo += children.get(pid, [])
+    return found
+
+
+def _alive(pids) -> list[int]:
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
 
 
 def test_serve_starts_the_api_the_prefect_server_and_a_flow_worker_and_stops_them_all():
@@ -70,13 +81,21 @@ def test_serve_starts_the_api_the_prefect_server_and_a_flow_worker_and_stops_the
         )
         assert pool.json()["type"] == "process"
 
+        # two API processes, the Prefect server and the flow worker: forked, so they share serve's command line
+        # (the embedded Postgres is not among them: pg_ctl detaches it; its postmaster.pid is checked below)
+        started = _descendants(serve.pid)
+        assert len(started) >= 4, started
+
         serve.send_signal(signal.SIGTERM)  # as systemd or Ctrl-C would: serve stops what it started
         assert serve.wait(90) == 0, log.read_text()[-3000:]
         deadline = time.monotonic() + 10
-        while (left := _in_session(serve.pid)) and time.monotonic() < deadline:
+        while (left := _alive(started)) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not left, left
+        assert not left, {pid: started[pid] for pid in left}
         assert not (root / "data" / "postgres" / "postmaster.pid").exists(), "the embedded Postgres still runs"
+        for stopped in (port, prefect_port):
+            with pytest.raises(httpx.TransportError):
+                httpx.get(f"http://127.0.0.1:{stopped}/", timeout=2)
     finally:
         if serve.poll() is None:
             os.killpg(serve.pid, signal.SIGKILL)
