@@ -164,13 +164,19 @@ def floor(url: str, *, clients: int, count: int) -> dict:
     }
 
 
-def filing_writes_floor(url: str, *, template_id: str, clients: int, count: int, postgres) -> dict:
+def filing_writes_floor(
+    url: str, *, template_id: str, clients: int, count: int, postgres, chained: bool = True
+) -> dict:
     """The rows one filing writes, and nothing else: a copy of the request `template_id` with its outbox rows
     and its audit events, chained under the chain's lock, in one transaction of five prepared statements (the
     request, its outbox rows, the lock, the last event, the events) with no ORM and no HTTP. What the
     database needs for a filing, whatever the application does: p50 on one connection, filings/s and the
     Postgres CPU per filing on `clients` connections. The copies' hashes are stand-ins (the rows are the same
-    size; the chain of this throw-away database no longer verifies afterwards)."""
+    size; the chain of this throw-away database no longer verifies afterwards).
+
+    `chained=False`: the same rows without the lock and the read of the last event (numbered apart, so that
+    writers never collide): what chaining at commit costs, and what a sequencer chaining committed events
+    later, in batches, could give back."""
     import uuid
 
     import psycopg
@@ -201,8 +207,8 @@ def filing_writes_floor(url: str, *, template_id: str, clients: int, count: int,
     hasher = __import__("hashlib").sha256
 
     def file_once(conn, n: int) -> None:
-        rid = f"FLOOR-{n:09d}"
-        conn.execute(sql_request, [value(v) for v in (request | {"id": rid, "submission_key": f"floor-{n}"}).values()])
+        rid = f"{'FLOOR' if chained else 'FLOORU'}-{n:09d}"
+        conn.execute(sql_request, [value(v) for v in (request | {"id": rid, "submission_key": rid}).values()])
         conn.execute(
             sql_outbox,
             [
@@ -213,9 +219,12 @@ def filing_writes_floor(url: str, *, template_id: str, clients: int, count: int,
                 ).values()
             ],
         )
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CHAIN_LOCK_KEY,))
-        last = conn.execute("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev = last["seq"], last["hash"]
+        if chained:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CHAIN_LOCK_KEY,))
+            last = conn.execute("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = last["seq"], last["hash"]
+        else:
+            seq, prev = 10**12 + n * len(events), "0" * 64
         params = []
         for event in events:
             seq += 1
@@ -245,10 +254,11 @@ def filing_writes_floor(url: str, *, template_id: str, clients: int, count: int,
         for conn in connections:
             conn.close()
     done = sum(map(len, per_client))
+    name = "filing_writes" if chained else "filing_writes_unchained"
     return {
-        "filing_writes_p50_ms": round(statistics.median(single) * 1000, 2),
-        f"filing_writes_per_second_{clients}_connections": round(done / elapsed),
-        "filing_writes_postgres_cpu_ms": round(cpu_used / done * 1000, 2),
+        f"{name}_p50_ms": round(statistics.median(single) * 1000, 2),
+        f"{name}_per_second_{clients}_connections": round(done / elapsed),
+        f"{name}_postgres_cpu_ms": round(cpu_used / done * 1000, 2),
     }
 
 
@@ -521,15 +531,17 @@ def main() -> None:
                 env, workers=args.api_workers, tokens=tokens, clients_counts=args.clients, count=args.requests
             )
         )
-        floors.update(
-            filing_writes_floor(
-                url,
-                template_id=acknowledged[0],
-                clients=max(args.clients),
-                count=args.requests,
-                postgres=servers["postgres"],
+        for chained in (True, False):
+            floors.update(
+                filing_writes_floor(
+                    url,
+                    template_id=acknowledged[0],
+                    clients=max(args.clients),
+                    count=args.requests,
+                    postgres=servers["postgres"],
+                    chained=chained,
+                )
             )
-        )
 
         after_restart = None
         for run in runs:
