@@ -14,6 +14,9 @@ def test_the_demo_story_runs_to_the_end(tmp_path_factory):
     data = Path(tmp_path_factory.mktemp("demo-home"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RR_", "PREFECT_"))}
     env["RR_DATA_DIR"] = str(data)
+    # the worker `relreq serve` starts asks for segment runs every second, not Prefect's 10 s: the story waits on
+    # four of them (build, three stages); the operator's environment wins over serve's worker defaults
+    env["PREFECT_WORKER_QUERY_SECONDS"] = "1"
     relreq = Path(sys.executable).parent / "relreq"
     result = subprocess.run([relreq, "demo"], env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
     out = result.stdout

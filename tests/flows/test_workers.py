@@ -27,6 +27,7 @@ from tests.pipeline.conftest import fp_request, world_pipeline  # noqa: F401 (fi
 from tests.pipeline.test_segments import notices_per_recipient, state
 
 CACHES = (get_settings, runtime.session_factory, get_config)
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 def segment_runs(api: str, installation: str) -> list[dict]:
@@ -76,7 +77,9 @@ def test_a_worker_killed_mid_build_loses_nothing_and_the_build_runs_once(
             build = service.latest_build(s, request_id=rid)
             return build.status if build else None
 
-    with zombie_window(40):
+    # the test waits this window out, so it is shorter than a heartbeat (30 s): safe here because the only run
+    # that lives on, worker b's build, takes about a second from start to end (10 s is the least Prefect accepts)
+    with zombie_window(20):
         # the crash point is a backstop: however late the kill below, this build cannot finish on worker a
         a = start_worker({**env, "RR_CRASH_AT": "build:built"}, tmp_path / "a.log")
         try:
@@ -141,6 +144,13 @@ def test_two_workers_share_the_segment_runs_and_run_none_twice(world_pipeline, p
             return statuses == ["done"] * len(keys)
 
         wait_for(done, timeout=90, what="the workers run every segment")
+        # a run marks its trigger done before it reports its own end to Prefect: stopped now, a worker could take
+        # that report with it (the run would stay Running until the zombie automation came)
+        wait_for(
+            lambda: {r["state_type"] for r in segment_runs(prefect_client_env, installation)} <= FINAL,
+            timeout=30,
+            what="every segment run reports its end",
+        )
     finally:
         for worker in workers:
             worker.stop()

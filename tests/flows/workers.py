@@ -86,9 +86,12 @@ def start_worker(env: dict[str, str], log: Path, *, limit: int = 1) -> Worker:
 
 @contextmanager
 def zombie_window(seconds: float):
-    """The zombie-run automation with a shorter window than production's 90 s (heartbeats stay at 30 s, the
-    least Prefect accepts), for this block; removed afterwards, so the next worker creates the default one.
-    Needs the test's Prefect client settings (`prefect_client_env`)."""
+    """The zombie-run automation with a shorter window than production's 90 s, for this block; removed
+    afterwards, so the next worker creates the default one. Needs the test's Prefect client settings
+    (`prefect_client_env`).
+
+    Heartbeats stay at 30 s (the least Prefect accepts) and a run heartbeats as it starts, so a window under
+    30 s would crash a healthy run that outlives it: keep it well above the longest run the block starts."""
     # deferred: importing Prefect costs a second, only the tests that start workers need it
     from prefect.automations import Automation
 

@@ -80,6 +80,9 @@ def world_pipeline(committed_db, tmp_path, starter_template, monkeypatch) -> Pip
         settings, segments.Segment(db.make_sessionmaker(engine), settings, config), committed_db, config
     )
     engine.dispose()
+    # the settings cached during the test name this world's RR_SIGREPO, which goes with it: later tests (the
+    # release tests' session bases) must read their own
+    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -343,8 +343,10 @@ def test_one_customer_cannot_halt_global_two_can_and_a_person_resumes_it(
     with db.transaction(world.sessions) as s:
         pointer = s.get(ChannelPointer, "global")
         assert (pointer.version, pointer.halted_version, pointer.halted_reason) == (releases.v2, bad, decision.reason)
-        halted = s.scalars(
-            select(AuditEvent).where(AuditEvent.entity_id == "global", AuditEvent.action == "channel.halted")
+        halted = s.scalars(  # the newest: other tests may have halted the shared channel before
+            select(AuditEvent)
+            .where(AuditEvent.entity_id == "global", AuditEvent.action == "channel.halted")
+            .order_by(AuditEvent.seq)
         ).all()[-1]
         assert {c["client_id"] for c in halted.after["evidence"]["clients"]} == {c for c, _ in named}
         assert halted.after["evidence"]["files"] == [releases.fp_sha256] and halted.after["halted_version"] == bad
