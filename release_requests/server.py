@@ -267,8 +267,10 @@ class Children:
 
     def start(self, child: Child) -> int:
         child.started = time.monotonic()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
+            _die_with(parent)
             _forked(child)
         self.running[pid] = child
         return pid
@@ -306,11 +308,26 @@ class Children:
         self.running.clear()
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent ends
+
+
+def _die_with(parent: int) -> None:
+    """End this forked child when `serve` ends, however it ends. A SIGKILLed `serve` (the OOM killer, `kill -9`)
+    runs no clean-up: its children, in sessions of their own, would run on unsupervised and keep their ports,
+    and the next `serve` would find them taken. Linux sends the child SIGTERM then (elsewhere: nothing changes)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # `serve` ended before the line above took effect
+        os._exit(0)
+
+
 def run_once(child: Child) -> None:
     """Run `child` in a forked child, to its end; RuntimeError if it fails. Stopped with us: a signal that ends
     `serve` meanwhile stops it too (it runs in a process group of its own, out of reach of Ctrl-C)."""
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
+        _die_with(parent)
         _forked(child)
     try:
         status = os.waitpid(pid, 0)[1]

@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -101,3 +102,30 @@ def test_serve_starts_the_api_the_prefect_server_and_a_flow_worker_and_stops_the
             os.killpg(serve.pid, signal.SIGKILL)
             serve.wait(10)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_child_of_a_killed_serve_ends_with_it():
+    """`serve` SIGKILLed (the OOM killer, kill -9) runs no clean-up: its forked children end anyway, instead of
+    running on unsupervised in sessions of their own and holding their ports."""
+    program = (
+        "import os, sys, time\n"
+        "from release_requests.server import Child, Children\n"
+        "def main():\n"
+        "    os.setsid()\n"  # as the Prefect server and the flow worker do: out of reach of serve's group
+        "    time.sleep(600)\n"
+        "print(Children().start(Child('sleeper', main)), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        assert _alive([child]) == [child]
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while _alive([child]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive([child]), "the forked child outlived its killed parent"
+    finally:
+        parent.kill()
+        parent.wait(10)
