@@ -40,9 +40,16 @@ serve: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/relreq demo
 
+# Two pytest processes (pytest-xdist), each with its own embedded Postgres, Prefect server and ports: most of the
+# suite waits on servers and subprocesses, so two share even two cores well. `loadscope` keeps a module's tests
+# (and its module-scoped servers) in one process; `--no-loadscope-reorder` keeps the files' order instead of
+# running the biggest modules first (which leaves the minute-long single tests for the end).
+# TEST_WORKERS=0 runs the suite in this process alone.
+TEST_WORKERS ?= 2
+
 test: $(APT_STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 # docs/screenshots/*.png: every page of the console on the way through the whole story (docs/web.md)
 screenshots: $(APT_STAMP)
