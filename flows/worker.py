@@ -59,6 +59,7 @@ from flows.reports import reports_due
 from flows.sla_watch import sla_watch
 from release_requests.installation import deployment_name, installation_name
 from release_requests.listening import KEEPALIVES, libpq_url
+from release_requests.logs import configure_logging
 from release_requests.runtime import migrated_url
 from release_requests.settings import get_settings
 
@@ -288,6 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m flows.worker")
     parser.add_argument("--limit", type=int, default=4, help="segment runs at once on this worker")
     args = parser.parse_args(argv)
+    configure_logging()  # RR_LOG_FORMAT and RR_LOG_LEVEL, secrets redacted: as every other process of ours logs
     url = migrated_url()
     pool = register(url)
     stop = threading.Event()

@@ -457,7 +457,6 @@ def flow_worker_process(*, env: dict[str, str], log_file: Path, listener: socket
     """The flow worker (`python -m flows.worker`) in a forked child (stopping it stops its segment runs)."""
 
     def main() -> None:
-        configure_logging()
         _run_program(FLOW_WORKER_MODULE, ["--limit", str(limit)], env=env, log_file=log_file, listener=listener)
 
     return Child("flow worker", main)

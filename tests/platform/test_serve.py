@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -81,6 +82,13 @@ def test_serve_starts_the_api_the_prefect_server_and_a_flow_worker_and_stops_the
             f"http://127.0.0.1:{prefect_port}/api/work_pools/release-requests@release_requests", serve, log
         )
         assert pool.json()["type"] == "process"
+        # the worker logs as every process of ours does: to its file, as JSON there (RR_LOG_FORMAT=auto)
+        worker_log = root / "data" / "logs" / "flows.log"
+        deadline = time.monotonic() + 30
+        while not (started := [line for line in worker_log.read_text().splitlines() if "polling work pool" in line]):
+            assert time.monotonic() < deadline, worker_log.read_text()[-3000:]
+            time.sleep(0.2)
+        assert json.loads(started[0])["logger"] == "flows.worker"
 
         # two API processes, the Prefect server and the flow worker: forked, so they share serve's command line
         # (the embedded Postgres is not among them: pg_ctl detaches it; its postmaster.pid is checked below)
