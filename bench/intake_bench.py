@@ -482,8 +482,11 @@ def main() -> None:
             start_new_session=True,
         )
         wait_for(port, "/healthz")
-        postmaster = int((Path(server.pgdata) / "postmaster.pid").read_text().split()[0])
-        servers = {"api": lambda: process_tree(api.pid), "postgres": lambda: process_tree(postmaster)}
+
+        def postgres() -> list[int]:  # read each time: `--restart` starts another postmaster
+            return process_tree(int((Path(server.pgdata) / "postmaster.pid").read_text().split()[0]))
+
+        servers = {"api": lambda: process_tree(api.pid), "postgres": postgres}
         run_clients(port, tokens, clients=1, count=50, label="warm-up")
 
         runs, restart = [], {}

@@ -267,11 +267,7 @@ class Children:
 
     def start(self, child: Child) -> int:
         child.started = time.monotonic()
-        parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            _die_with(parent)
-            _forked(child)
+        pid = _fork(child)
         self.running[pid] = child
         return pid
 
@@ -324,11 +320,7 @@ def _die_with(parent: int) -> None:
 def run_once(child: Child) -> None:
     """Run `child` in a forked child, to its end; RuntimeError if it fails. Stopped with us: a signal that ends
     `serve` meanwhile stops it too (it runs in a process group of its own, out of reach of Ctrl-C)."""
-    parent = os.getpid()
-    pid = os.fork()
-    if pid == 0:
-        _die_with(parent)
-        _forked(child)
+    pid = _fork(child)
     try:
         status = os.waitpid(pid, 0)[1]
     except BaseException:
@@ -354,14 +346,31 @@ def _wait_status(status: int) -> str:
     return f"exit code {os.waitstatus_to_exitcode(status)}"
 
 
-def _forked(child: Child) -> None:
+_STOPPING = {signal.SIGTERM, signal.SIGINT}
+
+
+def _fork(child: Child) -> int:
+    """Fork a process living `child`'s life (`_forked`); its pid. The signals that stop `serve` wait, blocked,
+    while the child still has `serve`'s handlers: one handled there would run `serve`'s clean-ups in the child."""
+    parent = os.getpid()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
+    pid = os.fork()
+    if pid == 0:
+        _forked(child, parent=parent, mask=mask)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    return pid
+
+
+def _forked(child: Child, *, parent: int, mask: set[signal.Signals]) -> None:
     """The child's whole life: the parent's signal handlers and clean-ups are not its own, so it never returns
     into the parent's code and ends with `os._exit` (no atexit handlers: those would stop the embedded
     Postgres the parent holds)."""
     code = 0
     try:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in _STOPPING:
             signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a stop that came meanwhile ends this child now
+        _die_with(parent)
         child.main()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 0

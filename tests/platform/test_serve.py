@@ -55,7 +55,16 @@ def _descendants(root: int) -> dict[int, str]:
 
 
 def _alive(pids) -> list[int]:
-    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+    """Those of `pids` still running (a zombie waiting for its reaper has ended)."""
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if state != "Z":
+            alive.append(pid)
+    return alive
 
 
 def test_serve_starts_the_api_the_prefect_server_and_a_flow_worker_and_stops_them_all():
