@@ -486,7 +486,7 @@ def run_worker(*, limit: int) -> None:
 
 
 def _stop(process: subprocess.Popen) -> None:
-    """Stop a child and everything it started (its own process group: flow runs of the runner too)."""
+    """Stop a process `start_prefect_server` started, and everything it started (its own process group)."""
     if process.poll() is not None:
         return
     os.killpg(process.pid, signal.SIGTERM)
